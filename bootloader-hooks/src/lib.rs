@@ -1,0 +1,1 @@
+//! Boot state in GPT attribute bits.

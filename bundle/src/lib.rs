@@ -1,0 +1,6 @@
+//! placeholder
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("not yet")]
+    NotYet,
+}

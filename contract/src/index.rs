@@ -1,0 +1,1 @@
+//! Bundle chunk index: see the module docs once written.

@@ -1,0 +1,9 @@
+//! The contract between flipside's image builder and the device: data types and their
+//! validation only, no I/O.
+//!
+//! - [`release`]: what a built image is (name, monotonic version, hardware id, files) and the
+//!   custom fields its TUF targets carry.
+//! - [`index`]: the bundle's chunk index, the format a device verifies every chunk against.
+
+pub mod index;
+pub mod release;

@@ -1,0 +1,249 @@
+//! The release description written by `flipside-build image` (`release.json`) and the custom
+//! fields of the TUF targets `flipside-build repo add` publishes.
+//!
+//! Compatibility: fields are only ever added, with `#[serde(default)]`; `format` changes only
+//! when an older reader would misread a file, and readers refuse formats they do not know.
+
+use serde::{Deserialize, Serialize};
+
+/// Format number of [`Release`] and [`TargetCustom`] written by this version.
+pub const RELEASE_FORMAT: u32 = 1;
+
+/// Key under a TUF target's `custom` object that holds flipside's fields.
+pub const CUSTOM_KEY: &str = "flipside";
+
+/// Failure to accept a release description or target name.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("release format {found} is not supported (this build reads format {RELEASE_FORMAT}); upgrade flipside")]
+    UnsupportedFormat { found: u32 },
+    #[error("invalid name {name:?}: {why}")]
+    InvalidName { name: String, why: &'static str },
+    #[error("invalid sha256 {value:?}: expected 64 lowercase hex digits")]
+    InvalidSha256 { value: String },
+}
+
+/// One built image: written next to the image, bundle and index as `release.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub format: u32,
+    /// System name, e.g. `kiosk`: a [`check_name`] name.
+    pub name: String,
+    /// Monotonic release number; devices never install a lower one (anti-rollback).
+    pub version: u64,
+    /// Free-form version shown to people, e.g. `2.3.1`.
+    pub display_version: String,
+    /// Devices accept only images whose hardware id equals theirs.
+    pub hardware_id: String,
+    /// The root-filesystem image (uncompressed, as written to a slot).
+    pub image: ImageInfo,
+    /// The bundle file: the image as independently compressed chunks.
+    pub bundle: FileInfo,
+    /// The chunk index file of the bundle.
+    pub index: FileInfo,
+    /// Path of the init program inside the image.
+    pub init: String,
+    /// Every store path in the image, sorted by path.
+    pub closure: Vec<ClosureEntry>,
+}
+
+/// The uncompressed image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// Filesystem type as the kernel names it (`squashfs`).
+    pub filesystem: String,
+    pub length: u64,
+    /// Lowercase hex sha256 of the whole image.
+    pub sha256: String,
+}
+
+/// A file next to `release.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// File name (no directory), also the TUF target name.
+    pub name: String,
+    pub length: u64,
+    pub sha256: String,
+}
+
+/// One store path of the image's closure.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClosureEntry {
+    /// Absolute store path as seen inside the image, e.g. `/nix/store/<hash>-openssl-3.0.1`.
+    pub path: String,
+    /// Content hash of the path (`sha256:<hex>`; the NAR hash for Nix paths).
+    pub hash: String,
+    /// Store paths it references, sorted.
+    #[serde(default)]
+    pub references: Vec<String>,
+}
+
+/// What a TUF target is, in its `custom.flipside` object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// The bundle (chunks a device streams).
+    Bundle,
+    /// The bundle's chunk index.
+    Index,
+}
+
+/// `custom.flipside` of a bundle or index target. A device picks its update from these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetCustom {
+    pub format: u32,
+    pub kind: TargetKind,
+    pub name: String,
+    pub version: u64,
+    pub display_version: String,
+    pub hardware_id: String,
+    pub filesystem: String,
+    pub image_length: u64,
+    pub image_sha256: String,
+    /// Target name of the bundle's chunk index (for both kinds).
+    pub index_target: String,
+    /// Target name of the bundle (for both kinds).
+    pub bundle_target: String,
+}
+
+impl Release {
+    /// Checks what a reader relies on: the format, the names and the hashes.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.format != RELEASE_FORMAT {
+            return Err(Error::UnsupportedFormat { found: self.format });
+        }
+        check_name(&self.name)?;
+        check_name(&self.hardware_id)?;
+        check_name(&self.bundle.name)?;
+        check_name(&self.index.name)?;
+        for sha in [&self.image.sha256, &self.bundle.sha256, &self.index.sha256] {
+            check_sha256(sha)?;
+        }
+        Ok(())
+    }
+
+    /// The custom fields for the target of the given kind.
+    pub fn target_custom(&self, kind: TargetKind) -> TargetCustom {
+        TargetCustom {
+            format: RELEASE_FORMAT,
+            kind,
+            name: self.name.clone(),
+            version: self.version,
+            display_version: self.display_version.clone(),
+            hardware_id: self.hardware_id.clone(),
+            filesystem: self.image.filesystem.clone(),
+            image_length: self.image.length,
+            image_sha256: self.image.sha256.clone(),
+            index_target: self.index.name.clone(),
+            bundle_target: self.bundle.name.clone(),
+        }
+    }
+}
+
+impl TargetCustom {
+    /// Checks the format and names a device relies on before acting on a target.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.format != RELEASE_FORMAT {
+            return Err(Error::UnsupportedFormat { found: self.format });
+        }
+        check_name(&self.name)?;
+        check_name(&self.hardware_id)?;
+        check_name(&self.index_target)?;
+        check_name(&self.bundle_target)?;
+        check_sha256(&self.image_sha256)
+    }
+}
+
+/// Names that become file names and target names: 1 to 128 of `[A-Za-z0-9._+-]`, not starting
+/// with `.` or `-`. This keeps every name usable as one path component, never a path.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    let bad = |why| {
+        Err(Error::InvalidName {
+            name: name.to_string(),
+            why,
+        })
+    };
+    if name.is_empty() || name.len() > 128 {
+        return bad("must be 1 to 128 characters long");
+    }
+    if name.starts_with('.') || name.starts_with('-') {
+        return bad("must not start with '.' or '-'");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+    {
+        return bad("may contain only letters, digits and . _ + -");
+    }
+    Ok(())
+}
+
+fn check_sha256(value: &str) -> Result<(), Error> {
+    if value.len() == 64
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        Ok(())
+    } else {
+        Err(Error::InvalidSha256 {
+            value: value.to_string(),
+        })
+    }
+}
+
+/// `<name>-<version>.bundle` and `<name>-<version>.index`: the file and target names of a release.
+pub fn file_names(name: &str, version: u64) -> (String, String) {
+    (
+        format!("{name}-{version}.bundle"),
+        format!("{name}-{version}.index"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_single_path_components() {
+        for good in ["kiosk", "qemu-x86_64.v1", "a+b", "A9"] {
+            assert_eq!(check_name(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "-x",
+            ".hidden",
+            "a b",
+            "é",
+            &"x".repeat(129),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn format_one_parses_and_validates() {
+        let text = include_str!("../tests/data/release-format-1.json");
+        let release: Release = serde_json::from_str(text).unwrap();
+        release.validate().unwrap();
+        assert_eq!(release.version, 7);
+        let custom = release.target_custom(TargetKind::Bundle);
+        custom.validate().unwrap();
+        assert_eq!(custom.bundle_target, "kiosk-7.bundle");
+    }
+
+    #[test]
+    fn unknown_format_is_refused() {
+        let text = include_str!("../tests/data/release-format-1.json")
+            .replace("\"format\": 1", "\"format\": 2");
+        let release: Release = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            release.validate(),
+            Err(Error::UnsupportedFormat { found: 2 })
+        );
+    }
+}

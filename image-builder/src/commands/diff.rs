@@ -1,0 +1,6 @@
+use crate::Error;
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {}
+pub fn run(_args: DiffArgs) -> Result<(), Error> {
+    todo!()
+}

@@ -1,0 +1,14 @@
+//! flipside's image builder: store closures in, reproducible root-filesystem images, chunked
+//! bundles and a signed static TUF repository out.
+//!
+//! I/O lives at the edges (`store`, `rootfs`, `repo`); the rules (hashing, closure, chunk
+//! index, metadata) are pure functions the tests exercise without a disk where they can.
+
+pub mod commands;
+pub mod error;
+pub mod image;
+pub mod progress;
+pub mod rootfs;
+pub mod system;
+
+pub use error::{Class, Error};

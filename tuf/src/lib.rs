@@ -1,0 +1,1 @@
+//! TUF metadata, signing and verification.
