@@ -78,6 +78,22 @@ pub struct ClosureEntry {
     pub references: Vec<String>,
 }
 
+/// Where every image carries its [`SystemInfo`].
+pub const SYSTEM_INFO_PATH: &str = "/.flipside/system.json";
+
+/// Written into every image at [`SYSTEM_INFO_PATH`], so a running system knows what it is
+/// (the updater reads its installed version and hardware id from here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemInfo {
+    pub format: u32,
+    pub name: String,
+    pub version: u64,
+    pub display_version: String,
+    pub hardware_id: String,
+    pub init: String,
+    pub closure: Vec<ClosureEntry>,
+}
+
 /// What a TUF target is, in its `custom.flipside` object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

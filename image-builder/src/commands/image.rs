@@ -1,6 +1,64 @@
+//! `flipside-build image SYSTEM.toml -o OUTDIR`
+
+use std::path::PathBuf;
+
+use flipside_bundle::BundleParams;
+
+use crate::image::{self, Options};
 use crate::Error;
+
 #[derive(Debug, clap::Args)]
-pub struct ImageArgs {}
-pub fn run(_args: ImageArgs) -> Result<(), Error> {
-    todo!()
+#[command(
+    after_help = "Example:\n  flipside-build image examples/appliance/system.toml -o out/v1\n\n\
+Writes OUTDIR/<name>-<version>.squashfs (the root filesystem), .bundle (its chunks, each\n\
+zstd-compressed), .index (the chunk index) and release.json (what `repo add` publishes)."
+)]
+pub struct ImageArgs {
+    /// The system description (TOML; see examples/).
+    pub system: PathBuf,
+    /// Output directory for the image, bundle, index and release.json.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// The built-in store for `dir` and `files` roots [default: $FLIPSIDE_STORE or ./flipside-store]
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Refuse an image larger than this many bytes (overrides `slot_size`).
+    #[arg(long)]
+    pub slot_size: Option<u64>,
+    /// zstd level of the bundle's chunks (1-22; higher is smaller and slower to build).
+    #[arg(long, default_value_t = BundleParams::default().zstd_level)]
+    pub zstd_level: i32,
+    /// Compression threads (0: one per core). The output does not depend on it.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+pub fn run(args: ImageArgs) -> Result<(), Error> {
+    let store = args
+        .store
+        .or_else(|| std::env::var_os("FLIPSIDE_STORE").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("flipside-store"));
+    let options = Options {
+        store,
+        out_dir: args.out.clone(),
+        slot_size: args.slot_size,
+        bundle: BundleParams {
+            zstd_level: args.zstd_level,
+            threads: args.threads,
+            ..BundleParams::default()
+        },
+    };
+    let release = image::build(&args.system, &options)?;
+    println!(
+        "{} {} ({}) for {}: image {} bytes sha256 {}, bundle {} bytes, in {}",
+        release.name,
+        release.version,
+        release.display_version,
+        release.hardware_id,
+        release.image.length,
+        release.image.sha256,
+        release.bundle.length,
+        args.out.display()
+    );
+    Ok(())
 }

@@ -1,0 +1,410 @@
+//! `flipside-build image` end to end: reproducibility, the filesystem checker's view, a real
+//! Nix closure, and bad input (exit code, nothing half-written).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flipside-build");
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/appliance")
+}
+
+/// Runs flipside-build with a umask, from `cwd`.
+fn build(args: &[&str], umask: &str, cwd: &Path) -> Output {
+    let mut script = format!("umask {umask}; exec \"$0\"");
+    for i in 1..=args.len() {
+        script.push_str(&format!(" \"${i}\""));
+    }
+    Command::new("sh")
+        .current_dir(cwd)
+        .arg("-c")
+        .arg(script)
+        .arg(BIN)
+        .args(args)
+        .output()
+        .expect("run flipside-build")
+}
+
+fn sha256(path: &Path) -> String {
+    hex::encode(Sha256::digest(fs::read(path).unwrap()))
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn tool(name: &str) -> Command {
+    let found = ["/usr/bin", "/usr/sbin", "/sbin", "/bin"]
+        .iter()
+        .any(|d| Path::new(d).join(name).exists());
+    assert!(
+        found,
+        "{name} is missing: run scripts/test.sh, which installs it"
+    );
+    Command::new(name)
+}
+
+fn listing(image: &Path) -> String {
+    let out = tool("unsquashfs")
+        .arg("-l")
+        .arg("-d")
+        .arg("")
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "unsquashfs refused {}: {}",
+        image.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn outputs(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn example_builds_bit_for_bit_reproducibly() {
+    // Two copies of the example in different places, with different file times and umasks,
+    // into different stores and output directories.
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+    copy_tree(&example_dir(), &one.path().join("appliance"));
+    let deep = two.path().join("some/other/place");
+    fs::create_dir_all(&deep).unwrap();
+    copy_tree(&example_dir(), &deep.join("appliance"));
+    let status = Command::new("find")
+        .arg(&deep)
+        .args([
+            "-exec",
+            "touch",
+            "-h",
+            "-d",
+            "2001-02-03 04:05:06",
+            "{}",
+            "+",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let a = build(
+        &[
+            "image",
+            "appliance/system.toml",
+            "-o",
+            "out",
+            "--store",
+            "store",
+        ],
+        "022",
+        one.path(),
+    );
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    let b = build(
+        &[
+            "image",
+            "appliance/system.toml",
+            "-o",
+            "out",
+            "--store",
+            "store",
+            "--threads",
+            "1",
+        ],
+        "077",
+        &deep,
+    );
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+
+    let names = outputs(&one.path().join("out"));
+    assert_eq!(
+        names,
+        [
+            "appliance-1.bundle",
+            "appliance-1.index",
+            "appliance-1.squashfs",
+            "release.json"
+        ]
+    );
+    for name in &names {
+        assert_eq!(
+            sha256(&one.path().join("out").join(name)),
+            sha256(&deep.join("out").join(name)),
+            "{name} differs between the two builds"
+        );
+    }
+}
+
+#[test]
+fn the_image_is_what_the_description_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = build(
+        &[
+            "image",
+            example_dir().join("system.toml").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--store",
+            dir.path().join("store").to_str().unwrap(),
+        ],
+        "022",
+        dir.path(),
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let image = out.join("appliance-1.squashfs");
+    let list = listing(&image);
+    for path in [
+        "/proc",
+        "/sys",
+        "/dev",
+        "/run",
+        "/tmp",
+        "/data",
+        "/bin",
+        "/etc",
+        "/init",
+        "/.flipside/system.json",
+    ] {
+        assert!(
+            list.lines().any(|l| l == path),
+            "{path} missing from\n{list}"
+        );
+    }
+    assert!(list
+        .lines()
+        .any(|l| l.starts_with("/flipside/store/") && l.ends_with("-busybox/bin/busybox")));
+
+    // The squashfs is uncompressed (the bundle compresses) and has no fragments.
+    let stats = tool("unsquashfs").arg("-s").arg(&image).output().unwrap();
+    let stats = String::from_utf8_lossy(&stats.stdout);
+    assert!(
+        stats.contains("Data is uncompressed") && stats.contains("Inodes are uncompressed"),
+        "{stats}"
+    );
+    assert!(stats.contains("Fragments are not stored"), "{stats}");
+
+    // release.json agrees with the files, and the bundle decompresses to the image.
+    let release: flipside_contract::release::Release =
+        serde_json::from_slice(&fs::read(out.join("release.json")).unwrap()).unwrap();
+    release.validate().unwrap();
+    assert_eq!(release.image.sha256, sha256(&image));
+    assert_eq!(
+        release.bundle.sha256,
+        sha256(&out.join(&release.bundle.name))
+    );
+    assert_eq!(release.index.sha256, sha256(&out.join(&release.index.name)));
+    assert_eq!(release.closure.len(), 2);
+    let unpacked = tool("zstd")
+        .arg("-d")
+        .arg("-c")
+        .arg(out.join(&release.bundle.name))
+        .output()
+        .unwrap();
+    assert!(unpacked.status.success());
+    assert_eq!(
+        hex::encode(Sha256::digest(&unpacked.stdout)),
+        release.image.sha256
+    );
+
+    // The running system can read what it is.
+    let extract = dir.path().join("x");
+    let status = tool("unsquashfs")
+        .arg("-q")
+        .arg("-no-progress")
+        .arg("-d")
+        .arg(&extract)
+        .arg(&image)
+        .arg("/.flipside/system.json")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let info: flipside_contract::release::SystemInfo =
+        serde_json::from_slice(&fs::read(extract.join(".flipside/system.json")).unwrap()).unwrap();
+    assert_eq!(
+        (info.name.as_str(), info.version, info.hardware_id.as_str()),
+        ("appliance", 1, "qemu-x86_64")
+    );
+    assert_eq!(info.closure, release.closure);
+}
+
+#[test]
+fn a_real_nix_closure_becomes_an_image() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../store/tests/nix-fixture.sh");
+    let built = Command::new("sh")
+        .arg(&fixture)
+        .output()
+        .expect("run the Nix fixture");
+    assert!(
+        built.status.success(),
+        "nix-build failed: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let app = String::from_utf8(built.stdout).unwrap().trim().to_string();
+    let closure = Command::new("nix-store")
+        .args(["-qR", &app])
+        .output()
+        .unwrap();
+    let mut expected: Vec<String> = String::from_utf8(closure.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    expected.sort();
+    assert!(
+        expected.len() >= 2,
+        "the fixture should reference another store path: {expected:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("system.toml"),
+        format!(
+            "name = \"nixapp\"\nversion = 4\nhardware_id = \"qemu-x86_64\"\ninit = \"@app/bin/app\"\n\
+             [symlinks]\n\"/share\" = \"@app/share\"\n[[root]]\nname = \"app\"\npath = \"{app}\"\n"
+        ),
+    )
+    .unwrap();
+    let run = build(
+        &["image", "system.toml", "-o", "out", "--store", "store"],
+        "022",
+        dir.path(),
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let list = listing(&dir.path().join("out/nixapp-4.squashfs"));
+    for path in &expected {
+        assert!(
+            list.lines().any(|l| l == path),
+            "{path} missing from\n{list}"
+        );
+    }
+    let release: flipside_contract::release::Release =
+        serde_json::from_slice(&fs::read(dir.path().join("out/release.json")).unwrap()).unwrap();
+    let paths: Vec<&str> = release.closure.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, expected);
+    assert_eq!(release.init, format!("{app}/bin/app"));
+}
+
+/// Builds a variant of the example and expects `code`, with nothing left in the output dir.
+fn refused(edit: impl Fn(&str) -> String, extra: &[&str], code: i32, message: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&example_dir(), &dir.path().join("appliance"));
+    let toml = dir.path().join("appliance/system.toml");
+    fs::write(&toml, edit(&fs::read_to_string(&toml).unwrap())).unwrap();
+    let mut args = vec![
+        "image",
+        "appliance/system.toml",
+        "-o",
+        "out",
+        "--store",
+        "store",
+    ];
+    args.extend_from_slice(extra);
+    let run = build(&args, "022", dir.path());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(message), "expected {message:?} in {stderr}");
+    let out = dir.path().join("out");
+    if out.exists() {
+        assert_eq!(
+            outputs(&out),
+            Vec::<String>::new(),
+            "a refused build left files behind"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_refused_with_its_exit_code_and_leaves_nothing() {
+    refused(
+        |t| t.replace("version = 1 ", "version = 0 "),
+        &[],
+        3,
+        "version",
+    );
+    refused(
+        |t| t.replace("@base/bin/init", "@base/bin/missing"),
+        &[],
+        3,
+        "does not exist",
+    );
+    refused(
+        |t| t.replace("dir = \"base\"", "dir = \"no-such-dir\""),
+        &[],
+        3,
+        "no-such-dir",
+    );
+    refused(
+        |t| {
+            format!("{t}\n[[root]]\nname = \"ghost\"\npath = \"/flipside/store/00000000000000000000000000000000-ghost\"\n")
+        },
+        &[],
+        4,
+        "ghost",
+    );
+    refused(
+        |t| t.replace("\"/bin/busybox\" }", "\"/no/such/file\" }"),
+        &[],
+        4,
+        "/no/such/file",
+    );
+    refused(
+        |t| t.replace("64MiB", "1MiB"),
+        &[],
+        5,
+        "slot holds 1048576 bytes",
+    );
+    refused(
+        |t| t.to_string(),
+        &["--slot-size", "4096"],
+        5,
+        "slot holds 4096 bytes",
+    );
+    refused(
+        |t| {
+            t.replace(
+                "name = \"appliance\"",
+                "name = \"appliance\"\ncolour = \"blue\"",
+            )
+        },
+        &[],
+        3,
+        "colour",
+    );
+}
+
+#[test]
+fn a_symlink_escaping_the_store_is_refused() {
+    refused(
+        |t| t.replace("\"bin/sh\" = \"busybox\"", "\"bin/sh\" = \"/etc/passwd\""),
+        &[],
+        4,
+        "/etc/passwd",
+    );
+}

@@ -1,0 +1,130 @@
+//! The one error type of flipside-repository: a variant per failure class, each saying what
+//! happened and what to do.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use flipside_tuf::{KeyId, Role};
+
+/// Every way a repository operation can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The directory holds no repository.
+    #[error("{} is not a flipside TUF repository (no metadata/1.root.json); create one with `flipside-build repo init`", path.display())]
+    NotARepository { path: PathBuf },
+    /// `init` found an existing repository.
+    #[error("{} already holds a repository; `repo init` only creates new ones (use `repo resign` or `repo rotate-key` to change it)", path.display())]
+    AlreadyExists { path: PathBuf },
+    /// Another publisher holds the repository lock.
+    #[error("another flipside-build repo command is publishing to this repository (lock {} is held); wait for it to finish", path.display())]
+    Locked { path: PathBuf },
+    /// A metadata file is unreadable, malformed or fails verification.
+    #[error("repository metadata {} fails verification: {source}; restore the repository from a backup or re-publish it", path.display())]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: flipside_tuf::Error,
+    },
+    /// Files of the repository disagree with each other or are missing.
+    #[error("the repository is inconsistent: {why} ({}); restore it from a backup", path.display())]
+    Inconsistent { path: PathBuf, why: String },
+    /// Root or targets metadata has expired; the command that renews it is named.
+    #[error("the {role} metadata expired at {expires} (now {now}); renew it with `flipside-build repo resign --role {role}`{}", if *role == Role::Root || *role == Role::Targets { " (needs the offline keys)" } else { "" })]
+    Expired {
+        role: Role,
+        expires: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    /// A key file sits in a role's directory but root does not list it for any role.
+    #[error("key file {} holds key {key_id}, which root does not list for the {role} role; it may be a retired key: move it out of the keys directory", path.display())]
+    KeyNotInRoot {
+        path: PathBuf,
+        role: Role,
+        key_id: KeyId,
+    },
+    /// A key file sits in the directory of one role but root lists it for another.
+    #[error("key file {} is in the {dir_role} keys directory but holds a key of the {key_role} role; move it to {key_role}/", path.display())]
+    WrongRoleKey {
+        path: PathBuf,
+        dir_role: Role,
+        key_role: Role,
+        key_id: KeyId,
+    },
+    /// Fewer keys of a role are at hand than its threshold.
+    #[error("signing {role} metadata needs {threshold} of its keys, {found} found in {}; put the {role} key files there (root and targets keys are kept offline)", dir.display())]
+    NotEnoughKeys {
+        role: Role,
+        threshold: u64,
+        found: usize,
+        dir: PathBuf,
+    },
+    /// A key file cannot be read, written or parsed.
+    #[error("{source}; check the keys directory")]
+    KeyFile {
+        #[source]
+        source: flipside_tuf::Error,
+    },
+    /// `release.json` is missing or not valid JSON of a release.
+    #[error("cannot read the release description {}: {source}; point at the output directory of `flipside-build image`", path.display())]
+    ReleaseJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `release.json` breaks a rule of the contract.
+    #[error("invalid release description {}: {source}", path.display())]
+    Release {
+        path: PathBuf,
+        #[source]
+        source: flipside_contract::release::Error,
+    },
+    /// The bundle or index differs from what `release.json` says.
+    #[error("{} does not match release.json: {why}; rebuild the release with `flipside-build image`", path.display())]
+    ReleaseMismatch { path: PathBuf, why: String },
+    /// A target of this name exists with other content.
+    #[error("target {name} is already published with sha256 {existing}, the release has {new}; a published name never changes content: build the release with a new version")]
+    TargetConflict {
+        name: String,
+        existing: String,
+        new: String,
+    },
+    /// Keys, thresholds or expiry settings are out of range.
+    #[error("invalid settings: {why}")]
+    Settings { why: String },
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Making new metadata failed (cannot happen with valid input; a bug).
+    #[error("cannot produce {role} metadata: {source}")]
+    Produce {
+        role: Role,
+        #[source]
+        source: flipside_tuf::Error,
+    },
+    /// The new repository state failed its own verification before publishing; nothing was
+    /// published.
+    #[error("the new repository state failed verification, nothing was published: {source}")]
+    SelfCheck {
+        #[source]
+        source: Box<Error>,
+    },
+    /// Publishing failed and undoing the partial publication failed too.
+    #[error("publishing failed ({original}) and undoing it failed at {}: {source}; the repository may be inconsistent: restore it from a backup", path.display())]
+    RollbackFailed {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+        original: Box<Error>,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+}

@@ -1,0 +1,125 @@
+//! Helpers shared by the repository tests: a clock, a repository with keys, release
+//! directories, and directory listings to compare before and after.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use flipside_contract::release::{file_names, FileInfo, ImageInfo, Release, RELEASE_FORMAT};
+use flipside_repository::layout::LOCK_FILE;
+use flipside_repository::{InitSettings, KeyDir, Repository};
+use sha2::{Digest, Sha256};
+
+/// The fixed clock of the tests.
+pub fn now() -> DateTime<Utc> {
+    "2025-01-01T00:00:00Z".parse().unwrap()
+}
+
+pub fn days(n: i64) -> DateTime<Utc> {
+    now() + TimeDelta::days(n)
+}
+
+pub struct Fixture {
+    pub tmp: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub keys: KeyDir,
+}
+
+impl Fixture {
+    /// An empty temporary directory with `repo/`, `keys/` and room for releases.
+    pub fn empty() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        let keys = KeyDir::new(tmp.path().join("keys"));
+        Fixture { tmp, repo, keys }
+    }
+
+    /// A repository made by `init` with the default settings.
+    pub fn new() -> Self {
+        Self::with_settings(&InitSettings::default())
+    }
+
+    pub fn with_settings(settings: &InitSettings) -> Self {
+        let f = Self::empty();
+        Repository::create(&f.repo)
+            .unwrap()
+            .init(&f.keys, settings, now())
+            .unwrap();
+        f
+    }
+
+    pub fn open(&self) -> Repository {
+        Repository::open(&self.repo).unwrap()
+    }
+
+    /// A release directory `releases/<version>` with the given bundle and index bytes.
+    pub fn release(&self, version: u64, bundle: &[u8], index: &[u8]) -> PathBuf {
+        let dir = self.tmp.path().join("releases").join(version.to_string());
+        write_release(&dir, version, bundle, index);
+        dir
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes `release.json`, the bundle and the index of release `version` of `kiosk` into `dir`.
+pub fn write_release(dir: &Path, version: u64, bundle: &[u8], index: &[u8]) -> Release {
+    std::fs::create_dir_all(dir).unwrap();
+    let (bundle_name, index_name) = file_names("kiosk", version);
+    std::fs::write(dir.join(&bundle_name), bundle).unwrap();
+    std::fs::write(dir.join(&index_name), index).unwrap();
+    let release = Release {
+        format: RELEASE_FORMAT,
+        name: "kiosk".to_string(),
+        version,
+        display_version: format!("1.{version}"),
+        hardware_id: "qemu-x86_64".to_string(),
+        image: ImageInfo {
+            filesystem: "squashfs".to_string(),
+            length: 4096,
+            sha256: sha256_hex(b"image"),
+        },
+        bundle: FileInfo {
+            name: bundle_name,
+            length: bundle.len() as u64,
+            sha256: sha256_hex(bundle),
+        },
+        index: FileInfo {
+            name: index_name,
+            length: index.len() as u64,
+            sha256: sha256_hex(index),
+        },
+        init: "/init".to_string(),
+        closure: Vec::new(),
+    };
+    std::fs::write(
+        dir.join("release.json"),
+        serde_json::to_vec_pretty(&release).unwrap(),
+    )
+    .unwrap();
+    release
+}
+
+/// Every file under `dir` (recursively) with its content, the lock file left out.
+pub fn listing(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().unwrap() != LOCK_FILE {
+                let rel = path.strip_prefix(dir).unwrap().to_path_buf();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}

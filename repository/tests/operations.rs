@@ -1,0 +1,706 @@
+//! The repository operations on real directories: layout, keys, releases, expiry, rotation,
+//! corruption, locking, and failures midway.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::{days, listing, now, write_release, Fixture};
+use flipside_contract::release::{TargetCustom, TargetKind, CUSTOM_KEY};
+use flipside_repository::{Error, InitSettings, Repository, RoleSettings};
+use flipside_tuf::{Metadata, Role, Root, SigningKey, Targets};
+
+fn meta(f: &Fixture, name: &str) -> Vec<u8> {
+    std::fs::read(f.repo.join("metadata").join(name)).unwrap()
+}
+
+fn root_of(f: &Fixture, version: u64) -> Metadata<Root> {
+    Metadata::from_slice(&meta(f, &format!("{version}.root.json"))).unwrap()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn init_writes_version_one_of_every_role_and_private_keys() {
+    let f = Fixture::new();
+    for name in [
+        "1.root.json",
+        "root.json",
+        "1.targets.json",
+        "1.snapshot.json",
+        "timestamp.json",
+    ] {
+        assert!(f.repo.join("metadata").join(name).is_file(), "{name}");
+    }
+    assert_eq!(meta(&f, "1.root.json"), meta(&f, "root.json"));
+    let trusted = f.open().verify(now()).unwrap();
+    assert_eq!(trusted.root().signed.version, 1);
+    assert!(trusted.targets.signed.targets.is_empty());
+    assert_eq!(
+        trusted.root().signed.expires,
+        days(365),
+        "default root expiry"
+    );
+    assert_eq!(trusted.timestamp.signed.expires, days(1));
+    for role in Role::ALL {
+        let dir = f.keys.role_dir(role);
+        assert_eq!(mode(&dir), 0o700, "{role}");
+        let files = f.keys.read_role(role).unwrap();
+        assert_eq!(files.len(), 1, "{role}");
+        assert_eq!(mode(&files[0].path), 0o600);
+        let listed = &trusted.root().signed.role_keys(role).unwrap().keyids;
+        assert_eq!(listed, &vec![files[0].key.key_id().clone()]);
+    }
+    // Every role expires as configured; python-tuf reads the time format.
+    let text = String::from_utf8(meta(&f, "timestamp.json")).unwrap();
+    assert!(
+        text.contains("\"expires\": \"2025-01-02T00:00:00Z\""),
+        "{text}"
+    );
+    assert!(text.contains("\"spec_version\": \"1.0.31\""));
+}
+
+#[test]
+fn init_refuses_an_existing_repository_and_bad_settings() {
+    let f = Fixture::new();
+    let before = listing(&f.repo);
+    let err = f
+        .open()
+        .init(&f.keys, &InitSettings::default(), now())
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+    assert_eq!(listing(&f.repo), before);
+
+    let g = Fixture::empty();
+    let mut settings = InitSettings::default();
+    settings.roles.insert(
+        Role::Targets,
+        RoleSettings {
+            keys: 1,
+            threshold: 2,
+            expiry_days: 90,
+        },
+    );
+    let err = Repository::create(&g.repo)
+        .unwrap()
+        .init(&g.keys, &settings, now())
+        .unwrap_err();
+    assert!(matches!(err, Error::Settings { .. }), "{err}");
+    assert!(!g.keys.path().exists(), "no keys made for refused settings");
+}
+
+#[test]
+fn init_uses_existing_keys_and_thresholds() {
+    let f = Fixture::empty();
+    let existing = SigningKey::generate();
+    f.keys.save(Role::Targets, &existing).unwrap();
+    let mut settings = InitSettings::default();
+    settings.roles.insert(
+        Role::Targets,
+        RoleSettings {
+            keys: 3,
+            threshold: 2,
+            expiry_days: 30,
+        },
+    );
+    Repository::create(&f.repo)
+        .unwrap()
+        .init(&f.keys, &settings, now())
+        .unwrap();
+    let trusted = f.open().verify(now()).unwrap();
+    let targets = trusted.root().signed.role_keys(Role::Targets).unwrap();
+    assert_eq!(targets.threshold, 2);
+    assert_eq!(targets.keyids.len(), 3);
+    assert!(targets.keyids.contains(existing.key_id()));
+    assert_eq!(trusted.targets.signed.expires, days(30));
+    // The expiry period is remembered for later operations.
+    let r = f.release(1, b"bundle", b"index");
+    f.open().add(&f.keys, &r, days(1)).unwrap();
+    let trusted = f.open().verify(days(1)).unwrap();
+    assert_eq!(trusted.targets.signed.expires, days(31));
+    assert_eq!(trusted.targets.signatures.len(), 3);
+}
+
+#[test]
+fn add_publishes_bundle_and_index_with_custom_fields() {
+    let f = Fixture::new();
+    let dir = f.release(7, b"bundle bytes", b"index bytes");
+    let published = f.open().add(&f.keys, &dir, now()).unwrap();
+    assert!(published.changed);
+    assert_eq!(published.added, ["kiosk-7.bundle", "kiosk-7.index"]);
+    assert_eq!(
+        (
+            published.versions.root,
+            published.versions.targets,
+            published.versions.snapshot,
+            published.versions.timestamp
+        ),
+        (1, 2, 2, 2)
+    );
+    let release = flipside_repository::release::read_release(&dir).unwrap();
+    let targets = Metadata::<Targets>::from_slice(&meta(&f, "2.targets.json")).unwrap();
+    for (name, kind, bytes) in [
+        ("kiosk-7.bundle", TargetKind::Bundle, &b"bundle bytes"[..]),
+        ("kiosk-7.index", TargetKind::Index, &b"index bytes"[..]),
+    ] {
+        let info = &targets.signed.targets[name];
+        let file = f
+            .repo
+            .join("targets")
+            .join(format!("{}.{name}", common::sha256_hex(bytes)));
+        assert_eq!(std::fs::read(&file).unwrap(), bytes);
+        assert_eq!(
+            mode(&file) & 0o044,
+            0o044,
+            "served files are world-readable"
+        );
+        info.check_bytes(name, bytes).unwrap();
+        let custom: TargetCustom =
+            serde_json::from_value(info.custom.as_ref().unwrap()[CUSTOM_KEY].clone()).unwrap();
+        custom.validate().unwrap();
+        assert_eq!(custom, release.target_custom(kind));
+    }
+    // Nothing but the two targets in targets/ (no temporary files left).
+    assert_eq!(
+        std::fs::read_dir(f.repo.join("targets")).unwrap().count(),
+        2
+    );
+    f.open().verify(now()).unwrap();
+}
+
+#[test]
+fn adding_the_same_release_twice_changes_nothing() {
+    let f = Fixture::new();
+    let dir = f.release(1, b"b", b"i");
+    f.open().add(&f.keys, &dir, now()).unwrap();
+    let before = listing(&f.repo);
+    let again = f.open().add(&f.keys, &dir, now()).unwrap();
+    assert!(!again.changed);
+    assert_eq!(again.versions.targets, 2);
+    assert_eq!(listing(&f.repo), before);
+}
+
+#[test]
+fn a_published_name_never_changes_content() {
+    let f = Fixture::new();
+    f.open()
+        .add(&f.keys, &f.release(1, b"b", b"i"), now())
+        .unwrap();
+    let before = listing(&f.repo);
+    let other = f.tmp.path().join("other");
+    write_release(&other, 1, b"different bundle", b"i");
+    let err = f.open().add(&f.keys, &other, now()).unwrap_err();
+    assert!(
+        matches!(err, Error::TargetConflict { ref name, .. } if name == "kiosk-1.bundle"),
+        "{err}"
+    );
+    assert_eq!(listing(&f.repo), before);
+}
+
+#[test]
+fn bundle_or_index_differing_from_release_json_is_refused() {
+    let f = Fixture::new();
+    let before = listing(&f.repo);
+    // Same length, other content; longer; shorter.
+    for replacement in [&b"XXXXXX"[..], b"bundle!", b"bund"] {
+        let dir = f.release(3, b"bundle", b"index");
+        std::fs::write(dir.join("kiosk-3.bundle"), replacement).unwrap();
+        let err = f.open().add(&f.keys, &dir, now()).unwrap_err();
+        assert!(matches!(err, Error::ReleaseMismatch { .. }), "{err}");
+        assert_eq!(listing(&f.repo), before, "nothing left behind");
+    }
+    let dir = f.release(4, b"bundle", b"index");
+    std::fs::remove_file(dir.join("kiosk-4.index")).unwrap();
+    let err = f.open().add(&f.keys, &dir, now()).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert_eq!(listing(&f.repo), before);
+}
+
+#[test]
+fn invalid_release_descriptions_are_refused() {
+    let f = Fixture::new();
+    let dir = f.release(5, b"b", b"i");
+    let text = std::fs::read_to_string(dir.join("release.json")).unwrap();
+    std::fs::write(
+        dir.join("release.json"),
+        text.replace("kiosk-5.bundle", "../kiosk-5.bundle"),
+    )
+    .unwrap();
+    let err = f.open().add(&f.keys, &dir, now()).unwrap_err();
+    assert!(matches!(err, Error::Release { .. }), "{err}");
+    std::fs::write(dir.join("release.json"), "{").unwrap();
+    let err = f.open().add(&f.keys, &dir, now()).unwrap_err();
+    assert!(matches!(err, Error::ReleaseJson { .. }), "{err}");
+}
+
+#[test]
+fn missing_stray_and_misplaced_keys_are_refused() {
+    let f = Fixture::new();
+    let dir = f.release(1, b"b", b"i");
+    let targets_dir = f.keys.role_dir(Role::Targets);
+    let offline = f.tmp.path().join("offline");
+    std::fs::rename(&targets_dir, &offline).unwrap();
+    let err = f.open().add(&f.keys, &dir, now()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotEnoughKeys {
+                role: Role::Targets,
+                threshold: 1,
+                found: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // The snapshot key put where the targets key belongs.
+    std::fs::create_dir(&targets_dir).unwrap();
+    let snapshot_file = &f.keys.read_role(Role::Snapshot).unwrap()[0].path;
+    std::fs::copy(snapshot_file, targets_dir.join("s.json")).unwrap();
+    let err = f.open().add(&f.keys, &dir, now()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::WrongRoleKey {
+                dir_role: Role::Targets,
+                key_role: Role::Snapshot,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    std::fs::remove_file(targets_dir.join("s.json")).unwrap();
+    SigningKey::generate()
+        .save(&targets_dir.join("stranger.json"))
+        .unwrap();
+    let err = f.open().add(&f.keys, &dir, now()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::KeyNotInRoot {
+                role: Role::Targets,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    std::fs::remove_file(targets_dir.join("stranger.json")).unwrap();
+    std::fs::write(targets_dir.join("garbage.json"), "{}").unwrap();
+    let err = f.open().add(&f.keys, &dir, now()).unwrap_err();
+    assert!(matches!(err, Error::KeyFile { .. }), "{err}");
+    std::fs::remove_dir_all(&targets_dir).unwrap();
+    std::fs::rename(&offline, &targets_dir).unwrap();
+    f.open().add(&f.keys, &dir, now()).unwrap();
+}
+
+#[test]
+fn threshold_two_needs_two_keys_at_hand() {
+    let mut settings = InitSettings::default();
+    settings.roles.insert(
+        Role::Targets,
+        RoleSettings {
+            keys: 2,
+            threshold: 2,
+            expiry_days: 90,
+        },
+    );
+    let f = Fixture::with_settings(&settings);
+    let files = f.keys.read_role(Role::Targets).unwrap();
+    std::fs::rename(&files[1].path, f.tmp.path().join("away.json")).unwrap();
+    let err = f
+        .open()
+        .add(&f.keys, &f.release(1, b"b", b"i"), now())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotEnoughKeys {
+                role: Role::Targets,
+                threshold: 2,
+                found: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn expired_targets_and_root_are_refused_until_renewed() {
+    let f = Fixture::new();
+    let dir = f.release(1, b"b", b"i");
+    // Day 90: targets (90 days) expired, root (365) not.
+    let err = f.open().add(&f.keys, &dir, days(90)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Expired {
+                role: Role::Targets,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("repo resign --role targets"),
+        "{err}"
+    );
+    let err = f.open().resign(&f.keys, &[], days(90)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Expired {
+                role: Role::Targets,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    f.open()
+        .resign(&f.keys, &[Role::Targets], days(90))
+        .unwrap();
+    f.open().add(&f.keys, &dir, days(90)).unwrap();
+
+    // Day 400: root expired too.
+    let err = f
+        .open()
+        .resign(&f.keys, &[Role::Targets], days(400))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Expired {
+                role: Role::Root,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("repo resign --role root"), "{err}");
+    let published = f
+        .open()
+        .resign(&f.keys, &[Role::Root, Role::Targets], days(400))
+        .unwrap();
+    assert_eq!(published.versions.root, 2);
+    let trusted = f.open().verify(days(400)).unwrap();
+    assert_eq!(trusted.root().signed.expires, days(765));
+    assert_eq!(trusted.roots().len(), 2);
+}
+
+#[test]
+fn resign_renews_snapshot_and_timestamp_with_online_keys_only() {
+    let f = Fixture::new();
+    // Offline keys are away.
+    for role in [Role::Root, Role::Targets] {
+        std::fs::rename(f.keys.role_dir(role), f.tmp.path().join(role.as_str())).unwrap();
+    }
+    let err = f.open().verify(days(2)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Expired {
+                role: Role::Timestamp,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let published = f.open().resign(&f.keys, &[], days(2)).unwrap();
+    assert_eq!(
+        (
+            published.versions.root,
+            published.versions.targets,
+            published.versions.snapshot,
+            published.versions.timestamp
+        ),
+        (1, 1, 2, 2)
+    );
+    let trusted = f.open().verify(days(2)).unwrap();
+    assert_eq!(trusted.timestamp.signed.expires, days(3));
+    assert_eq!(trusted.snapshot.signed.expires, days(9));
+    let err = f
+        .open()
+        .resign(&f.keys, &[Role::Root], days(2))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotEnoughKeys {
+                role: Role::Root,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn rotating_each_role_keeps_the_repository_verifiable() {
+    let f = Fixture::new();
+    f.open()
+        .add(&f.keys, &f.release(1, b"b", b"i"), now())
+        .unwrap();
+    let mut root_version = 1;
+    for role in [Role::Timestamp, Role::Snapshot, Role::Targets, Role::Root] {
+        let old = f.keys.read_role(role).unwrap();
+        let published = f.open().rotate_key(&f.keys, role, now()).unwrap();
+        root_version += 1;
+        assert_eq!(published.versions.root, root_version);
+        assert_eq!(published.new_keys.len(), 1);
+        assert_eq!(published.retired.len(), 1);
+        let new = f.keys.read_role(role).unwrap();
+        assert_eq!(new.len(), 1);
+        assert_ne!(new[0].key.key_id(), old[0].key.key_id());
+        assert_eq!(mode(&new[0].path), 0o600);
+        assert!(published.retired[0].starts_with(f.keys.path().join("retired").join(role.as_str())));
+        let trusted = f.open().verify(now()).unwrap();
+        let root = &trusted.root().signed;
+        assert_eq!(
+            root.role_keys(role).unwrap().keyids,
+            vec![new[0].key.key_id().clone()]
+        );
+        assert!(
+            !root.keys.contains_key(old[0].key.key_id()),
+            "old {role} key dropped"
+        );
+        assert_eq!(
+            meta(&f, "root.json"),
+            meta(&f, &format!("{root_version}.root.json"))
+        );
+    }
+    // The root rotation is signed by the old and the new root key.
+    let last = root_of(&f, root_version);
+    assert_eq!(last.signatures.len(), 2);
+    // The targets survived every rotation.
+    let trusted = f.open().verify(now()).unwrap();
+    assert!(trusted
+        .targets
+        .signed
+        .targets
+        .contains_key("kiosk-1.bundle"));
+    // And work goes on with the new keys.
+    f.open()
+        .add(&f.keys, &f.release(2, b"b2", b"i2"), now())
+        .unwrap();
+}
+
+#[test]
+fn a_root_signed_only_by_new_keys_breaks_the_chain() {
+    let f = Fixture::new();
+    f.open().rotate_key(&f.keys, Role::Root, now()).unwrap();
+    // Re-sign root 2 with the new root key alone, as an attacker holding only it would.
+    let root2 = root_of(&f, 2);
+    let new_key = &f.keys.read_role(Role::Root).unwrap()[0].key;
+    let forged = Metadata::sign(root2.signed.clone(), &[new_key]).unwrap();
+    let bytes = forged.to_bytes().unwrap();
+    std::fs::write(f.repo.join("metadata/2.root.json"), &bytes).unwrap();
+    std::fs::write(f.repo.join("metadata/root.json"), &bytes).unwrap();
+    let err = f.open().verify(now()).unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupt { ref source, .. } if matches!(source, flipside_tuf::Error::ThresholdNotMet { role: Role::Root, .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn corruption_is_detected() {
+    let f = Fixture::new();
+    f.open()
+        .add(&f.keys, &f.release(1, b"bundle", b"index"), now())
+        .unwrap();
+    let pristine = listing(&f.repo);
+    let restore = || {
+        for (rel, bytes) in &pristine {
+            std::fs::write(f.repo.join(rel), bytes).unwrap();
+        }
+    };
+    // One flipped byte inside the signed content of each metadata file.
+    for name in [
+        "2.targets.json",
+        "2.snapshot.json",
+        "timestamp.json",
+        "1.root.json",
+    ] {
+        let path = f.repo.join("metadata").join(name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = find(&bytes, b"\"expires\": \"2").unwrap() + 13;
+        bytes[at] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = f.open().verify(now()).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{name}: {err}");
+        restore();
+    }
+    f.open().verify(now()).unwrap();
+    // A missing target file; a target file of another length.
+    let file = f
+        .repo
+        .join("targets")
+        .join(format!("{}.kiosk-1.bundle", common::sha256_hex(b"bundle")));
+    std::fs::remove_file(&file).unwrap();
+    let err = f.open().verify(now()).unwrap_err();
+    assert!(matches!(err, Error::Inconsistent { .. }), "{err}");
+    std::fs::write(&file, b"bundle plus").unwrap();
+    let err = f.open().verify(now()).unwrap_err();
+    assert!(matches!(err, Error::Inconsistent { .. }), "{err}");
+    restore();
+    // root.json out of step with the newest root.
+    std::fs::write(f.repo.join("metadata/root.json"), b"{}").unwrap();
+    let err = f
+        .open()
+        .add(&f.keys, &f.release(2, b"b", b"i"), now())
+        .unwrap_err();
+    assert!(matches!(err, Error::Inconsistent { .. }), "{err}");
+    restore();
+    // Not a repository at all.
+    let err = Repository::open(&f.tmp.path().join("nothing")).unwrap_err();
+    assert!(matches!(err, Error::NotARepository { .. }), "{err}");
+    std::fs::remove_file(f.repo.join("metadata/1.root.json")).unwrap();
+    let err = f.open().verify(now()).unwrap_err();
+    assert!(matches!(err, Error::NotARepository { .. }), "{err}");
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn a_second_publisher_is_locked_out() {
+    let f = Fixture::new();
+    let held = f.open();
+    let err = Repository::open(&f.repo).unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    drop(held);
+    f.open();
+}
+
+/// Fails the `fail_at`-th publishing step (0-based) of every later operation of `repo`.
+fn fail_step(repo: &mut Repository, fail_at: usize) {
+    let mut calls = 0;
+    repo.set_fault_hook(Box::new(move |path| {
+        calls += 1;
+        if calls > fail_at {
+            Err(std::io::Error::other(format!(
+                "injected failure before {}",
+                path.display()
+            )))
+        } else {
+            Ok(())
+        }
+    }));
+}
+
+#[test]
+fn a_failure_at_any_step_of_add_leaves_the_previous_repository() {
+    let f = Fixture::new();
+    f.open()
+        .add(&f.keys, &f.release(1, b"b1", b"i1"), now())
+        .unwrap();
+    let dir = f.release(2, b"b2", b"i2");
+    let before = listing(&f.repo);
+    // Steps: 2 target files, targets, snapshot, timestamp.
+    for fail_at in 0..5 {
+        let mut repo = f.open();
+        fail_step(&mut repo, fail_at);
+        let err = repo.add(&f.keys, &dir, now()).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "step {fail_at}: {err}");
+        drop(repo);
+        assert_eq!(listing(&f.repo), before, "step {fail_at}");
+        f.open().verify(now()).unwrap();
+    }
+    let mut repo = f.open();
+    fail_step(&mut repo, 5);
+    repo.add(&f.keys, &dir, now()).unwrap();
+}
+
+#[test]
+fn a_failure_at_any_step_of_a_root_rotation_leaves_repository_and_keys() {
+    let f = Fixture::new();
+    let before = listing(&f.repo);
+    let keys_before = listing(f.keys.path());
+    // Steps: snapshot, N.root.json, root.json, timestamp.
+    for fail_at in 0..4 {
+        let mut repo = f.open();
+        fail_step(&mut repo, fail_at);
+        let err = repo.rotate_key(&f.keys, Role::Root, now()).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "step {fail_at}: {err}");
+        drop(repo);
+        assert_eq!(listing(&f.repo), before, "step {fail_at}");
+        assert_eq!(listing(f.keys.path()), keys_before, "step {fail_at}");
+        f.open().verify(now()).unwrap();
+    }
+}
+
+#[test]
+fn a_failure_during_init_leaves_nothing() {
+    for fail_at in 0..6 {
+        let f = Fixture::empty();
+        let mut repo = Repository::create(&f.repo).unwrap();
+        fail_step(&mut repo, fail_at);
+        let err = repo
+            .init(&f.keys, &InitSettings::default(), now())
+            .unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "step {fail_at}: {err}");
+        drop(repo);
+        assert!(
+            listing(&f.repo).is_empty(),
+            "step {fail_at}: {:?}",
+            listing(&f.repo).keys()
+        );
+        assert!(listing(f.keys.path()).is_empty(), "step {fail_at}");
+        // A later init succeeds.
+        Repository::create(&f.repo)
+            .unwrap()
+            .init(&f.keys, &InitSettings::default(), now())
+            .unwrap();
+    }
+}
+
+#[test]
+fn rotating_a_threshold_root_replaces_every_root_key() {
+    let mut settings = InitSettings::default();
+    settings.roles.insert(
+        Role::Root,
+        RoleSettings {
+            keys: 3,
+            threshold: 2,
+            expiry_days: 365,
+        },
+    );
+    let f = Fixture::with_settings(&settings);
+    // One root key is lost: two of three still meet the threshold.
+    let old = f.keys.read_role(Role::Root).unwrap();
+    std::fs::remove_file(&old[0].path).unwrap();
+    let published = f.open().rotate_key(&f.keys, Role::Root, now()).unwrap();
+    assert_eq!(published.new_keys.len(), 3);
+    assert_eq!(published.retired.len(), 2);
+    let root2 = root_of(&f, 2);
+    // Two old signatures and three new ones.
+    assert_eq!(root2.signatures.len(), 5);
+    let listed = &root2.signed.role_keys(Role::Root).unwrap();
+    assert_eq!((listed.keyids.len(), listed.threshold), (3, 2));
+    for file in &old {
+        assert!(!root2.signed.keys.contains_key(file.key.key_id()));
+    }
+    f.open().verify(now()).unwrap();
+    // With only one of the new root keys at hand, root can no longer be signed.
+    let new = f.keys.read_role(Role::Root).unwrap();
+    for file in &new[1..] {
+        std::fs::remove_file(&file.path).unwrap();
+    }
+    let err = f.open().resign(&f.keys, &[Role::Root], now()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotEnoughKeys {
+                role: Role::Root,
+                threshold: 2,
+                found: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs what flipside's build, tests and demo need on a Debian machine, skipping what is
+# already there. Sourced by scripts/test.sh and scripts/demo.sh; safe to run on its own.
+set -euo pipefail
+
+FLIPSIDE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# Debian packages: command or file that proves each is installed.
+FLIPSIDE_APT_PACKAGES=(
+  "squashfs-tools:mksquashfs"
+  "gdisk:sgdisk"
+  "cgpt:cgpt"
+  "nix-bin:nix-store"
+  "nginx-light:nginx"
+  "busybox-static:/bin/busybox"
+  "zstd:zstd"
+  "openssl:openssl"
+  "e2fsprogs:mkfs.ext4"
+  "util-linux:losetup"
+)
+
+flipside_as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+flipside_install_packages() {
+  local missing=() entry pkg probe
+  for entry in "${FLIPSIDE_APT_PACKAGES[@]}"; do
+    pkg="${entry%%:*}"; probe="${entry#*:}"
+    if [[ "$probe" == /* ]]; then [ -e "$probe" ] && continue
+    else command -v "$probe" >/dev/null 2>&1 && continue; fi
+    # Some tools live in /usr/sbin, outside a normal user's PATH.
+    [ -x "/usr/sbin/$probe" ] && continue
+    missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    flipside_as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive flipside_as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# python-tuf (the reference TUF client) in a virtualenv, for the interoperability tests.
+flipside_install_python() {
+  local venv="$FLIPSIDE_ROOT/.venv"
+  if ! "$venv/bin/python" -c 'import tuf.ngclient, securesystemslib' >/dev/null 2>&1; then
+    echo "setup: installing python-tuf into $venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      DEBIAN_FRONTEND=noninteractive flipside_as_root apt-get install -y -qq python3-venv >/dev/null
+      python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install -q --disable-pip-version-check 'tuf>=5,<8' 'securesystemslib[crypto]'
+  fi
+  export FLIPSIDE_TEST_PYTHON="$venv/bin/python"
+}
+
+flipside_check_rust() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: no Rust toolchain found: install one with rustup (https://rustup.rs), then run again" >&2
+    exit 1
+  fi
+}
+
+flipside_setup() {
+  flipside_check_rust
+  flipside_install_packages
+  flipside_install_python
+  export PATH="$PATH:/usr/sbin:/sbin"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  flipside_setup
+fi

@@ -1,0 +1,495 @@
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::*;
+use crate::keys::SigningKey;
+use crate::metadata::{MetaFile, RoleKeys};
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn now() -> DateTime<Utc> {
+    t("2025-06-01T00:00:00Z")
+}
+
+fn later() -> DateTime<Utc> {
+    t("2030-01-01T00:00:00Z")
+}
+
+/// Keys of the four roles, one each.
+struct Keys {
+    root: SigningKey,
+    targets: SigningKey,
+    snapshot: SigningKey,
+    timestamp: SigningKey,
+}
+
+impl Keys {
+    fn new(seed: u8) -> Self {
+        Keys {
+            root: SigningKey::from_seed(&[seed; 32]),
+            targets: SigningKey::from_seed(&[seed + 1; 32]),
+            snapshot: SigningKey::from_seed(&[seed + 2; 32]),
+            timestamp: SigningKey::from_seed(&[seed + 3; 32]),
+        }
+    }
+
+    fn of(&self, role: Role) -> &SigningKey {
+        match role {
+            Role::Root => &self.root,
+            Role::Targets => &self.targets,
+            Role::Snapshot => &self.snapshot,
+            Role::Timestamp => &self.timestamp,
+        }
+    }
+
+    fn root(&self, version: u64, expires: DateTime<Utc>) -> Root {
+        let keys = Role::ALL
+            .into_iter()
+            .map(|r| (self.of(r).key_id().clone(), self.of(r).public().clone()))
+            .collect();
+        let roles = Role::ALL
+            .into_iter()
+            .map(|r| {
+                let rk = RoleKeys {
+                    keyids: vec![self.of(r).key_id().clone()],
+                    threshold: 1,
+                    extra: BTreeMap::new(),
+                };
+                (r, rk)
+            })
+            .collect();
+        Root::new(version, expires, keys, roles)
+    }
+}
+
+/// Bytes of one repository state: targets, snapshot and timestamp at the given versions.
+struct State {
+    targets: Vec<u8>,
+    snapshot: Vec<u8>,
+    timestamp: Vec<u8>,
+}
+
+fn state(
+    keys: &Keys,
+    targets_v: u64,
+    snapshot_v: u64,
+    timestamp_v: u64,
+    expires: DateTime<Utc>,
+) -> State {
+    let targets = Metadata::sign(Targets::new(targets_v, expires), &[&keys.targets])
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let snapshot = Metadata::sign(
+        Snapshot::new(snapshot_v, expires, MetaFile::of_bytes(targets_v, &targets)),
+        &[&keys.snapshot],
+    )
+    .unwrap()
+    .to_bytes()
+    .unwrap();
+    let timestamp = Metadata::sign(
+        Timestamp::new(
+            timestamp_v,
+            expires,
+            MetaFile::of_bytes(snapshot_v, &snapshot),
+        ),
+        &[&keys.timestamp],
+    )
+    .unwrap()
+    .to_bytes()
+    .unwrap();
+    State {
+        targets,
+        snapshot,
+        timestamp,
+    }
+}
+
+fn root_bytes(root: Root, signers: &[&SigningKey]) -> Vec<u8> {
+    Metadata::sign(root, signers).unwrap().to_bytes().unwrap()
+}
+
+/// A set trusting root 1 of `keys` and the given state.
+fn trusting(keys: &Keys, s: &State) -> TrustedSet {
+    let mut set =
+        TrustedSet::new(&root_bytes(keys.root(1, later()), &[&keys.root]), now()).unwrap();
+    set.update_timestamp(&s.timestamp, Origin::Remote).unwrap();
+    set.update_snapshot(&s.snapshot, Origin::Remote).unwrap();
+    set.update_targets(&s.targets).unwrap();
+    set
+}
+
+#[test]
+fn python_tuf_repository_is_accepted() {
+    let fixture = |name: &str| {
+        std::fs::read(format!(
+            "{}/tests/data/python-tuf/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let mut set = TrustedSet::new(&fixture("1.root.json"), now()).unwrap();
+    set.update_timestamp(&fixture("timestamp.json"), Origin::Remote)
+        .unwrap();
+    set.update_snapshot(&fixture("1.snapshot.json"), Origin::Remote)
+        .unwrap();
+    set.update_targets(&fixture("1.targets.json")).unwrap();
+    let target = &set.targets().unwrap().signed.targets["kiosk-1.bundle"];
+    target
+        .check_bytes("kiosk-1.bundle", &fixture("kiosk-1.bundle"))
+        .unwrap();
+}
+
+#[test]
+fn a_full_update_and_an_unchanged_one() {
+    let keys = Keys::new(1);
+    let s1 = state(&keys, 1, 1, 1, later());
+    let mut set = trusting(&keys, &s1);
+    assert_eq!(set.targets().unwrap().signed.version, 1);
+    // The next run: cached state first, then the same remote timestamp.
+    let mut next =
+        TrustedSet::new(&root_bytes(keys.root(1, later()), &[&keys.root]), now()).unwrap();
+    next.update_timestamp(&s1.timestamp, Origin::Cached)
+        .unwrap();
+    assert_eq!(
+        next.update_timestamp(&s1.timestamp, Origin::Remote)
+            .unwrap(),
+        TimestampUpdate::Unchanged
+    );
+    // Updating a root after the timestamp is refused.
+    let err = set
+        .update_root(&root_bytes(keys.root(2, later()), &[&keys.root]))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OutOfOrder {
+                role: Role::Root,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn rollback_of_timestamp_snapshot_or_targets_is_refused() {
+    let keys = Keys::new(1);
+    let current = state(&keys, 5, 5, 5, later());
+    let root = root_bytes(keys.root(1, later()), &[&keys.root]);
+
+    // An older timestamp.
+    let mut set = TrustedSet::new(&root, now()).unwrap();
+    set.update_timestamp(&current.timestamp, Origin::Cached)
+        .unwrap();
+    let old = state(&keys, 4, 4, 4, later());
+    let err = set
+        .update_timestamp(&old.timestamp, Origin::Remote)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Rollback {
+                role: Role::Timestamp,
+                trusted: 5,
+                new: 4
+            }
+        ),
+        "{err}"
+    );
+
+    // A newer timestamp naming an older snapshot.
+    let replay = state(&keys, 4, 4, 6, later());
+    let err = set
+        .update_timestamp(&replay.timestamp, Origin::Remote)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Rollback {
+                role: Role::Snapshot,
+                trusted: 5,
+                new: 4
+            }
+        ),
+        "{err}"
+    );
+
+    // A newer snapshot naming older targets, after the cached snapshot as the floor.
+    let next = state(&keys, 3, 6, 6, later());
+    let mut set = TrustedSet::new(&root, now()).unwrap();
+    set.update_timestamp(&current.timestamp, Origin::Cached)
+        .unwrap();
+    set.update_timestamp(&next.timestamp, Origin::Remote)
+        .unwrap();
+    set.update_snapshot(&current.snapshot, Origin::Cached)
+        .unwrap();
+    let err = set
+        .update_snapshot(&next.snapshot, Origin::Remote)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Rollback {
+                role: Role::Targets,
+                trusted: 5,
+                new: 3
+            }
+        ),
+        "{err}"
+    );
+    // Without a newer snapshot, the cached one cannot stand for the one the timestamp names.
+    let err = set.update_targets(&current.targets).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::VersionMismatch {
+                role: Role::Snapshot,
+                expected: 6,
+                found: 5
+            }
+        ),
+        "{err}"
+    );
+    // A remote snapshot of another version than the timestamp names.
+    let mut set = TrustedSet::new(&root, now()).unwrap();
+    let lying = Metadata::sign(
+        Timestamp::new(7, later(), MetaFile::of_bytes(8, &current.snapshot)),
+        &[&keys.timestamp],
+    )
+    .unwrap();
+    set.update_timestamp(&lying.to_bytes().unwrap(), Origin::Remote)
+        .unwrap();
+    let err = set
+        .update_snapshot(&current.snapshot, Origin::Remote)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::VersionMismatch {
+                role: Role::Snapshot,
+                expected: 8,
+                found: 5
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn mixed_states_are_refused() {
+    let keys = Keys::new(1);
+    let a = state(&keys, 1, 1, 1, later());
+    let b = state(&keys, 2, 2, 2, later());
+    let root = root_bytes(keys.root(1, later()), &[&keys.root]);
+    // Timestamp of b with snapshot of a: length/hash or version mismatch.
+    let mut set = TrustedSet::new(&root, now()).unwrap();
+    set.update_timestamp(&b.timestamp, Origin::Remote).unwrap();
+    let err = set
+        .update_snapshot(&a.snapshot, Origin::Remote)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LengthMismatch { .. } | Error::HashMismatch { .. }
+        ),
+        "{err}"
+    );
+    // Snapshot of b with targets of a.
+    set.update_snapshot(&b.snapshot, Origin::Remote).unwrap();
+    let err = set.update_targets(&a.targets).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LengthMismatch { .. } | Error::HashMismatch { .. }
+        ),
+        "{err}"
+    );
+    set.update_targets(&b.targets).unwrap();
+}
+
+#[test]
+fn expired_metadata_is_refused_and_cached_expired_metadata_is_only_a_floor() {
+    let keys = Keys::new(1);
+    let soon = now() + TimeDelta::seconds(1);
+    let root = root_bytes(keys.root(1, later()), &[&keys.root]);
+
+    let expired = state(&keys, 1, 1, 1, now());
+    let mut set = TrustedSet::new(&root, now()).unwrap();
+    let err = set
+        .update_timestamp(&expired.timestamp, Origin::Remote)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Expired {
+                role: Role::Timestamp,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Cached and expired: trusted as a floor, but nothing is built on it.
+    set.update_timestamp(&expired.timestamp, Origin::Cached)
+        .unwrap();
+    let err = set
+        .update_snapshot(&expired.snapshot, Origin::Remote)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Expired {
+                role: Role::Timestamp,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // Expired targets behind valid timestamp and snapshot.
+    let targets = Metadata::sign(Targets::new(1, now()), &[&keys.targets])
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let snapshot = Metadata::sign(
+        Snapshot::new(1, soon, MetaFile::of_bytes(1, &targets)),
+        &[&keys.snapshot],
+    )
+    .unwrap()
+    .to_bytes()
+    .unwrap();
+    let timestamp = Metadata::sign(
+        Timestamp::new(1, soon, MetaFile::of_bytes(1, &snapshot)),
+        &[&keys.timestamp],
+    )
+    .unwrap()
+    .to_bytes()
+    .unwrap();
+    let mut set = TrustedSet::new(&root, now()).unwrap();
+    set.update_timestamp(&timestamp, Origin::Remote).unwrap();
+    set.update_snapshot(&snapshot, Origin::Remote).unwrap();
+    let err = set.update_targets(&targets).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Expired {
+                role: Role::Targets,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // An expired final root stops the update (freeze attack); a newer root renews it.
+    let old_root = root_bytes(keys.root(1, now()), &[&keys.root]);
+    let fresh = state(&keys, 1, 1, 1, later());
+    let mut set = TrustedSet::new(&old_root, now()).unwrap();
+    let err = set
+        .update_timestamp(&fresh.timestamp, Origin::Remote)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Expired {
+                role: Role::Root,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    set.update_root(&root_bytes(keys.root(2, later()), &[&keys.root]))
+        .unwrap();
+    set.update_timestamp(&fresh.timestamp, Origin::Remote)
+        .unwrap();
+}
+
+#[test]
+fn recovery_after_a_timestamp_key_rotation() {
+    let old = Keys::new(1);
+    // The attacker who held the old timestamp key inflated the timestamp version.
+    let inflated = state(&old, 1, 1, 1000, later());
+    let cached_root = root_bytes(old.root(1, later()), &[&old.root]);
+    let mut set = trusting(&old, &inflated);
+    assert_eq!(set.timestamp().unwrap().signed.version, 1000);
+    drop(set);
+
+    // Root 2 replaces the timestamp key; the repository restarts at timestamp version 2.
+    let new_timestamp = SigningKey::from_seed(&[99; 32]);
+    let mut rotated = old.root(2, later());
+    rotated.keys.insert(
+        new_timestamp.key_id().clone(),
+        new_timestamp.public().clone(),
+    );
+    rotated.roles.get_mut("timestamp").unwrap().keyids = vec![new_timestamp.key_id().clone()];
+    let root2 = root_bytes(rotated, &[&old.root]);
+    let keys2 = Keys {
+        timestamp: new_timestamp,
+        ..Keys::new(1)
+    };
+    let fresh = state(&keys2, 1, 1, 2, later());
+
+    set = TrustedSet::new(&cached_root, now()).unwrap();
+    set.update_root(&root2).unwrap();
+    // The cached timestamp no longer verifies: not trusted (and to be deleted by the caller).
+    let err = set
+        .update_timestamp(&inflated.timestamp, Origin::Cached)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ThresholdNotMet {
+                role: Role::Timestamp,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        set.update_timestamp(&fresh.timestamp, Origin::Remote)
+            .unwrap(),
+        TimestampUpdate::New
+    );
+    set.update_snapshot(&fresh.snapshot, Origin::Remote)
+        .unwrap();
+    set.update_targets(&fresh.targets).unwrap();
+}
+
+#[test]
+fn out_of_order_updates_are_refused() {
+    let keys = Keys::new(1);
+    let s = state(&keys, 1, 1, 1, later());
+    let mut set =
+        TrustedSet::new(&root_bytes(keys.root(1, later()), &[&keys.root]), now()).unwrap();
+    assert!(matches!(
+        set.update_snapshot(&s.snapshot, Origin::Remote),
+        Err(Error::OutOfOrder {
+            role: Role::Snapshot,
+            ..
+        })
+    ));
+    assert!(matches!(
+        set.update_targets(&s.targets),
+        Err(Error::OutOfOrder {
+            role: Role::Targets,
+            ..
+        })
+    ));
+    let set = trusting(&keys, &s);
+    let mut set2 = set.clone();
+    assert!(matches!(
+        set2.update_timestamp(&s.timestamp, Origin::Remote),
+        Err(Error::OutOfOrder {
+            role: Role::Timestamp,
+            ..
+        })
+    ));
+    // A root that is not self-signed is not trusted to start with.
+    let unsigned = root_bytes(keys.root(1, later()), &[&keys.targets]);
+    assert!(matches!(
+        TrustedSet::new(&unsigned, now()),
+        Err(Error::ThresholdNotMet { .. })
+    ));
+}
