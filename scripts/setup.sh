@@ -17,6 +17,12 @@ FLIPSIDE_APT_PACKAGES=(
   "openssl:openssl"
   "e2fsprogs:mkfs.ext4"
   "util-linux:losetup"
+  "qemu-system-x86:qemu-system-x86_64"
+  "cpio:cpio"
+  "kmod:modinfo"
+  "xz-utils:xz"
+  "curl:curl"
+  "time:/usr/bin/time"
 )
 
 flipside_as_root() {

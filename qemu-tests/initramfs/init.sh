@@ -1,0 +1,138 @@
+#!/bin/busybox sh
+# /init of the flipside test initramfs.
+#
+# Loads the drivers, lets flipside-select pick the slot (it consumes a try of a slot on trial
+# before that slot boots), mounts the slot read-only, mounts the data partition, records the
+# selection in /run/flipside/boot and switch_roots into the slot's /init. Every step prints a
+# marker line "FLIPSIDE: initrd EVENT key=value ..." on the console; qemu-tests/README.md lists
+# them.
+#
+# Kernel command line:
+#   flipside.disk=DEV       the disk holding the GPT (default /dev/vda)
+#   flipside.watchdog=SECS  load the i6300esb watchdog and start it with SECS seconds before the
+#                           switch: the system must keep feeding it (or stop it) or the machine
+#                           resets
+#   flipside.probe          print the start marker and power off at once (accelerator probe)
+#
+# Failures: no bootable slot, an unreadable GPT, or a try that cannot be recorded power off
+# (nothing would change on a retry). A slot that cannot be mounted or has no /init reboots when
+# it was a trial boot (its try is spent, so the selector moves on and falls back) and powers
+# off when it was a proven slot (a reboot would loop on it).
+
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox --install -s /bin
+export PATH=/bin
+
+mark() {
+	echo "FLIPSIDE: initrd $*"
+}
+
+# fail STAGE CODE ACTION MESSAGE: report and power off or reboot; never returns.
+fail() {
+	echo "flipside-initrd: $4"
+	mark "fail stage=$1 code=$2 action=$3"
+	if [ "$3" = reboot ]; then
+		reboot -f
+	else
+		poweroff -f
+	fi
+	while :; do sleep 60; done
+}
+
+# slot_failed STAGE MESSAGE: the chosen slot cannot be started.
+slot_failed() {
+	if [ "$FLIPSIDE_TRIAL" = 1 ]; then
+		fail "$1" 0 reboot "$2 (trial boot of slot $FLIPSIDE_SLOT: its try is spent)"
+	fi
+	fail "$1" 0 poweroff "$2 (proven slot $FLIPSIDE_SLOT: not retrying)"
+}
+
+disk=/dev/vda
+watchdog=
+probe=
+for word in $(cat /proc/cmdline); do
+	case $word in
+	flipside.disk=*) disk=${word#*=} ;;
+	flipside.watchdog=*) watchdog=${word#*=} ;;
+	flipside.probe) probe=1 ;;
+	esac
+done
+
+mark "start kernel=$(uname -r)"
+if [ -n "$probe" ]; then
+	poweroff -f
+fi
+
+while read -r module; do
+	args=
+	case $module in
+	'') continue ;;
+	watchdog) [ -n "$watchdog" ] || continue ;;
+	i6300esb)
+		[ -n "$watchdog" ] || continue
+		args="heartbeat=$watchdog"
+		;;
+	esac
+	insmod "/lib/modules/$module.ko" $args || mark "warn module=$module"
+done </lib/modules/load-order
+
+waited=0
+while [ ! -b "$disk" ]; do
+	waited=$((waited + 1))
+	[ "$waited" -le 200 ] || fail disk 0 poweroff "no block device $disk after 20 s"
+	usleep 100000
+done
+
+selection=$(flipside-select --disk "$disk")
+rc=$?
+case $rc in
+0) ;;
+3) fail select 3 poweroff "no bootable slot on $disk" ;;
+4) fail select 4 poweroff "cannot read the boot table on $disk" ;;
+5) fail select 5 poweroff "cannot record the consumed try on $disk: not booting the trial slot" ;;
+*) fail select "$rc" poweroff "flipside-select failed with exit code $rc" ;;
+esac
+eval "$selection"
+mark "select slot=$FLIPSIDE_SLOT trial=$FLIPSIDE_TRIAL tries_left=$FLIPSIDE_TRIES_LEFT partnum=$FLIPSIDE_PARTNUM partuuid=$FLIPSIDE_PARTUUID"
+
+mount -t squashfs -o ro "$FLIPSIDE_PARTITION" /newroot ||
+	slot_failed mount "cannot mount slot $FLIPSIDE_SLOT ($FLIPSIDE_PARTITION) read-only as squashfs"
+# /init is usually an absolute link into the store: test the link itself, not its target.
+[ -L /newroot/init ] || [ -e /newroot/init ] || slot_failed init "slot $FLIPSIDE_SLOT has no /init"
+
+if [ -d /newroot/data ]; then
+	if data=$(findfs LABEL=data 2>/dev/null) && mount -t ext4 -o nosuid,nodev "$data" /newroot/data; then
+		mark "data dev=$data"
+	else
+		mark "warn data=unmounted"
+	fi
+fi
+
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+mkdir -p /run/flipside
+echo "$selection" >/run/flipside/boot
+
+if [ -n "$watchdog" ]; then
+	# Opening starts it; closing without the magic 'V' leaves it running.
+	if [ -c /dev/watchdog ] && echo 1 >/dev/watchdog; then
+		mark "watchdog armed seconds=$watchdog"
+	else
+		mark "warn watchdog=missing"
+	fi
+fi
+
+for fs in dev proc sys run; do
+	if [ -d "/newroot/$fs" ]; then
+		mount --move "/$fs" "/newroot/$fs"
+	else
+		umount -l "/$fs"
+	fi
+done
+
+eval "export $selection"
+mark "switch slot=$FLIPSIDE_SLOT"
+# switch_root must run as PID 1. If it cannot start the new init it exits, the kernel panics
+# and panic=-1 on the command line reboots: a trial slot then falls back like any failed boot.
+exec switch_root /newroot /init

@@ -1,0 +1,215 @@
+//! The VM assets, installed by the harness itself and cached under `<target>/qemu-assets/`:
+//!
+//! | asset | from | cached as |
+//! |---|---|---|
+//! | kernel + modules | `apt-get download linux-image-<release>`, `dpkg -x` | `kernel/<release>/` |
+//! | static busybox | `/bin/busybox` when static, else `apt-get download busybox-static` | `busybox/` |
+//! | static flipside-select | `cargo build --release --target x86_64-unknown-linux-gnu` with `+crt-static` | `cargo-static/` |
+//! | flipside-build | `cargo build --release -p flipside-image-builder` | `cargo/` |
+//! | initramfs | [`crate::initramfs`] | `initramfs.cpio.zst` |
+//!
+//! Every step is idempotent: a cached kernel is reused, cargo rebuilds only what changed, and
+//! the initramfs is rebuilt (reproducibly) on each run. [`Assets::get`] prepares them once per
+//! process; `flipside-build` is built on first use.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use crate::error::{Error, Result};
+use crate::initramfs;
+use crate::kernel::{self, Kernel};
+use crate::paths;
+use crate::tool;
+
+/// The host triple flipside-select is linked statically for.
+const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Everything a VM boots from.
+#[derive(Debug)]
+pub struct Assets {
+    /// `<target>/qemu-assets`.
+    pub dir: PathBuf,
+    pub kernel: Kernel,
+    /// A static busybox (x86-64).
+    pub busybox: PathBuf,
+    /// A static flipside-select.
+    pub flipside_select: PathBuf,
+    /// The compressed initramfs.
+    pub initramfs: PathBuf,
+    flipside_build: OnceLock<PathBuf>,
+}
+
+static ASSETS: OnceLock<Assets> = OnceLock::new();
+static PREPARING: Mutex<()> = Mutex::new(());
+static BUILDING: Mutex<()> = Mutex::new(());
+
+impl Assets {
+    /// The assets, prepared on first call in this process (later calls share them).
+    pub fn get() -> Result<&'static Assets> {
+        if let Some(a) = ASSETS.get() {
+            return Ok(a);
+        }
+        let _guard = PREPARING.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = ASSETS.get() {
+            return Ok(a);
+        }
+        let assets = prepare(&paths::assets_dir())?;
+        Ok(ASSETS.get_or_init(|| assets))
+    }
+
+    /// The `flipside-build` binary, built (release) on first use.
+    pub fn flipside_build(&self) -> Result<&Path> {
+        if let Some(p) = self.flipside_build.get() {
+            return Ok(p);
+        }
+        let _guard = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = self.flipside_build.get() {
+            return Ok(p);
+        }
+        let target = self.dir.join("cargo");
+        cargo_build(
+            &["-p", "flipside-image-builder", "--bin", "flipside-build"],
+            &target,
+            None,
+        )?;
+        let bin = target.join("release/flipside-build");
+        Ok(self.flipside_build.get_or_init(|| bin))
+    }
+}
+
+/// Prepares every asset under `dir` (see the module docs).
+pub fn prepare(dir: &Path) -> Result<Assets> {
+    fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+    let kernel = kernel::prepare(dir)?;
+    let busybox = static_busybox(dir)?;
+    let flipside_select = static_flipside_select(dir)?;
+    let initramfs = dir.join("initramfs.cpio.zst");
+    initramfs::build(
+        &initramfs::Inputs {
+            busybox: busybox.clone(),
+            flipside_select: flipside_select.clone(),
+            modules: kernel.modules.clone(),
+        },
+        &initramfs,
+    )?;
+    Ok(Assets {
+        dir: dir.to_path_buf(),
+        kernel,
+        busybox,
+        flipside_select,
+        initramfs,
+        flipside_build: OnceLock::new(),
+    })
+}
+
+/// Fails unless `path` is a static x86-64 program.
+fn require_static(path: &Path, hint: &'static str) -> Result<()> {
+    let bytes = fs::read(path).map_err(Error::io("read", path))?;
+    match crate::elf::static_x86_64_problem(&bytes) {
+        None => Ok(()),
+        Some(why) => Err(Error::NotStatic {
+            path: path.to_path_buf(),
+            why,
+            hint,
+        }),
+    }
+}
+
+/// The host's busybox when it is the static build, else busybox-static unpacked into the
+/// cache (without installing it).
+fn static_busybox(dir: &Path) -> Result<PathBuf> {
+    let host = Path::new("/bin/busybox");
+    if fs::read(host).is_ok_and(|b| crate::elf::static_x86_64_problem(&b).is_none()) {
+        return Ok(host.to_path_buf());
+    }
+    let out = dir.join("busybox");
+    let bin = out.join("bin/busybox");
+    if !bin.is_file() {
+        let work = tempfile::Builder::new()
+            .prefix(".busybox-")
+            .tempdir_in(dir)
+            .map_err(Error::io("create a directory in", dir))?;
+        tool::run(
+            Command::new("apt-get")
+                .args([
+                    "-q",
+                    "-o",
+                    "APT::Sandbox::User=root",
+                    "download",
+                    "busybox-static",
+                ])
+                .current_dir(work.path()),
+            "apt",
+        )?;
+        let deb = fs::read_dir(work.path())
+            .map_err(Error::io("list", work.path()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            .ok_or_else(|| Error::Io {
+                action: "find the downloaded busybox-static .deb in",
+                path: work.path().to_path_buf(),
+                source: std::io::ErrorKind::NotFound.into(),
+            })?;
+        let tree = work.path().join("tree");
+        tool::run(Command::new("dpkg").arg("-x").arg(&deb).arg(&tree), "dpkg")?;
+        let staged = tree.join("bin/busybox");
+        let staged = if staged.is_file() {
+            staged
+        } else {
+            tree.join("usr/bin/busybox")
+        };
+        fs::create_dir_all(out.join("bin")).map_err(Error::io("create directory", &out))?;
+        fs::copy(&staged, &bin).map_err(Error::io("copy", &staged))?;
+    }
+    require_static(
+        &bin,
+        "the busybox-static package should hold a static busybox",
+    )?;
+    Ok(bin)
+}
+
+/// flipside-select linked statically, built in a target directory of its own so that its
+/// RUSTFLAGS never invalidate the normal build.
+fn static_flipside_select(dir: &Path) -> Result<PathBuf> {
+    let target = dir.join("cargo-static");
+    cargo_build(
+        &[
+            "-p",
+            "flipside-bootloader-hooks",
+            "--bin",
+            "flipside-select",
+            "--target",
+            STATIC_TARGET,
+        ],
+        &target,
+        Some("-C target-feature=+crt-static"),
+    )?;
+    let bin = target.join(STATIC_TARGET).join("release/flipside-select");
+    require_static(
+        &bin,
+        "build it with RUSTFLAGS='-C target-feature=+crt-static' for x86_64-unknown-linux-gnu",
+    )?;
+    Ok(bin)
+}
+
+/// `cargo build --release ARGS` in the workspace, into `target_dir`.
+fn cargo_build(args: &[&str], target_dir: &Path, rustflags: Option<&str>) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .args(args)
+        .current_dir(paths::workspace_root())
+        .env("CARGO_TARGET_DIR", target_dir)
+        // Flags of the outer build must not leak into (and invalidate) this one.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS");
+    if let Some(flags) = rustflags {
+        cmd.env("RUSTFLAGS", flags);
+    }
+    eprintln!("qemu-tests: {}", tool::describe(&cmd));
+    tool::run(&mut cmd, "cargo (rustup)")?;
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! The virtual appliance's disk: a GPT image file made by `sgdisk` with partitions 1 `root-a`
+//! and 2 `root-b` (ChromeOS kernel type, so `cgpt` shows their boot bits) and 3 `data` (ext4,
+//! label `data`, made by `mkfs.ext4`). Slot images are written at their partition's offset and
+//! boot state is set with the bootloader-hooks library (or with `cgpt`, to check interop).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use flipside_bootloader_hooks::disk::{self as hooks_disk, SlotLayout};
+use flipside_bootloader_hooks::{BootAttrs, BootState, Disk, GptTable, PartitionSelector, Slot};
+
+use crate::error::{Error, Result};
+use crate::tool;
+
+/// GPT type of the slot partitions: ChromeOS kernel, whose attribute bits cgpt reads as
+/// priority, tries and successful.
+pub const SLOT_TYPE: &str = "FE3A2A5D-4F32-41A7-B725-ACCC3285A309";
+/// GPT type of the data partition: Linux filesystem.
+pub const DATA_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+/// Label (GPT name and ext4 label) of the data partition.
+pub const DATA_LABEL: &str = "data";
+
+const MIB: u64 = 1 << 20;
+/// Fixed ext4 UUID and hash seed: the same inputs give the same data partition.
+const DATA_UUID: &str = "5f1d5e00-0000-4000-8000-00000000da7a";
+
+/// Partition sizes of a test disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskLayout {
+    /// Bytes per slot partition (root-a, root-b).
+    pub slot_size: u64,
+    /// Bytes of the data partition.
+    pub data_size: u64,
+}
+
+impl Default for DiskLayout {
+    /// 64 MiB slots (the example appliance's `slot_size`), 16 MiB of data.
+    fn default() -> Self {
+        Self {
+            slot_size: 64 * MIB,
+            data_size: 16 * MIB,
+        }
+    }
+}
+
+/// The `sgdisk` arguments that partition a disk with `layout`. Pure.
+pub fn sgdisk_args(layout: &DiskLayout) -> Vec<String> {
+    let kib = |b: u64| format!("+{}K", b / 1024);
+    [
+        "-a",
+        "2048",
+        "-o",
+        "-n",
+        &format!("1:2048:{}", kib(layout.slot_size)),
+        "-t",
+        &format!("1:{SLOT_TYPE}"),
+        "-c",
+        "1:root-a",
+        "-n",
+        &format!("2:0:{}", kib(layout.slot_size)),
+        "-t",
+        &format!("2:{SLOT_TYPE}"),
+        "-c",
+        "2:root-b",
+        "-n",
+        &format!("3:0:{}", kib(layout.data_size)),
+        "-t",
+        &format!("3:{DATA_TYPE}"),
+        "-c",
+        &format!("3:{DATA_LABEL}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Total bytes of a disk with `layout`: 1 MiB before the first partition, 1 MiB at the end
+/// for the backup GPT.
+pub fn disk_size(layout: &DiskLayout) -> u64 {
+    MIB + 2 * layout.slot_size + layout.data_size + MIB
+}
+
+/// A test disk image file.
+#[derive(Clone, Debug)]
+pub struct TestDisk {
+    path: PathBuf,
+}
+
+impl TestDisk {
+    /// Creates a sparse disk image at `path`: GPT by sgdisk, an empty ext4 data partition
+    /// holding the files of `data_dir` when given. Both slots start with P=0, T=0, S=0.
+    pub fn create(path: &Path, layout: &DiskLayout, data_dir: Option<&Path>) -> Result<Self> {
+        let file = File::create(path).map_err(Error::io("create", path))?;
+        file.set_len(disk_size(layout))
+            .map_err(Error::io("size", path))?;
+        drop(file);
+        tool::run(
+            Command::new("sgdisk").args(sgdisk_args(layout)).arg(path),
+            "gdisk",
+        )?;
+        let disk = Self {
+            path: path.to_path_buf(),
+        };
+        disk.format_data(layout, data_dir)?;
+        Ok(disk)
+    }
+
+    /// An existing disk image.
+    pub fn open(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// The image file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn format_data(&self, layout: &DiskLayout, data_dir: Option<&Path>) -> Result<()> {
+        let fs_image = self.path.with_extension("data.ext4");
+        let mut cmd = Command::new("mkfs.ext4");
+        cmd.args(["-q", "-F", "-L", DATA_LABEL, "-U", DATA_UUID])
+            .arg("-E")
+            .arg(format!("hash_seed={DATA_UUID},root_owner=0:0"))
+            .env("E2FSPROGS_FAKE_TIME", "1");
+        if let Some(dir) = data_dir {
+            cmd.arg("-d").arg(dir);
+        }
+        cmd.arg(&fs_image)
+            .arg(format!("{}k", layout.data_size / 1024));
+        tool::run(&mut cmd, "e2fsprogs")?;
+        let (start, len) = self.partition_range(&PartitionSelector::Label(DATA_LABEL.into()))?;
+        let res = self.write_at(&fs_image, start, len, 3);
+        let _ = fs::remove_file(&fs_image);
+        res
+    }
+
+    fn table(&self, writable: bool) -> Result<(Disk<File>, GptTable)> {
+        let gpt = |source| Error::Gpt {
+            disk: self.path.clone(),
+            source,
+        };
+        let mut disk = Disk::open(&self.path, writable).map_err(gpt)?;
+        let table = GptTable::read(&mut disk).map_err(gpt)?;
+        Ok((disk, table))
+    }
+
+    /// Byte offset and length of a partition.
+    fn partition_range(&self, selector: &PartitionSelector) -> Result<(u64, u64)> {
+        let (_, table) = self.table(false)?;
+        let entry = table.find(selector).map_err(|source| Error::Gpt {
+            disk: self.path.clone(),
+            source,
+        })?;
+        let sector = table.sector_size();
+        Ok((
+            entry.first_lba * sector,
+            (entry.last_lba + 1 - entry.first_lba) * sector,
+        ))
+    }
+
+    /// The partition number of a slot.
+    pub fn slot_partition(&self, slot: Slot) -> Result<u32> {
+        Ok(self.boot_state()?.slot(slot).partition.number)
+    }
+
+    /// Writes a filesystem image into `slot`'s partition (and syncs it). Refuses an image
+    /// larger than the partition. Boot state is not touched.
+    pub fn write_slot(&self, slot: Slot, image: &Path) -> Result<()> {
+        let layout = SlotLayout::default();
+        let (start, len) = self.partition_range(layout.selector(slot))?;
+        self.write_at(image, start, len, self.slot_partition(slot)?)
+    }
+
+    fn write_at(&self, image: &Path, start: u64, len: u64, partition: u32) -> Result<()> {
+        let size = fs::metadata(image).map_err(Error::io("stat", image))?.len();
+        if size > len {
+            return Err(Error::ImageTooLarge {
+                image: image.to_path_buf(),
+                size,
+                partition,
+                slot_size: len,
+            });
+        }
+        let mut src = File::open(image).map_err(Error::io("open", image))?;
+        let mut dst = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(Error::io("open", &self.path))?;
+        dst.seek(SeekFrom::Start(start))
+            .and_then(|_| std::io::copy(&mut src, &mut dst))
+            .and_then(|_| dst.flush())
+            .and_then(|_| dst.sync_data())
+            .map_err(Error::io("write an image into", &self.path))?;
+        Ok(())
+    }
+
+    /// Both slots' boot state, read with the bootloader-hooks library.
+    pub fn boot_state(&self) -> Result<BootState> {
+        let (mut disk, _) = self.table(false)?;
+        let (_, state) =
+            hooks_disk::load(&mut disk, &SlotLayout::default()).map_err(|source| Error::Gpt {
+                disk: self.path.clone(),
+                source,
+            })?;
+        Ok(state)
+    }
+
+    /// Sets one slot's priority, tries and successful bit with the bootloader-hooks library
+    /// (provisioning: unchecked, like a factory would).
+    pub fn set_slot(&self, slot: Slot, priority: u8, tries: u8, successful: bool) -> Result<()> {
+        let gpt = |source| Error::Gpt {
+            disk: self.path.clone(),
+            source,
+        };
+        let (mut disk, _) = self.table(true)?;
+        let (mut table, state) =
+            hooks_disk::load(&mut disk, &SlotLayout::default()).map_err(gpt)?;
+        let attrs = BootAttrs::new(priority, tries, successful).map_err(gpt)?;
+        let next = state.with_attrs(slot, attrs);
+        hooks_disk::commit(&mut disk, &mut table, &next).map_err(gpt)?;
+        Ok(())
+    }
+
+    /// Sets one slot's boot bits with ChromeOS' `cgpt add -i N -P -T -S`.
+    pub fn cgpt_set_slot(
+        &self,
+        slot: Slot,
+        priority: u8,
+        tries: u8,
+        successful: bool,
+    ) -> Result<()> {
+        let n = self.slot_partition(slot)?;
+        tool::run(
+            Command::new("cgpt")
+                .args(["add", "-i", &n.to_string()])
+                .args(["-P", &priority.to_string(), "-T", &tries.to_string()])
+                .args(["-S", if successful { "1" } else { "0" }])
+                .arg(&self.path),
+            "cgpt",
+        )?;
+        Ok(())
+    }
+
+    /// One slot's (priority, tries, successful) as `cgpt show -P -T -S` reads them.
+    pub fn cgpt_slot(&self, slot: Slot) -> Result<(u8, u8, bool)> {
+        let n = self.slot_partition(slot)?.to_string();
+        let field = |flag: &str| -> Result<u8> {
+            let out = tool::run_text(
+                Command::new("cgpt")
+                    .args(["show", "-i", &n, flag])
+                    .arg(&self.path),
+                "cgpt",
+            )?;
+            out.trim().parse().map_err(|_| Error::ToolOutput {
+                command: format!("cgpt show -i {n} {flag} {}", self.path.display()),
+                output: out.clone(),
+            })
+        };
+        Ok((field("-P")?, field("-T")?, field("-S")? == 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_arguments() {
+        let args = sgdisk_args(&DiskLayout::default());
+        let joined = args.join(" ");
+        assert!(joined.contains("-n 1:2048:+65536K"), "{joined}");
+        assert!(joined.contains("-n 2:0:+65536K"), "{joined}");
+        assert!(joined.contains("-n 3:0:+16384K"), "{joined}");
+        assert!(joined.contains("-c 1:root-a") && joined.contains("-c 2:root-b"));
+        assert!(joined.contains("-c 3:data"));
+        assert_eq!(disk_size(&DiskLayout::default()), 146 * MIB);
+    }
+}

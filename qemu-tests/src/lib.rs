@@ -1,0 +1,34 @@
+//! QEMU boot tests of flipside: a virtual appliance (Debian's kernel, a small initramfs that
+//! runs `flipside-select`, a GPT disk with two squashfs slots and an ext4 data partition) and
+//! a harness that boots it, follows the serial markers and keeps every run's serial log.
+//!
+//! - [`assets`]: kernel, modules, busybox, static flipside-select, flipside-build, initramfs,
+//!   installed and cached by the harness itself ([`kernel`], [`initramfs`], [`elf`]).
+//! - [`disk`]: test disks and their boot state.
+//! - [`appliance`]: test systems and the one function that builds their images.
+//! - [`vm`], [`accel`]: QEMU processes, KVM probe with TCG fallback.
+//! - [`markers`]: the serial protocol, pure.
+//! - [`testbed`]: what a test starts from.
+
+pub mod accel;
+pub mod appliance;
+pub mod assets;
+pub mod disk;
+pub mod elf;
+pub mod error;
+pub mod initramfs;
+pub mod kernel;
+pub mod markers;
+pub mod paths;
+pub mod testbed;
+pub mod tool;
+pub mod vm;
+
+pub use accel::Accel;
+pub use appliance::{Appliance, Behaviour, ImageTool};
+pub use assets::Assets;
+pub use disk::{DiskLayout, TestDisk};
+pub use error::{Error, Result};
+pub use markers::{Boot, BootSummary, Ending, Marker, Selection};
+pub use testbed::{TestBed, BOOT_TIMEOUT};
+pub use vm::{GuestFwd, OnReboot, QemuExit, Vm, VmConfig};

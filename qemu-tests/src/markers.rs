@@ -1,0 +1,262 @@
+//! Serial markers: the lines the initramfs and the test systems print so that the harness can
+//! follow a VM. A marker is `FLIPSIDE: SOURCE EVENT key=value ...` anywhere in a console line
+//! (kernel messages may share the line). Every boot starts with `FLIPSIDE: initrd start`, so
+//! the markers split into [`Boot`]s. Pure: no I/O.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use flipside_bootloader_hooks::Slot;
+
+/// What every marker line starts with.
+pub const PREFIX: &str = "FLIPSIDE: ";
+
+/// One parsed marker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marker {
+    /// Who printed it: `initrd` or `system`.
+    pub source: String,
+    /// What happened: `start`, `select`, `switch`, `fail`, `up`, `end`, ...
+    pub event: String,
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Marker {
+    /// A field's value.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields.get(key).map(String::as_str)
+    }
+
+    /// Whether this is `SOURCE EVENT`.
+    pub fn is(&self, source: &str, event: &str) -> bool {
+        self.source == source && self.event == event
+    }
+}
+
+impl fmt::Display for Marker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.source, self.event)?;
+        for (k, v) in &self.fields {
+            write!(f, " {k}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The marker in a console line, if there is one.
+pub fn parse(line: &str) -> Option<Marker> {
+    let at = line.find(PREFIX)?;
+    let mut words = line[at + PREFIX.len()..].split_whitespace();
+    let source = words.next()?.to_string();
+    let event = words.next()?.to_string();
+    let fields = words
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Some(Marker {
+        source,
+        event,
+        fields,
+    })
+}
+
+/// What the initramfs chose, from its `select` marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selection {
+    pub slot: Slot,
+    pub trial: bool,
+    /// Tries left on the slot after this boot consumed one (0 for a proven slot).
+    pub tries_left: u8,
+}
+
+/// How a boot ended, as far as the markers tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The initramfs gave up: `fail stage=.. action=..`.
+    InitrdFailed { stage: String, action: String },
+    /// The system said how it ends: `end action=poweroff|reboot|debug-exit|hang|panic`.
+    System { action: String },
+    /// No ending marker (yet): still running, or reset by the watchdog or a panic.
+    Unknown,
+}
+
+/// The markers of one boot, from `initrd start` to the next one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Boot {
+    /// 1 for the first boot of the VM.
+    pub number: usize,
+    pub markers: Vec<Marker>,
+}
+
+impl Boot {
+    /// The first marker `SOURCE EVENT` of this boot.
+    pub fn find(&self, source: &str, event: &str) -> Option<&Marker> {
+        self.markers.iter().find(|m| m.is(source, event))
+    }
+
+    /// The initramfs' choice; `None` without a well-formed `select` marker.
+    pub fn selection(&self) -> Option<Selection> {
+        let m = self.find("initrd", "select")?;
+        let slot = match m.get("slot")? {
+            "a" => Slot::A,
+            "b" => Slot::B,
+            _ => return None,
+        };
+        let trial = match m.get("trial")? {
+            "1" => true,
+            "0" => false,
+            _ => return None,
+        };
+        let tries_left = m.get("tries_left")?.parse().ok()?;
+        Some(Selection {
+            slot,
+            trial,
+            tries_left,
+        })
+    }
+
+    /// The version the system reported in its `up` marker.
+    pub fn system_version(&self) -> Option<u64> {
+        self.find("system", "up")?.get("version")?.parse().ok()
+    }
+
+    /// How the boot ended.
+    pub fn ending(&self) -> Ending {
+        if let Some(m) = self.find("initrd", "fail") {
+            return Ending::InitrdFailed {
+                stage: m.get("stage").unwrap_or("?").to_string(),
+                action: m.get("action").unwrap_or("?").to_string(),
+            };
+        }
+        match self.find("system", "end").and_then(|m| m.get("action")) {
+            Some(action) => Ending::System {
+                action: action.to_string(),
+            },
+            None => Ending::Unknown,
+        }
+    }
+
+    /// The boot as one row of an expected-boots table.
+    pub fn summary(&self) -> BootSummary {
+        BootSummary {
+            selection: self.selection(),
+            version: self.system_version(),
+            ending: self.ending(),
+        }
+    }
+}
+
+/// One row of a table of expected boots: what was chosen, what ran, how it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootSummary {
+    pub selection: Option<Selection>,
+    pub version: Option<u64>,
+    pub ending: Ending,
+}
+
+impl BootSummary {
+    /// A boot of `slot` (trial or proven, with `tries_left`) into system `version` that ended
+    /// with the system's `action`.
+    pub fn system(slot: Slot, trial: bool, tries_left: u8, version: u64, action: &str) -> Self {
+        Self {
+            selection: Some(Selection {
+                slot,
+                trial,
+                tries_left,
+            }),
+            version: Some(version),
+            ending: Ending::System {
+                action: action.to_string(),
+            },
+        }
+    }
+}
+
+/// Splits markers into boots at each `initrd start`; markers before the first are dropped.
+pub fn boots(markers: &[Marker]) -> Vec<Boot> {
+    let mut out: Vec<Boot> = Vec::new();
+    for m in markers {
+        if m.is("initrd", "start") {
+            out.push(Boot {
+                number: out.len() + 1,
+                markers: Vec::new(),
+            });
+        }
+        if let Some(boot) = out.last_mut() {
+            boot.markers.push(m.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn markers(lines: &[&str]) -> Vec<Marker> {
+        lines.iter().filter_map(|l| parse(l)).collect()
+    }
+
+    #[test]
+    fn parses_marker_lines() {
+        let m = parse("FLIPSIDE: initrd select slot=b trial=1 tries_left=1 partnum=2\r").unwrap();
+        assert!(m.is("initrd", "select"));
+        assert_eq!(m.get("slot"), Some("b"));
+        assert_eq!(m.get("partnum"), Some("2"));
+        assert_eq!(
+            m.to_string(),
+            "initrd select partnum=2 slot=b trial=1 tries_left=1"
+        );
+        // Kernel output may precede the marker on the same line.
+        let m = parse("[    1.2] random: crng initFLIPSIDE: initrd start kernel=6.1").unwrap();
+        assert!(m.is("initrd", "start"));
+        assert_eq!(parse("flipside-initrd: no bootable slot"), None);
+        assert_eq!(parse("FLIPSIDE: initrd"), None);
+        assert_eq!(parse("plain console output"), None);
+    }
+
+    #[test]
+    fn boots_split_at_start_and_summarise() {
+        let all = markers(&[
+            "FLIPSIDE: system end action=reboot",
+            "FLIPSIDE: initrd start kernel=x",
+            "FLIPSIDE: initrd select slot=b trial=1 tries_left=1 partnum=2",
+            "FLIPSIDE: initrd switch slot=b",
+            "FLIPSIDE: system up name=t version=2 slot=b",
+            "FLIPSIDE: system end action=reboot",
+            "FLIPSIDE: initrd start kernel=x",
+            "FLIPSIDE: initrd fail stage=select code=3 action=poweroff",
+            "FLIPSIDE: initrd start kernel=x",
+        ]);
+        let boots = boots(&all);
+        assert_eq!(boots.len(), 3);
+        assert_eq!(
+            boots[0].summary(),
+            BootSummary::system(Slot::B, true, 1, 2, "reboot")
+        );
+        assert_eq!(boots[1].number, 2);
+        assert_eq!(
+            boots[1].ending(),
+            Ending::InitrdFailed {
+                stage: "select".into(),
+                action: "poweroff".into()
+            }
+        );
+        assert_eq!(boots[1].selection(), None);
+        assert_eq!(boots[2].ending(), Ending::Unknown);
+        assert_eq!(boots[2].system_version(), None);
+    }
+
+    #[test]
+    fn malformed_selections_are_not_guessed() {
+        for bad in [
+            "FLIPSIDE: initrd select slot=c trial=1 tries_left=1",
+            "FLIPSIDE: initrd select slot=a trial=yes tries_left=1",
+            "FLIPSIDE: initrd select slot=a trial=1 tries_left=many",
+            "FLIPSIDE: initrd select slot=a trial=1",
+        ] {
+            let all = markers(&["FLIPSIDE: initrd start", bad]);
+            assert_eq!(boots(&all)[0].selection(), None, "{bad}");
+        }
+    }
+}
