@@ -7,6 +7,7 @@
 //! of the typed structs, so fields this version does not know cannot break a signature.
 
 pub mod canonical;
+pub mod client;
 pub mod error;
 pub mod expiry;
 pub mod keys;

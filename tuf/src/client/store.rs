@@ -1,0 +1,269 @@
+//! The device's trusted metadata: one directory with the files of the last successful refresh
+//! under non-versioned names, and the last trusted time.
+//!
+//! ```text
+//! DIR/root.json        the newest trusted root (first the pinned root given to `init`)
+//! DIR/timestamp.json   \
+//! DIR/snapshot.json     } verified together by the last successful refresh
+//! DIR/targets.json     /
+//! DIR/time.json        {"last_trusted_time": RFC 3339}: see `secure_time`
+//! ```
+//!
+//! Every write is atomic: a temporary file in the same directory, fsync, rename, fsync of the
+//! directory; a crash leaves the old file or the new one, never a mix. Only the client writes
+//! metadata here, and only after verifying it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use crate::client::{secure_time, Error, Result};
+use crate::metadata::{Metadata, Role, Root};
+use crate::verify::verify_role;
+
+/// Name of the file holding the last trusted time.
+pub const TIME_FILE: &str = "time.json";
+
+/// A metadata store directory.
+#[derive(Debug, Clone)]
+pub struct MetadataStore {
+    dir: PathBuf,
+}
+
+impl MetadataStore {
+    /// Opens a store that holds a trusted root.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let store = MetadataStore { dir: dir.into() };
+        if !store.path(Role::Root).is_file() {
+            return Err(Error::NotInitialised { dir: store.dir });
+        }
+        Ok(store)
+    }
+
+    /// Creates the store (and its directory) with `root` as the trusted root, which must be
+    /// root metadata signed by a threshold of its own root keys (its expiry does not matter:
+    /// the first refresh updates it, 5.2). Refuses a store that already has a root.
+    pub fn init(dir: impl Into<PathBuf>, root: &[u8]) -> Result<Self> {
+        let store = MetadataStore { dir: dir.into() };
+        check_root(&store.path(Role::Root), root)?;
+        std::fs::create_dir_all(&store.dir).map_err(|source| Error::StoreIo {
+            path: store.dir.clone(),
+            source,
+        })?;
+        if store.path(Role::Root).exists() {
+            return Err(Error::AlreadyInitialised { dir: store.dir });
+        }
+        store.write(Role::Root, root)?;
+        Ok(store)
+    }
+
+    /// Opens the store, initialising it with `pinned_root` when it has no root yet (first
+    /// boot). An existing root is kept even if newer: it was reached by a verified chain.
+    pub fn open_or_init(dir: impl Into<PathBuf>, pinned_root: &[u8]) -> Result<Self> {
+        let dir = dir.into();
+        match Self::open(&dir) {
+            Err(Error::NotInitialised { .. }) => Self::init(dir, pinned_root),
+            other => other,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the trusted file of `role` is kept.
+    pub fn path(&self, role: Role) -> PathBuf {
+        self.dir.join(file_name(role))
+    }
+
+    /// The trusted file of `role`, if the store has one.
+    pub fn read(&self, role: Role) -> Result<Option<Vec<u8>>> {
+        read_optional(&self.path(role))
+    }
+
+    /// Replaces the trusted file of `role` atomically (verified bytes only).
+    pub(crate) fn write(&self, role: Role, bytes: &[u8]) -> Result<()> {
+        write_atomic(&self.dir, &file_name(role), bytes).map_err(|source| Error::StoreIo {
+            path: self.path(role),
+            source,
+        })
+    }
+
+    /// Deletes the trusted file of `role` (fast-forward recovery, 5.3.11), durably.
+    pub(crate) fn remove(&self, role: Role) -> Result<()> {
+        let path = self.path(role);
+        let io = |source| Error::StoreIo {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.dir).map_err(io),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The last trusted time (see [`secure_time`]), if one was recorded.
+    pub fn last_trusted_time(&self) -> Result<Option<DateTime<Utc>>> {
+        let path = self.dir.join(TIME_FILE);
+        match read_optional(&path)? {
+            None => Ok(None),
+            Some(bytes) => secure_time::decode(&bytes)
+                .map(Some)
+                .map_err(|why| Error::TimeFile { path, why }),
+        }
+    }
+
+    /// Raises the last trusted time to `time` if it is later; returns the time now recorded.
+    /// Never lowers it. Besides the client after each successful refresh, the image builder
+    /// may call this with the build time, a local clock value it trusts.
+    pub fn raise_trusted_time(&self, time: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        let last = self.last_trusted_time()?;
+        let time = secure_time::reference_time(time, last);
+        if last != Some(time) {
+            write_atomic(&self.dir, TIME_FILE, &secure_time::encode(time)).map_err(|source| {
+                Error::StoreIo {
+                    path: self.dir.join(TIME_FILE),
+                    source,
+                }
+            })?;
+        }
+        Ok(time)
+    }
+}
+
+fn file_name(role: Role) -> String {
+    format!("{role}.json")
+}
+
+/// Parses `bytes` as root metadata signed by a threshold of its own root keys.
+fn check_root(path: &Path, bytes: &[u8]) -> Result<()> {
+    let root = Metadata::<Root>::from_slice(bytes).and_then(|root| {
+        verify_role(&root.signed, &root)?;
+        Ok(root)
+    });
+    root.map(|_| ()).map_err(|source| Error::TrustedRoot {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })
+}
+
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::StoreIo {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Temporary file in `dir`, fsync, rename over `name`, fsync `dir`. The temporary name is
+/// unique per process, so concurrent writers in one process are the caller's to avoid.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let temp = dir.join(format!(".tmp-{name}.{}", std::process::id()));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, dir.join(name))?;
+        sync_dir(dir)
+    })();
+    if written.is_err() {
+        // Gone already when the rename happened; otherwise do not leave it behind.
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore {
+            dir: dir.path().to_path_buf(),
+        };
+        assert_eq!(store.read(Role::Timestamp).unwrap(), None);
+        store.write(Role::Timestamp, b"one").unwrap();
+        store.write(Role::Timestamp, b"two").unwrap();
+        assert_eq!(store.read(Role::Timestamp).unwrap().unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["timestamp.json"]);
+        store.remove(Role::Timestamp).unwrap();
+        store.remove(Role::Timestamp).unwrap();
+        assert_eq!(store.read(Role::Timestamp).unwrap(), None);
+    }
+
+    #[test]
+    fn failed_write_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore {
+            dir: dir.path().to_path_buf(),
+        };
+        store.write(Role::Snapshot, b"old").unwrap();
+        // A directory in the way of the rename makes the write fail after the temporary.
+        std::fs::create_dir(dir.path().join("targets.json")).unwrap();
+        std::fs::write(dir.path().join("targets.json/x"), b"").unwrap();
+        let err = store.write(Role::Targets, b"new").unwrap_err();
+        assert!(matches!(err, Error::StoreIo { .. }), "{err}");
+        assert_eq!(store.read(Role::Snapshot).unwrap().unwrap(), b"old");
+        let temps = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with(".tmp-")
+            })
+            .count();
+        assert_eq!(temps, 0);
+    }
+
+    #[test]
+    fn trusted_time_only_rises() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore {
+            dir: dir.path().to_path_buf(),
+        };
+        assert_eq!(store.last_trusted_time().unwrap(), None);
+        let (a, b) = (t("2025-01-01T00:00:00Z"), t("2025-02-01T00:00:00Z"));
+        assert_eq!(store.raise_trusted_time(b).unwrap(), b);
+        assert_eq!(store.raise_trusted_time(a).unwrap(), b);
+        assert_eq!(store.last_trusted_time().unwrap(), Some(b));
+        std::fs::write(dir.path().join(TIME_FILE), b"garbage").unwrap();
+        let err = store.last_trusted_time().unwrap_err();
+        assert!(matches!(err, Error::TimeFile { .. }), "{err}");
+    }
+
+    #[test]
+    fn init_refuses_garbage_and_an_existing_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = MetadataStore::init(dir.path().join("s"), b"{}").unwrap_err();
+        assert!(matches!(err, Error::TrustedRoot { .. }), "{err}");
+        assert!(!dir.path().join("s").exists());
+        let err = MetadataStore::open(dir.path().join("s")).unwrap_err();
+        assert!(matches!(err, Error::NotInitialised { .. }), "{err}");
+    }
+}
