@@ -58,8 +58,25 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 
 /// The exit class of a bundle failure.
 pub(crate) fn bundle_class(e: &flipside_bundle::Error) -> Class {
+    use flipside_bundle::Error as B;
     match e {
-        _ => Class::Io,
+        B::InvalidParams { .. } | B::EmptyImage { .. } => Class::Input,
+        B::ThreadPool { .. } | B::Compress { .. } | B::BuildIndex { .. } => Class::Internal,
+        B::BundleLength { .. }
+        | B::Chunk { .. }
+        | B::ImageHash { .. }
+        | B::IndexTooLarge { .. }
+        | B::DecodeIndex { .. } => Class::Repository,
+        B::OpenImage { .. }
+        | B::ReadImage { .. }
+        | B::ImageChanged { .. }
+        | B::CreateOutput { .. }
+        | B::WriteOutput { .. }
+        | B::Persist { .. }
+        | B::OpenBundle { .. }
+        | B::ReadBundle { .. }
+        | B::WriteSink { .. }
+        | B::ReadIndex { .. } => Class::Io,
     }
 }
 
