@@ -1,0 +1,114 @@
+//! The command line: parsing (clap), then one subcommand, then an exit code from the error's
+//! class. `main` only chooses the update source.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::commands;
+use crate::config::{Config, DEFAULT_PATH};
+use crate::error::Result;
+use crate::exit::{table, ExitClass};
+use crate::source::SourceFactory;
+
+/// flipside: A/B image updates for this device.
+#[derive(Debug, Parser)]
+#[command(name = "flipside", version, about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, value_name = "FILE", default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Say whether a newer compatible release exists.
+    Check,
+    /// Stream the newest release into the inactive slot and arm it for a trial boot.
+    Install {
+        /// Install from this repository (URL or directory) instead of the configured mirrors.
+        #[arg(long, value_name = "URL_OR_DIR")]
+        from: Option<String>,
+        /// Install the repository's newest release even if it is older than the installed one
+        /// (everything is still verified).
+        #[arg(long)]
+        allow_downgrade: bool,
+    },
+    /// Show both slots, their versions and boot state, and what happened last.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Commit the running trial slot.
+    MarkGood,
+    /// Reject the running trial slot, so that the other one boots next.
+    MarkBad,
+    /// Make the other slot boot next (it must be bootable).
+    Rollback,
+    /// Run the health checks; commit the trial slot, or mark it bad and reboot.
+    Health,
+}
+
+/// Parses the process arguments and runs; the exit code follows the error's class.
+pub fn main_with(factory: &SourceFactory) -> ExitCode {
+    init_logging();
+    let command = Cli::command().after_help(table());
+    let cli = match command
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitClass::Usage.exit_code()
+            } else {
+                ExitClass::Ok.exit_code()
+            };
+        }
+    };
+    match run(&cli, factory) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            e.class().exit_code()
+        }
+    }
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: &Cli, factory: &SourceFactory) -> Result<()> {
+    let config = Config::load(&cli.config)?;
+    match &cli.command {
+        Command::Check => commands::check::run(&config, factory),
+        Command::Install {
+            from,
+            allow_downgrade,
+        } => commands::install::run(&config, from.as_deref(), *allow_downgrade, factory),
+        Command::Status { json } => commands::status::run(&config, *json),
+        Command::MarkGood => commands::mark::good(&config, "marked good by hand"),
+        Command::MarkBad => commands::mark::bad(&config, "marked bad by hand"),
+        Command::Rollback => commands::rollback::run(&config),
+        Command::Health => commands::health::run(&config),
+    }
+}
+
+fn init_logging() {
+    use std::io::Write;
+    let env = env_logger::Env::default().filter_or("FLIPSIDE_LOG", "info");
+    let _ = env_logger::Builder::from_env(env)
+        .format(|f, record| {
+            writeln!(
+                f,
+                "flipside: {}: {}",
+                record.level().as_str().to_lowercase(),
+                record.args()
+            )
+        })
+        .target(env_logger::Target::Stderr)
+        .try_init();
+}

@@ -1,0 +1,39 @@
+//! One module per subcommand; each loads what it needs, acts, and prints its result.
+
+pub mod check;
+pub mod health;
+pub mod install;
+pub mod mark;
+pub mod rollback;
+pub mod status;
+
+use chrono::Utc;
+use flipside_bootloader_hooks::Slot;
+
+use crate::config::Config;
+use crate::device::Device;
+use crate::error::Result;
+use crate::record::{Event, Outcome, StateDir};
+use crate::running::running_slot;
+
+/// The disk opened read-write with the running slot found.
+pub(crate) fn open_running(config: &Config) -> Result<(Device, Slot)> {
+    let device = Device::open(&config.device.disk, &config.device.layout, true)?;
+    let running = running_slot(&config.device.cmdline, &config.device.disk, device.state())?;
+    Ok((device, running))
+}
+
+/// Records a boot-state step in the state directory.
+pub(crate) fn record(config: &Config, event: Event, slot: Slot, detail: String) -> Result<()> {
+    let state = StateDir::new(&config.device.state_dir);
+    let release = state.slot_record(slot).ok().flatten();
+    state.set_last(&Outcome {
+        time: Utc::now(),
+        event,
+        slot: slot.name().into(),
+        version: release.as_ref().map(|r| r.version),
+        display_version: release.map(|r| r.display_version),
+        detail,
+        class: None,
+    })
+}

@@ -1,0 +1,647 @@
+//! The configuration file (`/etc/flipside/config.toml`, or `--config FILE`): repository
+//! mirrors and pinned root, the disk and its two slots, the state directory, the trial boots,
+//! network limits and the health checks. Every field but the repository, the disk and the
+//! trusted root has a documented default. Relative paths are taken from the file's directory.
+//!
+//! ```toml
+//! [repository]
+//! mirrors = ["https://updates.example.com/kiosk", "https://mirror.example.net/kiosk"]
+//! trusted_root = "root.json"          # the pinned root metadata
+//!
+//! [device]
+//! disk = "/dev/vda"
+//! slot_a = { label = "root-a" }       # or { partuuid = "..." }
+//! slot_b = { label = "root-b" }
+//! # hardware_id = "qemu-x86_64"       # default: the running image's system.json
+//! state_dir = "/var/lib/flipside"
+//! cmdline = "/proc/cmdline"
+//! system_info = "/.flipside/system.json"
+//! readback = "auto"                   # or "drop-cache": how the slot is read back
+//!
+//! [update]
+//! trial_boots = 3
+//!
+//! [network]                           # see NetworkPolicy for every field
+//! low_speed_limit = 1024              # bytes/s ...
+//! low_speed_time_secs = 30            # ... averaged over this long, like curl's --speed-*
+//!
+//! [health]
+//! dir = "/etc/flipside/health.d"
+//! timeout_secs = 120
+//! reboot_command = ["systemctl", "reboot"]
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flipside_bootloader_hooks::{PartitionSelector, SlotLayout};
+use serde::Deserialize;
+use url::Url;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// Default configuration path.
+pub const DEFAULT_PATH: &str = "/etc/flipside/config.toml";
+
+/// The whole configuration, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where it was read from (for messages).
+    pub path: PathBuf,
+    pub repository: RepositoryConfig,
+    pub device: DeviceConfig,
+    pub update: UpdateConfig,
+    pub network: NetworkPolicy,
+    pub health: HealthConfig,
+    pub progress: ProgressConfig,
+}
+
+/// Where releases come from.
+#[derive(Clone, Debug)]
+pub struct RepositoryConfig {
+    /// Mirrors of one TUF repository, tried in order.
+    pub mirrors: Vec<Mirror>,
+    /// The pinned root metadata the TUF client starts from.
+    pub trusted_root: PathBuf,
+}
+
+/// One place a repository is served from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mirror {
+    /// `http://` or `https://` base URL (the directory holding `metadata/` and `targets/`).
+    Http(Url),
+    /// A local directory (e.g. a USB stick), given as a path or a `file://` URL.
+    Dir(PathBuf),
+}
+
+impl Mirror {
+    /// Parses a URL or a directory path; relative paths are taken from `base`.
+    pub fn parse(text: &str, base: &Path) -> std::result::Result<Mirror, String> {
+        if text.starts_with("http://") || text.starts_with("https://") {
+            let mut url = Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+            // Joining relative names onto a base needs a trailing slash.
+            if !url.path().ends_with('/') {
+                let path = format!("{}/", url.path());
+                url.set_path(&path);
+            }
+            return Ok(Mirror::Http(url));
+        }
+        if text.starts_with("file://") {
+            let url = Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+            let path = url
+                .to_file_path()
+                .map_err(|()| format!("{text:?} is not a local file URL"))?;
+            return Ok(Mirror::Dir(path));
+        }
+        if text.contains("://") {
+            return Err(format!(
+                "{text:?}: only http://, https://, file:// and directory paths are supported"
+            ));
+        }
+        if text.is_empty() {
+            return Err("empty mirror".to_string());
+        }
+        Ok(Mirror::Dir(base.join(text)))
+    }
+
+    /// The location of a file relative to the repository root, e.g. `targets/<sha>.<name>`.
+    pub fn join(&self, relative: &str) -> Location {
+        match self {
+            Mirror::Http(url) => match url.join(relative) {
+                Ok(u) => Location::Url(u),
+                // A relative path of safe names always joins; keep the base so errors name it.
+                Err(_) => Location::Url(url.clone()),
+            },
+            Mirror::Dir(dir) => Location::File(dir.join(relative)),
+        }
+    }
+}
+
+impl std::fmt::Display for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mirror::Http(u) => write!(f, "{u}"),
+            Mirror::Dir(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Where one file of a mirror is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    Url(Url),
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Url(u) => write!(f, "{u}"),
+            Location::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// The disk, its slots, and where the running system describes itself.
+#[derive(Clone, Debug)]
+pub struct DeviceConfig {
+    /// Whole-disk device or GPT disk image holding both slots.
+    pub disk: PathBuf,
+    pub layout: SlotLayout,
+    /// This device's hardware id; `None` takes the running image's.
+    pub hardware_id: Option<String>,
+    pub state_dir: PathBuf,
+    /// Kernel command line (`/proc/cmdline`).
+    pub cmdline: PathBuf,
+    /// The running image's system description (`/.flipside/system.json`).
+    pub system_info: PathBuf,
+    /// How a written slot is read back past the page cache. Default [`ReadbackMode::Auto`].
+    pub readback: ReadbackMode,
+}
+
+/// How the written image is read back for its final check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadbackMode {
+    /// `O_DIRECT` where the file system supports it, else `drop-cache`.
+    #[default]
+    Auto,
+    /// fsync, `posix_fadvise(DONTNEED)`, then a buffered read (for drivers that mishandle
+    /// `O_DIRECT`).
+    DropCache,
+}
+
+/// Install policy.
+#[derive(Clone, Copy, Debug)]
+pub struct UpdateConfig {
+    /// Trial boots (T) given to a freshly installed slot, 1..=15. Default 3.
+    pub trial_boots: u8,
+    /// Largest chunk index accepted, in bytes, whatever the metadata says. Default 64 MiB
+    /// (about a 64 GiB image with the default chunker).
+    pub max_index_bytes: u64,
+}
+
+/// Timeouts, retries and the low-speed limit of every download.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetworkPolicy {
+    /// Connecting to a mirror. Default 15 s.
+    pub connect_timeout: Duration,
+    /// Waiting for the response headers or for any single read. Default 30 s.
+    pub read_timeout: Duration,
+    /// A transfer averaging fewer bytes/s than this ... Default 1024.
+    pub low_speed_limit: u64,
+    /// ... over this long fails (curl's --speed-limit/--speed-time). Default 30 s.
+    pub low_speed_time: Duration,
+    /// Attempts after a failure that made no progress, per request. Default 5.
+    pub retries: u32,
+    /// First pause between attempts, doubled each time. Default 500 ms.
+    pub backoff_initial: Duration,
+    /// Longest pause between attempts. Default 30 s.
+    pub backoff_max: Duration,
+    /// Unwanted bundle bytes fetched rather than opening a new Range request. Default 64 KiB.
+    pub range_gap: u64,
+}
+
+impl Default for NetworkPolicy {
+    fn default() -> Self {
+        NetworkPolicy {
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(30),
+            low_speed_limit: 1024,
+            low_speed_time: Duration::from_secs(30),
+            retries: 5,
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            range_gap: 64 * 1024,
+        }
+    }
+}
+
+impl NetworkPolicy {
+    /// The pause before retry number `attempt` (1-based): doubling from the initial pause.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.backoff_initial
+            .checked_mul(factor)
+            .unwrap_or(self.backoff_max)
+            .min(self.backoff_max)
+    }
+}
+
+/// Health checks run after a trial boot.
+#[derive(Clone, Debug)]
+pub struct HealthConfig {
+    /// Directory of executables, run in name order. Default `/etc/flipside/health.d`.
+    pub dir: PathBuf,
+    /// Time each check may take before it is killed. Default 120 s.
+    pub timeout: Duration,
+    /// Run after a failed trial was marked bad. Default `["systemctl", "reboot"]`.
+    pub reboot_command: Vec<String>,
+}
+
+/// Progress output when stderr is not a terminal.
+#[derive(Clone, Copy, Debug)]
+pub struct ProgressConfig {
+    /// Seconds between progress lines. Default 5.
+    pub interval: Duration,
+}
+
+// ---- The file as written (all optional where a default exists) ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    repository: FileRepository,
+    device: FileDevice,
+    #[serde(default)]
+    update: FileUpdate,
+    #[serde(default)]
+    network: FileNetwork,
+    #[serde(default)]
+    health: FileHealth,
+    #[serde(default)]
+    progress: FileProgress,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRepository {
+    mirrors: Vec<String>,
+    trusted_root: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDevice {
+    disk: PathBuf,
+    #[serde(default = "default_slot_a")]
+    slot_a: FileSlot,
+    #[serde(default = "default_slot_b")]
+    slot_b: FileSlot,
+    hardware_id: Option<String>,
+    #[serde(default = "default_state_dir")]
+    state_dir: PathBuf,
+    #[serde(default = "default_cmdline")]
+    cmdline: PathBuf,
+    #[serde(default = "default_system_info")]
+    system_info: PathBuf,
+    #[serde(default)]
+    readback: ReadbackMode,
+}
+
+/// `{ label = "root-a" }` or `{ partuuid = "..." }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum FileSlot {
+    Label(String),
+    Partuuid(String),
+}
+
+fn default_slot_a() -> FileSlot {
+    FileSlot::Label("root-a".into())
+}
+fn default_slot_b() -> FileSlot {
+    FileSlot::Label("root-b".into())
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/flipside")
+}
+fn default_cmdline() -> PathBuf {
+    PathBuf::from("/proc/cmdline")
+}
+fn default_system_info() -> PathBuf {
+    PathBuf::from(flipside_contract::release::SYSTEM_INFO_PATH)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileUpdate {
+    trial_boots: Option<u8>,
+    max_index_bytes: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileNetwork {
+    connect_timeout_secs: Option<f64>,
+    read_timeout_secs: Option<f64>,
+    low_speed_limit: Option<u64>,
+    low_speed_time_secs: Option<f64>,
+    retries: Option<u32>,
+    backoff_initial_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    range_gap: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileHealth {
+    dir: Option<PathBuf>,
+    timeout_secs: Option<f64>,
+    reboot_command: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileProgress {
+    interval_secs: Option<f64>,
+}
+
+impl Config {
+    /// Reads and validates the configuration at `path`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` names it and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let file: File = toml::from_str(text).map_err(|source| Error::ConfigParse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let invalid = |field: &'static str, why: String| Error::ConfigInvalid {
+            path: path.to_path_buf(),
+            field,
+            why,
+        };
+        let abs = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+
+        if file.repository.mirrors.is_empty() {
+            return Err(invalid(
+                "repository.mirrors",
+                "name at least one mirror".into(),
+            ));
+        }
+        let mirrors = file
+            .repository
+            .mirrors
+            .iter()
+            .map(|m| Mirror::parse(m, &base))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|why| invalid("repository.mirrors", why))?;
+
+        let selector = |field: &'static str, slot: FileSlot| match slot {
+            FileSlot::Label(l) if !l.is_empty() => Ok(PartitionSelector::Label(l)),
+            FileSlot::Label(_) => Err(invalid(field, "empty label".into())),
+            FileSlot::Partuuid(u) => Uuid::parse_str(&u)
+                .map(PartitionSelector::PartUuid)
+                .map_err(|e| invalid(field, format!("{u:?} is not a PARTUUID: {e}"))),
+        };
+        let layout = SlotLayout {
+            a: selector("device.slot_a", file.device.slot_a)?,
+            b: selector("device.slot_b", file.device.slot_b)?,
+        };
+        if layout.a == layout.b {
+            return Err(invalid(
+                "device.slot_b",
+                "slot b names the same partition as slot a".into(),
+            ));
+        }
+        if let Some(hw) = &file.device.hardware_id {
+            flipside_contract::release::check_name(hw)
+                .map_err(|e| invalid("device.hardware_id", e.to_string()))?;
+        }
+
+        let trial_boots = file.update.trial_boots.unwrap_or(3);
+        if !(1..=15).contains(&trial_boots) {
+            return Err(invalid(
+                "update.trial_boots",
+                format!("{trial_boots} is not in 1..=15"),
+            ));
+        }
+        let max_index_bytes = file.update.max_index_bytes.unwrap_or(64 << 20);
+
+        let secs = |field: &'static str, v: Option<f64>, default: Duration| match v {
+            None => Ok(default),
+            Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+            Some(s) => Err(invalid(
+                field,
+                format!("{s} is not a positive number of seconds"),
+            )),
+        };
+        let d = NetworkPolicy::default();
+        let n = &file.network;
+        let network = NetworkPolicy {
+            connect_timeout: secs(
+                "network.connect_timeout_secs",
+                n.connect_timeout_secs,
+                d.connect_timeout,
+            )?,
+            read_timeout: secs(
+                "network.read_timeout_secs",
+                n.read_timeout_secs,
+                d.read_timeout,
+            )?,
+            low_speed_limit: n.low_speed_limit.unwrap_or(d.low_speed_limit),
+            low_speed_time: secs(
+                "network.low_speed_time_secs",
+                n.low_speed_time_secs,
+                d.low_speed_time,
+            )?,
+            retries: n.retries.unwrap_or(d.retries),
+            backoff_initial: n
+                .backoff_initial_ms
+                .map_or(d.backoff_initial, Duration::from_millis),
+            backoff_max: n
+                .backoff_max_ms
+                .map_or(d.backoff_max, Duration::from_millis),
+            range_gap: n.range_gap.unwrap_or(d.range_gap),
+        };
+        if network.retries > 100 {
+            return Err(invalid(
+                "network.retries",
+                format!("{} is over 100", network.retries),
+            ));
+        }
+
+        let reboot_command = file
+            .health
+            .reboot_command
+            .unwrap_or_else(|| vec!["systemctl".into(), "reboot".into()]);
+        if reboot_command.first().is_none_or(|c| c.is_empty()) {
+            return Err(invalid("health.reboot_command", "name a program".into()));
+        }
+        let health = HealthConfig {
+            dir: abs(file
+                .health
+                .dir
+                .unwrap_or_else(|| PathBuf::from("/etc/flipside/health.d"))),
+            timeout: secs(
+                "health.timeout_secs",
+                file.health.timeout_secs,
+                Duration::from_secs(120),
+            )?,
+            reboot_command,
+        };
+        let progress = ProgressConfig {
+            interval: secs(
+                "progress.interval_secs",
+                file.progress.interval_secs,
+                Duration::from_secs(5),
+            )?,
+        };
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            repository: RepositoryConfig {
+                mirrors,
+                trusted_root: abs(file.repository.trusted_root),
+            },
+            device: DeviceConfig {
+                disk: abs(file.device.disk),
+                layout,
+                hardware_id: file.device.hardware_id,
+                state_dir: abs(file.device.state_dir),
+                cmdline: abs(file.device.cmdline),
+                system_info: abs(file.device.system_info),
+                readback: file.device.readback,
+            },
+            update: UpdateConfig {
+                trial_boots,
+                max_index_bytes,
+            },
+            network,
+            health,
+            progress,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[repository]
+mirrors = ["https://updates.example.com/kiosk"]
+trusted_root = "root.json"
+[device]
+disk = "/dev/vda"
+"#;
+
+    #[test]
+    fn minimal_file_gets_the_documented_defaults() {
+        let c = Config::parse(MINIMAL, Path::new("/etc/flipside/config.toml")).unwrap();
+        assert_eq!(
+            c.repository.mirrors,
+            vec![Mirror::Http(
+                Url::parse("https://updates.example.com/kiosk/").unwrap()
+            )]
+        );
+        assert_eq!(
+            c.repository.trusted_root,
+            PathBuf::from("/etc/flipside/root.json")
+        );
+        assert_eq!(c.device.layout, SlotLayout::default());
+        assert_eq!(c.device.state_dir, PathBuf::from("/var/lib/flipside"));
+        assert_eq!(c.device.cmdline, PathBuf::from("/proc/cmdline"));
+        assert_eq!(
+            c.device.system_info,
+            PathBuf::from("/.flipside/system.json")
+        );
+        assert_eq!(c.device.readback, ReadbackMode::Auto);
+        assert_eq!(c.update.trial_boots, 3);
+        assert_eq!(c.network, NetworkPolicy::default());
+        assert_eq!(c.health.reboot_command, vec!["systemctl", "reboot"]);
+        assert_eq!(c.health.timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn slots_by_partuuid_and_local_mirrors() {
+        let text = r#"
+[repository]
+mirrors = ["/media/usb/repo", "file:///srv/repo", "relative/repo"]
+trusted_root = "/etc/flipside/root.json"
+[device]
+disk = "disk.img"
+slot_a = { partuuid = "60f54bb1-71a2-4964-b21e-2d9317ae4091" }
+slot_b = { label = "other" }
+[update]
+trial_boots = 15
+"#;
+        let c = Config::parse(text, Path::new("/cfg/config.toml")).unwrap();
+        assert_eq!(
+            c.repository.mirrors,
+            vec![
+                Mirror::Dir("/media/usb/repo".into()),
+                Mirror::Dir("/srv/repo".into()),
+                Mirror::Dir("/cfg/relative/repo".into()),
+            ]
+        );
+        assert_eq!(c.device.disk, PathBuf::from("/cfg/disk.img"));
+        assert!(matches!(c.device.layout.a, PartitionSelector::PartUuid(_)));
+    }
+
+    #[test]
+    fn invalid_fields_are_named() {
+        let cases = [
+            (
+                MINIMAL.replace(
+                    "mirrors = [\"https://updates.example.com/kiosk\"]",
+                    "mirrors = []",
+                ),
+                "repository.mirrors",
+            ),
+            (MINIMAL.replace("https://", "ftp://"), "repository.mirrors"),
+            (
+                format!("{MINIMAL}slot_a = {{ partuuid = \"nope\" }}\n"),
+                "device.slot_a",
+            ),
+            (
+                format!("{MINIMAL}slot_b = {{ label = \"root-a\" }}\n"),
+                "device.slot_b",
+            ),
+            (
+                format!("{MINIMAL}hardware_id = \"a/b\"\n"),
+                "device.hardware_id",
+            ),
+            (
+                format!("{MINIMAL}[update]\ntrial_boots = 0\n"),
+                "update.trial_boots",
+            ),
+            (
+                format!("{MINIMAL}[update]\ntrial_boots = 16\n"),
+                "update.trial_boots",
+            ),
+            (
+                format!("{MINIMAL}[network]\nlow_speed_time_secs = -1\n"),
+                "network.low_speed_time_secs",
+            ),
+            (
+                format!("{MINIMAL}[health]\nreboot_command = []\n"),
+                "health.reboot_command",
+            ),
+        ];
+        for (text, field) in cases {
+            match Config::parse(&text, Path::new("/c.toml")) {
+                Err(Error::ConfigInvalid { field: f, .. }) => assert_eq!(f, field, "{text}"),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let typo = format!("{MINIMAL}[update]\ntrial_bots = 2\n");
+        assert!(matches!(
+            Config::parse(&typo, Path::new("/c.toml")),
+            Err(Error::ConfigParse { .. })
+        ));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = NetworkPolicy {
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(1000),
+            ..NetworkPolicy::default()
+        };
+        let got: Vec<u128> = (1..=6).map(|a| p.backoff(a).as_millis()).collect();
+        assert_eq!(got, vec![100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(p.backoff(200), Duration::from_millis(1000));
+    }
+}

@@ -1,0 +1,296 @@
+//! The crate's one error type: a variant per failure class, with the path, URL, slot or value
+//! it concerns and a message that says what to do. [`Error::class`] maps each to an exit code.
+
+use std::io;
+use std::path::PathBuf;
+
+use flipside_bootloader_hooks::{Error as BootError, Slot};
+use flipside_contract::index::Error as IndexError;
+
+use crate::exit::ExitClass;
+
+/// Everything that can make a command fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: see flipside --help")]
+    Usage { what: String },
+
+    #[error("cannot read the configuration {}: {source}; pass --config FILE or create it", path.display())]
+    ConfigRead { path: PathBuf, source: io::Error },
+
+    #[error("invalid configuration {}: {source}", path.display())]
+    ConfigParse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+
+    #[error("invalid configuration {}: {field}: {why}", path.display())]
+    ConfigInvalid {
+        path: PathBuf,
+        field: &'static str,
+        why: String,
+    },
+
+    #[error("cannot read the running system's description {}: {source}; set device.system_info to the image's /.flipside/system.json", path.display())]
+    SystemInfoRead { path: PathBuf, source: io::Error },
+
+    #[error("invalid system description {}: {why}; the running image was not built by flipside-build?", path.display())]
+    SystemInfoInvalid { path: PathBuf, why: String },
+
+    #[error("cannot tell which slot is running: {why}; boot with flipside.slot=a|b or root=PARTUUID=... on the kernel command line")]
+    RunningSlotUnknown { why: String },
+
+    #[error("{source}")]
+    Boot { source: BootError },
+
+    #[error("the image of {target} is {image_length} bytes but slot {slot} holds only {slot_length}: nothing was written; build a smaller image or repartition")]
+    SlotTooSmall {
+        target: String,
+        slot: Slot,
+        image_length: u64,
+        slot_length: u64,
+    },
+
+    #[error(
+        "no update source is available in this build ({why}); use a build with the TUF client"
+    )]
+    SourceUnavailable { why: String },
+
+    #[error("cannot reach {url}: {source}; check the network and the mirror URLs, then try again")]
+    Network { url: String, source: reqwest::Error },
+
+    #[error("{url} answered HTTP {status}: {hint}")]
+    HttpStatus {
+        url: String,
+        status: u16,
+        hint: &'static str,
+    },
+
+    #[error(
+        "{url} broke off after {got} of {expected} bytes: {why}; try again (the install resumes)"
+    )]
+    BodyEnded {
+        url: String,
+        expected: u64,
+        got: u64,
+        why: String,
+    },
+
+    #[error("{url} is too slow: {rate} bytes/s over {secs} s, below the limit of {limit} bytes/s; try again later or raise network.low_speed_limit")]
+    LowSpeed {
+        url: String,
+        rate: u64,
+        limit: u64,
+        secs: u64,
+    },
+
+    #[error("{url} sent a malformed response: {why}; try another mirror")]
+    BadResponse { url: String, why: String },
+
+    #[error("cannot read {}: {source}", path.display())]
+    LocalRead { path: PathBuf, source: io::Error },
+
+    #[error("repository metadata failed verification: {what}: {why}; nothing was installed, alert the operator")]
+    Signature { what: String, why: String },
+
+    #[error("repository metadata {role} expired at {expires}: the publisher must re-sign it; check the device clock")]
+    Expired { role: String, expires: String },
+
+    #[error("{what} {offered} is older than the installed {installed}: refused as a rollback; pass --allow-downgrade to install it deliberately")]
+    Rollback {
+        what: &'static str,
+        offered: u64,
+        installed: u64,
+    },
+
+    #[error("no release of {system} for hardware id {hardware_id} in the repository ({found}); check device.hardware_id and the repository")]
+    Incompatible {
+        system: String,
+        hardware_id: String,
+        found: String,
+    },
+
+    #[error("target {target} has invalid flipside fields: {why}")]
+    BadTarget { target: String, why: String },
+
+    #[error("the index {target} does not match its release: {why}; the repository is inconsistent, alert the operator")]
+    IndexMismatch { target: String, why: String },
+
+    #[error("the chunk index {target} is not acceptable: {source}")]
+    Index { target: String, source: IndexError },
+
+    #[error("{what} is {length} bytes, over the cap of {limit}: refused")]
+    TooLarge {
+        what: String,
+        length: u64,
+        limit: u64,
+    },
+
+    #[error("{what} does not match its signed {expected_what}: expected {expected}, got {found}; try again or use another mirror")]
+    DataMismatch {
+        what: String,
+        expected_what: &'static str,
+        expected: String,
+        found: String,
+    },
+
+    #[error("bundle {target} from {url}: {source}")]
+    Chunk {
+        target: String,
+        url: String,
+        source: IndexError,
+    },
+
+    #[error("slot {slot} read back has sha256 {found}, the release says {expected}: the slot stays unbootable; check the disk, then install again")]
+    ImageHash {
+        slot: Slot,
+        expected: String,
+        found: String,
+    },
+
+    #[error("cannot {op} {len} bytes at offset {offset} of {disk}: {source}; check the device")]
+    DiskIo {
+        op: &'static str,
+        disk: PathBuf,
+        offset: u64,
+        len: u64,
+        source: io::Error,
+    },
+
+    #[error("refusing to {op} {len} bytes at slot offset {offset}: slot {slot} is {slot_length} bytes (this is a bug)")]
+    OutOfSlot {
+        op: &'static str,
+        slot: Slot,
+        offset: u64,
+        len: u64,
+        slot_length: u64,
+    },
+
+    #[error("state directory {}: cannot {op}: {source}; check that it exists and is writable", path.display())]
+    StateIo {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+
+    #[error("state file {} is corrupt: {source}; remove it (it only holds history)", path.display())]
+    StateParse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+
+    #[error("slot {running} is running but is not on trial: there is nothing to {action}")]
+    NotOnTrial { running: Slot, action: &'static str },
+
+    #[error("health check {check} failed: {why}")]
+    HealthFailed { check: String, why: String },
+
+    #[error("cannot run {what}: {source}")]
+    Spawn { what: String, source: io::Error },
+
+    #[error("the reboot command {command} failed: {why}; reboot by hand")]
+    Reboot { command: String, why: String },
+
+    #[error("{source}")]
+    Tuf { source: flipside_tuf::client::Error },
+
+    #[error("internal error: {what}; please report it")]
+    Internal { what: String },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<BootError> for Error {
+    fn from(source: BootError) -> Self {
+        Error::Boot { source }
+    }
+}
+
+impl Error {
+    /// The failure class, hence the exit code.
+    pub fn class(&self) -> ExitClass {
+        use ExitClass as C;
+        match self {
+            Error::Usage { .. } => C::Usage,
+            Error::ConfigRead { .. }
+            | Error::ConfigParse { .. }
+            | Error::ConfigInvalid { .. }
+            | Error::SystemInfoRead { .. }
+            | Error::SystemInfoInvalid { .. }
+            | Error::SourceUnavailable { .. }
+            | Error::Reboot { .. } => C::Config,
+            Error::RunningSlotUnknown { .. }
+            | Error::StateIo { .. }
+            | Error::StateParse { .. }
+            | Error::NotOnTrial { .. } => C::State,
+            Error::Boot { source } => boot_class(source),
+            Error::SlotTooSmall { .. } | Error::TooLarge { .. } => C::TooLarge,
+            Error::Network { .. }
+            | Error::HttpStatus { .. }
+            | Error::BodyEnded { .. }
+            | Error::LowSpeed { .. }
+            | Error::BadResponse { .. }
+            | Error::LocalRead { .. } => C::Network,
+            Error::Signature { .. } | Error::IndexMismatch { .. } => C::Signature,
+            Error::Expired { .. } => C::Expired,
+            Error::Rollback { .. } => C::Rollback,
+            Error::Incompatible { .. } | Error::BadTarget { .. } => C::Incompatible,
+            Error::Index { source, .. } => match source {
+                IndexError::ImageOverLimit { .. }
+                | IndexError::ChunkerOverLimit { .. }
+                | IndexError::TooManyChunks { .. } => C::TooLarge,
+                IndexError::UnsupportedVersion { .. }
+                | IndexError::UnsupportedChunker { .. }
+                | IndexError::UnsupportedCompression { .. } => C::Incompatible,
+                _ => C::Signature,
+            },
+            Error::DataMismatch { .. } | Error::Chunk { .. } | Error::ImageHash { .. } => {
+                C::ChunkHash
+            }
+            Error::DiskIo { .. } => C::Io,
+            Error::OutOfSlot { .. } | Error::Internal { .. } => C::Internal,
+            Error::Tuf { source } => tuf_class(source),
+            Error::HealthFailed { .. } | Error::Spawn { .. } => C::Health,
+        }
+    }
+}
+
+fn tuf_class(e: &flipside_tuf::client::Error) -> ExitClass {
+    use flipside_tuf::client::Error as E;
+    use flipside_tuf::Error as V;
+    match e {
+        E::NotInitialised { .. }
+        | E::AlreadyInitialised { .. }
+        | E::StoreIo { .. }
+        | E::TimeFile { .. } => ExitClass::State,
+        E::Missing { .. } | E::Fetch { .. } => ExitClass::Network,
+        E::TooLarge { .. } => ExitClass::TooLarge,
+        E::Target { .. } => ExitClass::ChunkHash,
+        E::Write { .. } => ExitClass::Io,
+        E::TrustedRoot { .. } | E::Metadata { .. } => match e.tuf_error() {
+            Some(V::Expired { .. }) => ExitClass::Expired,
+            Some(V::Rollback { .. }) => ExitClass::Rollback,
+            _ => ExitClass::Signature,
+        },
+        _ => ExitClass::Signature,
+    }
+}
+
+fn boot_class(e: &BootError) -> ExitClass {
+    match e {
+        BootError::TrialPending { .. }
+        | BootError::NoFallback { .. }
+        | BootError::SlotNotCleared { .. }
+        | BootError::NotOnTrial { .. }
+        | BootError::RollbackTargetNotBootable { .. }
+        | BootError::NoBootableSlot { .. } => ExitClass::State,
+        BootError::PartitionNotFound { .. }
+        | BootError::AmbiguousPartition { .. }
+        | BootError::SamePartition { .. }
+        | BootError::NoProtectiveMbr { .. }
+        | BootError::DiskTooSmall { .. } => ExitClass::Config,
+        BootError::FieldOutOfRange { .. } => ExitClass::Config,
+        _ => ExitClass::Io,
+    }
+}

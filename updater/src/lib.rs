@@ -1,0 +1,29 @@
+//! flipside's on-device updater: `check`, `install` (streamed into the inactive slot, every
+//! chunk verified before it is written, resumable, delta from the running slot), health checks
+//! with commit or rollback, `status`, and a manual `rollback`.
+//!
+//! Pure decisions ([`select`], [`plan`], [`running`]'s parsers, [`config`]) are separate from
+//! I/O ([`device`], [`http`], [`record`], [`health`]); [`install`] runs the steps in order. The
+//! repository is reached through [`source::UpdateSource`], behind which the TUF client plugs in.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod exit;
+pub mod health;
+pub mod http;
+pub mod install;
+pub mod plan;
+pub mod progress;
+pub mod record;
+pub mod running;
+pub mod select;
+pub mod source;
+pub mod status;
+pub mod system;
+pub mod tuf_client;
+
+pub use error::{Error, Result};
+pub use exit::ExitClass;

@@ -1,0 +1,287 @@
+//! The state directory: what happened last, what each slot holds, the chunk index of each
+//! slot's image (the seed of a delta), and the journal of an install in progress. Every file
+//! is written atomically: a temporary file in the same directory, fsync, rename, fsync of the
+//! directory.
+//!
+//! ```text
+//! STATE_DIR/last.json          Outcome of the last update step (installed, committed, ...)
+//! STATE_DIR/slot-a.json        SlotRecord: the release written into slot a
+//! STATE_DIR/slot-a.index       its chunk index
+//! STATE_DIR/install.json       Journal: an install into a slot has started and not finished
+//! ```
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use flipside_bootloader_hooks::Slot;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Largest state file read.
+const MAX_STATE_FILE: u64 = 256 << 20;
+
+/// What an update step did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Event {
+    /// An image was written, verified and armed for a trial boot.
+    Installed,
+    /// An install failed; the slot was left unbootable.
+    InstallFailed,
+    /// The trial slot passed its health checks and was marked good.
+    Committed,
+    /// The trial slot was marked bad (health check failed or by hand).
+    MarkedBad,
+    /// The operator switched to the other slot.
+    RolledBack,
+}
+
+impl Event {
+    /// The name `status` prints (as in the JSON).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Event::Installed => "installed",
+            Event::InstallFailed => "install-failed",
+            Event::Committed => "committed",
+            Event::MarkedBad => "marked-bad",
+            Event::RolledBack => "rolled-back",
+        }
+    }
+}
+
+/// The last update step, shown by `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub time: DateTime<Utc>,
+    pub event: Event,
+    /// The slot acted on (`a` or `b`).
+    pub slot: String,
+    #[serde(default)]
+    pub version: Option<u64>,
+    #[serde(default)]
+    pub display_version: Option<String>,
+    /// Why, in words (the error message of a failure).
+    pub detail: String,
+    /// Exit class of a failure.
+    #[serde(default)]
+    pub class: Option<String>,
+}
+
+/// The release written into a slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotRecord {
+    pub name: String,
+    pub version: u64,
+    pub display_version: String,
+    pub hardware_id: String,
+    pub image_length: u64,
+    pub image_sha256: String,
+    pub installed_at: DateTime<Utc>,
+}
+
+/// An install that has started writing into a slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    pub slot: String,
+    pub bundle_target: String,
+    pub version: u64,
+    pub image_sha256: String,
+    pub started: DateTime<Utc>,
+}
+
+/// The state directory.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(dir: &Path) -> StateDir {
+        StateDir {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn slot_file(slot: Slot, ext: &str) -> String {
+        format!("slot-{}.{ext}", slot.name())
+    }
+
+    pub fn last(&self) -> Result<Option<Outcome>> {
+        self.read_json("last.json")
+    }
+
+    pub fn set_last(&self, outcome: &Outcome) -> Result<()> {
+        self.write_json("last.json", outcome)
+    }
+
+    pub fn slot_record(&self, slot: Slot) -> Result<Option<SlotRecord>> {
+        self.read_json(&Self::slot_file(slot, "json"))
+    }
+
+    /// Records what `slot` holds, with its index.
+    pub fn set_slot(&self, slot: Slot, record: &SlotRecord, index: &[u8]) -> Result<()> {
+        self.write_atomic(&Self::slot_file(slot, "index"), index)?;
+        self.write_json(&Self::slot_file(slot, "json"), record)
+    }
+
+    /// Forgets what `slot` held (before it is overwritten).
+    pub fn clear_slot(&self, slot: Slot) -> Result<()> {
+        self.remove(&Self::slot_file(slot, "json"))?;
+        self.remove(&Self::slot_file(slot, "index"))
+    }
+
+    /// The stored chunk index of `slot`'s image, if any (at most `cap` bytes are read).
+    pub fn slot_index(&self, slot: Slot, cap: u64) -> Result<Option<Vec<u8>>> {
+        self.read_bytes(&Self::slot_file(slot, "index"), cap)
+    }
+
+    pub fn journal(&self) -> Result<Option<Journal>> {
+        self.read_json("install.json")
+    }
+
+    pub fn set_journal(&self, journal: &Journal) -> Result<()> {
+        self.write_json("install.json", journal)
+    }
+
+    pub fn clear_journal(&self) -> Result<()> {
+        self.remove("install.json")
+    }
+
+    fn io(&self, op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.to_path_buf();
+        move |source| Error::StateIo { op, path, source }
+    }
+
+    fn read_bytes(&self, name: &str, cap: u64) -> Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        let path = self.file(name);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io("read", &path)(e)),
+        };
+        let mut bytes = Vec::new();
+        file.take(cap.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(self.io("read", &path))?;
+        if bytes.len() as u64 > cap {
+            return Err(self.io("read", &path)(std::io::Error::other(format!(
+                "larger than {cap} bytes"
+            ))));
+        }
+        Ok(Some(bytes))
+    }
+
+    fn read_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {
+        let Some(bytes) = self.read_bytes(name, MAX_STATE_FILE)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| Error::StateParse {
+                path: self.file(name),
+                source,
+            })
+    }
+
+    fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Internal {
+            what: format!("serialising {name}: {e}"),
+        })?;
+        bytes.push(b'\n');
+        self.write_atomic(name, &bytes)
+    }
+
+    /// Temporary file in the same directory, fsync, rename over `name`, fsync the directory.
+    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(self.io("create", &self.dir))?;
+        let path = self.file(name);
+        let temp = self.file(&format!(".{name}.tmp"));
+        let mut f = File::create(&temp).map_err(self.io("write", &temp))?;
+        f.write_all(bytes).map_err(self.io("write", &temp))?;
+        f.sync_all().map_err(self.io("fsync", &temp))?;
+        drop(f);
+        std::fs::rename(&temp, &path).map_err(self.io("rename", &path))?;
+        self.sync_dir()
+    }
+
+    fn remove(&self, name: &str) -> Result<()> {
+        let path = self.file(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => self.sync_dir(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io("remove", &path)(e)),
+        }
+    }
+
+    fn sync_dir(&self) -> Result<()> {
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(self.io("fsync", &self.dir))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_removal() {
+        let t = tempfile::tempdir().unwrap();
+        let s = StateDir::new(&t.path().join("state"));
+        assert_eq!(s.last().unwrap(), None);
+        let o = Outcome {
+            time: Utc::now(),
+            event: Event::Installed,
+            slot: "b".into(),
+            version: Some(3),
+            display_version: Some("3.0".into()),
+            detail: "trial armed".into(),
+            class: None,
+        };
+        s.set_last(&o).unwrap();
+        assert_eq!(s.last().unwrap(), Some(o));
+        let r = SlotRecord {
+            name: "kiosk".into(),
+            version: 3,
+            display_version: "3.0".into(),
+            hardware_id: "pc".into(),
+            image_length: 10,
+            image_sha256: "00".repeat(32),
+            installed_at: Utc::now(),
+        };
+        s.set_slot(Slot::B, &r, b"index").unwrap();
+        assert_eq!(s.slot_record(Slot::B).unwrap(), Some(r));
+        assert_eq!(s.slot_index(Slot::B, 100).unwrap(), Some(b"index".to_vec()));
+        assert!(s.slot_index(Slot::B, 2).is_err());
+        assert_eq!(s.slot_record(Slot::A).unwrap(), None);
+        s.clear_slot(Slot::B).unwrap();
+        assert_eq!(s.slot_record(Slot::B).unwrap(), None);
+        s.clear_slot(Slot::B).unwrap();
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(s.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("last.json")]);
+    }
+
+    #[test]
+    fn corrupt_file_is_a_state_error() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("install.json"), b"{").unwrap();
+        let s = StateDir::new(t.path());
+        assert!(matches!(s.journal(), Err(Error::StateParse { .. })));
+    }
+}

@@ -1,0 +1,180 @@
+//! Which slot is running: the kernel command line (`flipside.slot=a|b`, else
+//! `root=PARTUUID=...`), else the mounted root (major:minor of `/` looked up in
+//! `/sys/class/block`). The parsers are pure; the paths are parameters so tests fake a system.
+
+use std::path::Path;
+
+use flipside_bootloader_hooks::{BootState, Slot};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// What the kernel command line says about the root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmdlineRoot {
+    /// `flipside.slot=a|b`.
+    Slot(Slot),
+    /// `root=PARTUUID=...`.
+    PartUuid(Uuid),
+}
+
+/// Parses a kernel command line. `flipside.slot` wins over `root=`; the last occurrence of
+/// each counts, as the kernel does; a malformed value is an error, not a guess.
+pub fn parse_cmdline(text: &str) -> std::result::Result<Option<CmdlineRoot>, String> {
+    let mut slot = None;
+    let mut partuuid = None;
+    for word in text.split_ascii_whitespace() {
+        if let Some(v) = word.strip_prefix("flipside.slot=") {
+            slot = Some(match v {
+                "a" | "A" => Slot::A,
+                "b" | "B" => Slot::B,
+                _ => return Err(format!("flipside.slot={v} is not a or b")),
+            });
+        } else if let Some(v) = word.strip_prefix("root=") {
+            partuuid = match v.strip_prefix("PARTUUID=") {
+                Some(u) => Some(Uuid::parse_str(u).map_err(|e| format!("root=PARTUUID={u}: {e}"))?),
+                None => None,
+            };
+        }
+    }
+    Ok(slot
+        .map(CmdlineRoot::Slot)
+        .or(partuuid.map(CmdlineRoot::PartUuid)))
+}
+
+/// `MAJOR:MINOR` as in `/sys/class/block/*/dev`.
+pub fn parse_devnum(text: &str) -> Option<(u32, u32)> {
+    let (ma, mi) = text.trim().split_once(':')?;
+    Some((ma.parse().ok()?, mi.parse().ok()?))
+}
+
+/// The partition number of the block device `root` (major, minor) if it is a partition of the
+/// disk `disk` (major, minor), looked up in a `/sys/class/block`-like directory.
+pub fn partition_of(sys_block: &Path, root: (u32, u32), disk: (u32, u32)) -> Option<u32> {
+    for entry in std::fs::read_dir(sys_block).ok()?.flatten() {
+        let dir = entry.path();
+        let dev = std::fs::read_to_string(dir.join("dev")).ok();
+        if dev.as_deref().and_then(parse_devnum) != Some(root) {
+            continue;
+        }
+        let number: u32 = std::fs::read_to_string(dir.join("partition"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        // The partition's directory sits inside its disk's directory.
+        let parent = std::fs::canonicalize(&dir).ok()?.parent()?.join("dev");
+        let parent_dev = std::fs::read_to_string(parent).ok();
+        return (parent_dev.as_deref().and_then(parse_devnum) == Some(disk)).then_some(number);
+    }
+    None
+}
+
+/// Finds the running slot. `cmdline` is the kernel command line's path; when it names neither
+/// a slot nor a PARTUUID, the mounted root is looked up (only meaningful when `disk` is a
+/// block device).
+pub fn running_slot(cmdline: &Path, disk: &Path, state: &BootState) -> Result<Slot> {
+    let unknown = |why: String| Error::RunningSlotUnknown { why };
+    let text = std::fs::read_to_string(cmdline)
+        .map_err(|e| unknown(format!("cannot read {}: {e}", cmdline.display())))?;
+    match parse_cmdline(&text).map_err(unknown)? {
+        Some(CmdlineRoot::Slot(slot)) => Ok(slot),
+        Some(CmdlineRoot::PartUuid(u)) => state.slot_by_partuuid(u).ok_or_else(|| {
+            unknown(format!(
+                "root=PARTUUID={} is neither slot's partition on {}",
+                u.hyphenated(),
+                disk.display()
+            ))
+        }),
+        None => mounted_root(disk, state),
+    }
+}
+
+fn mounted_root(disk: &Path, state: &BootState) -> Result<Slot> {
+    let unknown = |why: String| Error::RunningSlotUnknown { why };
+    let root = rustix::fs::stat("/").map_err(|e| unknown(format!("stat /: {e}")))?;
+    let disk_stat =
+        rustix::fs::stat(disk).map_err(|e| unknown(format!("stat {}: {e}", disk.display())))?;
+    let is_block =
+        rustix::fs::FileType::from_raw_mode(disk_stat.st_mode) == rustix::fs::FileType::BlockDevice;
+    if !is_block {
+        return Err(unknown(format!(
+            "the kernel command line names no slot and {} is not a block device",
+            disk.display()
+        )));
+    }
+    let dev = |d: u64| (rustix::fs::major(d), rustix::fs::minor(d));
+    let number = partition_of(
+        Path::new("/sys/class/block"),
+        dev(root.st_dev),
+        dev(disk_stat.st_rdev),
+    )
+    .ok_or_else(|| {
+        unknown(format!(
+            "/ is not mounted from a partition of {}",
+            disk.display()
+        ))
+    })?;
+    Slot::ALL
+        .into_iter()
+        .find(|&s| state.slot(s).partition.number == number)
+        .ok_or_else(|| unknown(format!("/ is on partition {number}, which is neither slot")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_forms() {
+        let u = "60f54bb1-71a2-4964-b21e-2d9317ae4091";
+        let parsed = |s: &str| parse_cmdline(s).unwrap();
+        assert_eq!(
+            parsed("quiet flipside.slot=b ro"),
+            Some(CmdlineRoot::Slot(Slot::B))
+        );
+        assert_eq!(
+            parsed(&format!("root=PARTUUID={u} rw")),
+            Some(CmdlineRoot::PartUuid(Uuid::parse_str(u).unwrap()))
+        );
+        assert_eq!(
+            parsed(&format!("root=PARTUUID={u} flipside.slot=a")),
+            Some(CmdlineRoot::Slot(Slot::A))
+        );
+        assert_eq!(parsed("root=/dev/vda3 quiet"), None);
+        assert_eq!(parsed(""), None);
+        assert_eq!(
+            parsed("flipside.slot=a flipside.slot=b"),
+            Some(CmdlineRoot::Slot(Slot::B))
+        );
+        assert!(parse_cmdline("flipside.slot=c").is_err());
+        assert!(parse_cmdline("root=PARTUUID=zz").is_err());
+    }
+
+    #[test]
+    fn devnum() {
+        assert_eq!(parse_devnum("259:3\n"), Some((259, 3)));
+        assert_eq!(parse_devnum("259"), None);
+        assert_eq!(parse_devnum("a:b"), None);
+    }
+
+    #[test]
+    fn partition_lookup_in_a_fake_sysfs() {
+        let t = tempfile::tempdir().unwrap();
+        let disk = t.path().join("devices/vda");
+        let part = disk.join("vda3");
+        std::fs::create_dir_all(&part).unwrap();
+        std::fs::write(disk.join("dev"), "254:0\n").unwrap();
+        std::fs::write(part.join("dev"), "254:3\n").unwrap();
+        std::fs::write(part.join("partition"), "3\n").unwrap();
+        let class = t.path().join("class");
+        std::fs::create_dir_all(&class).unwrap();
+        std::os::unix::fs::symlink(&disk, class.join("vda")).unwrap();
+        std::os::unix::fs::symlink(&part, class.join("vda3")).unwrap();
+        assert_eq!(partition_of(&class, (254, 3), (254, 0)), Some(3));
+        // Root on another disk, or the disk itself: not a slot.
+        assert_eq!(partition_of(&class, (254, 3), (8, 0)), None);
+        assert_eq!(partition_of(&class, (254, 0), (254, 0)), None);
+        assert_eq!(partition_of(&class, (1, 1), (254, 0)), None);
+    }
+}

@@ -1,0 +1,204 @@
+//! `flipside status`: both slots (partition, boot bits, what they hold), which slot runs and
+//! which boots next, and what happened last; as text or JSON. Reads only.
+
+use flipside_bootloader_hooks::Slot;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::device::Device;
+use crate::error::Result;
+use crate::record::{Journal, Outcome, StateDir};
+use crate::running::running_slot;
+use crate::system::installed;
+
+/// What `status` shows.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub disk: String,
+    /// The running slot, or why it is unknown.
+    pub running: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running_unknown: Option<String>,
+    /// The slot firmware boots next (none when neither is bootable).
+    pub boots_next: Option<String>,
+    pub trial_pending: bool,
+    /// Whether the running slot booted as a trial and waits for mark-good/mark-bad.
+    pub running_on_trial: bool,
+    pub slots: Vec<SlotStatus>,
+    pub last: Option<Outcome>,
+    /// An install that started and has not finished (interrupted, or running now).
+    pub unfinished_install: Option<Journal>,
+}
+
+/// One slot.
+#[derive(Clone, Debug, Serialize)]
+pub struct SlotStatus {
+    pub slot: String,
+    pub partition: u32,
+    pub label: String,
+    pub partuuid: String,
+    pub priority: u8,
+    pub tries: u8,
+    pub successful: bool,
+    pub bootable: bool,
+    pub running: bool,
+    pub boots_next: bool,
+    pub release: Option<SlotRelease>,
+}
+
+/// What a slot holds, as far as the device knows.
+#[derive(Clone, Debug, Serialize)]
+pub struct SlotRelease {
+    pub name: String,
+    pub version: u64,
+    pub display_version: String,
+    /// `running-system` (from system.json) or `installed` (recorded by the install).
+    pub source: &'static str,
+}
+
+/// Gathers the status; only a broken configuration or an unreadable disk is an error.
+pub fn gather(config: &Config) -> Result<Status> {
+    let device = Device::open(&config.device.disk, &config.device.layout, false)?;
+    let state = device.state();
+    let state_dir = StateDir::new(&config.device.state_dir);
+    let (running, running_unknown) =
+        match running_slot(&config.device.cmdline, &config.device.disk, state) {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+    let boots_next = state.boots_next().ok();
+    let system = installed(config).ok();
+    let mut slots = Vec::new();
+    for slot in Slot::ALL {
+        let s = state.slot(slot);
+        let release = if Some(slot) == running {
+            system.as_ref().map(|i| SlotRelease {
+                name: i.name.clone(),
+                version: i.version,
+                display_version: i.display_version.clone(),
+                source: "running-system",
+            })
+        } else {
+            None
+        };
+        let release = release.or_else(|| {
+            state_dir
+                .slot_record(slot)
+                .ok()
+                .flatten()
+                .map(|r| SlotRelease {
+                    name: r.name,
+                    version: r.version,
+                    display_version: r.display_version,
+                    source: "installed",
+                })
+        });
+        slots.push(SlotStatus {
+            slot: slot.name().into(),
+            partition: s.partition.number,
+            label: s.partition.label.clone(),
+            partuuid: s.partition.partuuid.hyphenated().to_string(),
+            priority: s.attrs.priority(),
+            tries: s.attrs.tries(),
+            successful: s.attrs.successful(),
+            bootable: s.attrs.is_bootable(),
+            running: Some(slot) == running,
+            boots_next: Some(slot) == boots_next,
+            release,
+        });
+    }
+    Ok(Status {
+        disk: config.device.disk.display().to_string(),
+        running: running.map(|s| s.name().to_string()),
+        running_unknown,
+        boots_next: boots_next.map(|s| s.name().to_string()),
+        trial_pending: state.is_trial_pending(),
+        running_on_trial: running.is_some_and(|s| state.is_on_trial(s)),
+        slots,
+        last: state_dir.last().unwrap_or_else(|e| {
+            log::warn!("{e}");
+            None
+        }),
+        unfinished_install: state_dir.journal().ok().flatten(),
+    })
+}
+
+/// The status as text for people.
+pub fn render_text(s: &Status) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("disk: {}\n", s.disk));
+    for slot in &s.slots {
+        let mut roles = Vec::new();
+        if slot.running {
+            roles.push("running");
+        }
+        if slot.boots_next {
+            roles.push("boots next");
+        }
+        let release = slot
+            .release
+            .as_ref()
+            .map_or("unknown contents".to_string(), |r| {
+                format!("{} {} ({})", r.name, r.version, r.display_version)
+            });
+        out.push_str(&format!(
+            "slot {}: partition {} ({}, PARTUUID {}): P={} T={} S={}{}: {}{}\n",
+            slot.slot,
+            slot.partition,
+            slot.label,
+            slot.partuuid,
+            slot.priority,
+            slot.tries,
+            u8::from(slot.successful),
+            if slot.bootable { "" } else { " (not bootable)" },
+            release,
+            if roles.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", roles.join(", "))
+            }
+        ));
+    }
+    match (&s.running, &s.running_unknown) {
+        (Some(r), _) => out.push_str(&format!(
+            "running: slot {r}{}\n",
+            if s.running_on_trial {
+                " (on trial: run flipside health or mark-good)"
+            } else {
+                ""
+            }
+        )),
+        (None, Some(why)) => out.push_str(&format!("running: unknown ({why})\n")),
+        (None, None) => out.push_str("running: unknown\n"),
+    }
+    out.push_str(&format!(
+        "boots next: {}\n",
+        s.boots_next
+            .as_deref()
+            .map_or("nothing bootable".to_string(), |b| format!("slot {b}"))
+    ));
+    if s.trial_pending {
+        out.push_str("trial pending: reboot to try the new slot\n");
+    }
+    if let Some(j) = &s.unfinished_install {
+        out.push_str(&format!(
+            "unfinished install: {} {} into slot {} since {} (run flipside install to resume)\n",
+            j.bundle_target,
+            j.version,
+            j.slot,
+            j.started.to_rfc3339()
+        ));
+    }
+    match &s.last {
+        Some(o) => out.push_str(&format!(
+            "last: {} {} slot {}{}: {}\n",
+            o.time.to_rfc3339(),
+            o.event.name(),
+            o.slot,
+            o.version.map_or(String::new(), |v| format!(" version {v}")),
+            o.detail
+        )),
+        None => out.push_str("last: nothing recorded\n"),
+    }
+    out
+}

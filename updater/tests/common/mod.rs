@@ -1,0 +1,539 @@
+//! Shared helpers of the integration tests: real repositories (mksquashfs images, bundles by
+//! `flipside-bundle`, published by `flipside-repository`), GPT disk images made by sgdisk, a
+//! simulated running system (cmdline, system.json), the `flipside` binary run as a process
+//! (with the TUF client), and servers (ours in `server`, nginx in `nginx`).
+
+#![allow(dead_code)]
+
+pub mod nginx;
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use chrono::Utc;
+use flipside_bootloader_hooks::{disk, BootAttrs, BootState, Disk, Slot, SlotLayout};
+use flipside_bundle::{write_bundle, BundleParams};
+use flipside_contract::release::{FileInfo, ImageInfo, Release, SystemInfo, RELEASE_FORMAT};
+use flipside_repository::{InitSettings, KeyDir, Repository};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+pub const SYSTEM: &str = "kiosk";
+pub const HARDWARE: &str = "pc-x86_64";
+/// Slot partitions in the default disk image.
+pub const SLOT_MIB: u64 = 16;
+/// What an untouched inactive slot is filled with.
+pub const SENTINEL: u8 = 0xee;
+
+/// Fails the test with a clear message when a tool is missing.
+pub fn require_tool(name: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false)
+        || Path::new("/usr/sbin").join(name).is_file();
+    assert!(
+        found,
+        "the tests need `{name}` (install the Debian package that provides it)"
+    );
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A built release.
+#[derive(Clone, Debug)]
+pub struct Built {
+    pub version: u64,
+    pub hardware_id: String,
+    pub image: PathBuf,
+    pub dir: PathBuf,
+    pub release: Release,
+}
+
+impl Built {
+    pub fn image_bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.image).unwrap()
+    }
+}
+
+/// Real files for an image: regular files of /usr/bin in name order, up to `bytes` in total.
+fn real_files(bytes: u64) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir("/usr/bin")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+        .collect();
+    all.sort();
+    let mut out = Vec::new();
+    let mut total = 0;
+    for p in all {
+        let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        if len == 0 || len > 2 << 20 {
+            continue;
+        }
+        total += len;
+        out.push(p);
+        if total >= bytes {
+            break;
+        }
+    }
+    out
+}
+
+/// The system description every image carries.
+pub fn system_info(version: u64, hardware_id: &str) -> SystemInfo {
+    SystemInfo {
+        format: RELEASE_FORMAT,
+        name: SYSTEM.into(),
+        version,
+        display_version: format!("1.{version}"),
+        hardware_id: hardware_id.into(),
+        init: "/sbin/init".into(),
+        closure: vec![],
+    }
+}
+
+/// A squashfs image of real files plus `/.flipside/system.json` and a version file; `payload`
+/// bytes of real files (the same for every version, so versions share most chunks).
+pub fn make_image(work: &Path, version: u64, hardware_id: &str, payload: u64) -> PathBuf {
+    require_tool("mksquashfs");
+    let root = work.join(format!("rootfs-{version}-{hardware_id}"));
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::create_dir_all(root.join(".flipside")).unwrap();
+    for f in real_files(payload) {
+        std::fs::copy(&f, root.join("usr/bin").join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        root.join(".flipside/system.json"),
+        serde_json::to_vec_pretty(&system_info(version, hardware_id)).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(root.join("version"), format!("{version}\n").repeat(1000)).unwrap();
+    let image = work.join(format!("image-{version}-{hardware_id}.squashfs"));
+    run_ok(Command::new("mksquashfs").arg(&root).arg(&image).args([
+        "-noappend",
+        "-no-xattrs",
+        "-all-root",
+        "-mkfs-time",
+        "0",
+        "-all-time",
+        "0",
+        "-noI",
+        "-noD",
+        "-noF",
+        "-noX",
+        "-no-fragments",
+        "-quiet",
+        "-no-progress",
+    ]));
+    image
+}
+
+/// Bundle, index and release.json of `image` in a release directory.
+pub fn make_release(work: &Path, image: &Path, version: u64, hardware_id: &str) -> Built {
+    let dir = work.join(format!("release-{version}-{hardware_id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (bundle_name, index_name) = flipside_contract::release::file_names(SYSTEM, version);
+    let bundle = dir.join(&bundle_name);
+    let params = BundleParams {
+        zstd_level: 3,
+        ..BundleParams::default()
+    };
+    let index = write_bundle(image, &bundle, &params).unwrap();
+    let index_bytes = index.encode();
+    std::fs::write(dir.join(&index_name), &index_bytes).unwrap();
+    let info = |name: &str, bytes: &[u8]| FileInfo {
+        name: name.into(),
+        length: bytes.len() as u64,
+        sha256: sha256(bytes),
+    };
+    let release = Release {
+        format: RELEASE_FORMAT,
+        name: SYSTEM.into(),
+        version,
+        display_version: format!("1.{version}"),
+        hardware_id: hardware_id.into(),
+        image: ImageInfo {
+            filesystem: "squashfs".into(),
+            length: index.image_length(),
+            sha256: hex::encode(index.image_sha256()),
+        },
+        bundle: info(&bundle_name, &std::fs::read(&bundle).unwrap()),
+        index: info(&index_name, &index_bytes),
+        init: "/sbin/init".into(),
+        closure: vec![],
+    };
+    std::fs::write(
+        dir.join("release.json"),
+        serde_json::to_vec_pretty(&release).unwrap(),
+    )
+    .unwrap();
+    Built {
+        version,
+        hardware_id: hardware_id.into(),
+        image: image.to_path_buf(),
+        dir,
+        release,
+    }
+}
+
+/// A test world: repository, disk image, fake running system, configuration.
+pub struct World {
+    pub tmp: TempDir,
+    pub repo: PathBuf,
+    pub keys: PathBuf,
+    pub disk: PathBuf,
+    pub config: PathBuf,
+    pub state: PathBuf,
+    pub cmdline: PathBuf,
+    pub system_json: PathBuf,
+    pub health: PathBuf,
+    pub rebooted: PathBuf,
+    pub releases: BTreeMap<(u64, String), Built>,
+}
+
+/// How to build a world.
+pub struct Setup {
+    /// Releases (version, hardware id) published in the repository.
+    pub publish: Vec<(u64, &'static str)>,
+    /// Version running in slot a (its image is written there when it is published).
+    pub running: u64,
+    pub slot_mib: u64,
+    /// Real-file bytes per image.
+    pub payload: u64,
+    /// Write the running release's image into slot a (else zeros: no delta possible).
+    pub running_image: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            publish: vec![(1, HARDWARE), (2, HARDWARE)],
+            running: 1,
+            slot_mib: SLOT_MIB,
+            payload: 3 << 20,
+            running_image: true,
+        }
+    }
+}
+
+impl World {
+    pub fn new(setup: Setup) -> World {
+        require_tool("sgdisk");
+        let tmp = tempfile::Builder::new()
+            .prefix("flipside-updater-")
+            .tempdir()
+            .unwrap();
+        let t = tmp.path().to_path_buf();
+        let work = t.join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let repo = t.join("repo");
+        let keys = t.join("keys");
+        let mut world = World {
+            repo: repo.clone(),
+            keys: keys.clone(),
+            disk: t.join("disk.img"),
+            config: t.join("config.toml"),
+            state: t.join("state"),
+            cmdline: t.join("cmdline"),
+            system_json: t.join("system.json"),
+            health: t.join("health.d"),
+            rebooted: t.join("rebooted"),
+            releases: BTreeMap::new(),
+            tmp,
+        };
+        let mut r = Repository::create(&repo).unwrap();
+        r.init(&KeyDir::new(&keys), &InitSettings::default(), Utc::now())
+            .unwrap();
+        drop(r);
+        std::fs::copy(repo.join("metadata/1.root.json"), t.join("root.json")).unwrap();
+        for (version, hw) in &setup.publish {
+            world.publish(*version, hw, setup.payload);
+        }
+        world.make_disk(setup.slot_mib);
+        // Slot a runs `running` (its image when published), proven; slot b holds a sentinel.
+        let running_image = world
+            .releases
+            .get(&(setup.running, HARDWARE.to_string()))
+            .map(|b| b.image_bytes());
+        if let Some(image) = running_image.filter(|_| setup.running_image) {
+            world.write_slot(Slot::A, &image);
+        }
+        world.fill_slot(Slot::B, SENTINEL);
+        world.set_attrs(Slot::A, BootAttrs::new(2, 0, true).unwrap());
+        world.set_attrs(Slot::B, BootAttrs::new(0, 0, false).unwrap());
+        world.set_running(Slot::A, setup.running, HARDWARE);
+        std::fs::create_dir_all(&world.health).unwrap();
+        world.write_config(&["http://127.0.0.1:9/".to_string()], 3);
+        world
+    }
+
+    /// Builds and publishes a release.
+    pub fn publish(&mut self, version: u64, hardware_id: &str, payload: u64) -> Built {
+        let work = self.tmp.path().join("work");
+        let image = make_image(&work, version, hardware_id, payload);
+        let built = make_release(&work, &image, version, hardware_id);
+        let mut r = Repository::open(&self.repo).unwrap();
+        r.add(&KeyDir::new(&self.keys), &built.dir, Utc::now())
+            .unwrap();
+        self.releases
+            .insert((version, hardware_id.to_string()), built.clone());
+        built
+    }
+
+    pub fn release(&self, version: u64) -> &Built {
+        &self.releases[&(version, HARDWARE.to_string())]
+    }
+
+    fn make_disk(&self, slot_mib: u64) {
+        let total = 2 * slot_mib + 4 + 2;
+        let f = std::fs::File::create(&self.disk).unwrap();
+        f.set_len(total << 20).unwrap();
+        run_ok(
+            Command::new("sgdisk")
+                .arg("-o")
+                .args([
+                    "-n",
+                    &format!("1:2048:+{slot_mib}M"),
+                    "-c",
+                    "1:root-a",
+                    "-n",
+                    &format!("2:0:+{slot_mib}M"),
+                    "-c",
+                    "2:root-b",
+                    "-n",
+                    "3:0:+2M",
+                    "-c",
+                    "3:data",
+                ])
+                .arg(&self.disk),
+        );
+    }
+
+    /// The boot state on the disk.
+    pub fn boot_state(&self) -> BootState {
+        let mut d = Disk::open(&self.disk, false).unwrap();
+        disk::load(&mut d, &SlotLayout::default()).unwrap().1
+    }
+
+    pub fn set_attrs(&self, slot: Slot, attrs: BootAttrs) {
+        let mut d = Disk::open(&self.disk, true).unwrap();
+        let (mut table, state) = disk::load(&mut d, &SlotLayout::default()).unwrap();
+        disk::commit(&mut d, &mut table, &state.with_attrs(slot, attrs)).unwrap();
+    }
+
+    /// Byte range of a slot on the disk.
+    pub fn slot_range(&self, slot: Slot) -> std::ops::Range<u64> {
+        let mut d = Disk::open(&self.disk, false).unwrap();
+        let (table, state) = disk::load(&mut d, &SlotLayout::default()).unwrap();
+        let e = table.partition(state.slot(slot).partition.number).unwrap();
+        let ss = table.sector_size();
+        e.first_lba * ss..(e.last_lba + 1) * ss
+    }
+
+    pub fn write_slot(&self, slot: Slot, bytes: &[u8]) {
+        let r = self.slot_range(slot);
+        assert!(bytes.len() as u64 <= r.end - r.start);
+        let f = OpenOptions::new().write(true).open(&self.disk).unwrap();
+        f.write_all_at(bytes, r.start).unwrap();
+        f.sync_all().unwrap();
+    }
+
+    pub fn fill_slot(&self, slot: Slot, byte: u8) {
+        let r = self.slot_range(slot);
+        self.write_slot(slot, &vec![byte; (r.end - r.start) as usize]);
+    }
+
+    pub fn read_slot(&self, slot: Slot, len: u64) -> Vec<u8> {
+        let r = self.slot_range(slot);
+        let f = std::fs::File::open(&self.disk).unwrap();
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, r.start).unwrap();
+        buf
+    }
+
+    pub fn slot_bytes(&self, slot: Slot) -> Vec<u8> {
+        let r = self.slot_range(slot);
+        self.read_slot(slot, r.end - r.start)
+    }
+
+    /// The GPT area of the disk (primary at the start, backup at the end) to compare byte by byte.
+    pub fn gpt_bytes(&self) -> Vec<u8> {
+        let all = std::fs::read(&self.disk).unwrap();
+        let head = &all[..34 * 512];
+        let tail = &all[all.len() - 33 * 512..];
+        [head, tail].concat()
+    }
+
+    /// Pretends `slot` runs `version` for `hardware_id`.
+    pub fn set_running(&self, slot: Slot, version: u64, hardware_id: &str) {
+        std::fs::write(&self.cmdline, format!("quiet flipside.slot={slot} rw\n")).unwrap();
+        std::fs::write(
+            &self.system_json,
+            serde_json::to_vec_pretty(&system_info(version, hardware_id)).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Firmware's choice at power-up (consumes a try), then the running system of that slot.
+    pub fn reboot(&self, version_in: impl Fn(Slot) -> u64) -> Slot {
+        let mut d = Disk::open(&self.disk, true).unwrap();
+        let (mut table, state) = disk::load(&mut d, &SlotLayout::default()).unwrap();
+        let (choice, next) = state.select().unwrap();
+        disk::commit(&mut d, &mut table, &next).unwrap();
+        self.set_running(choice.slot, version_in(choice.slot), HARDWARE);
+        choice.slot
+    }
+
+    /// Writes the configuration with `mirrors` and `retries` download retries.
+    pub fn write_config(&self, mirrors: &[String], retries: u32) {
+        let list = mirrors
+            .iter()
+            .map(|m| format!("{m:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = format!(
+            r#"[repository]
+mirrors = [{list}]
+trusted_root = "root.json"
+
+[device]
+disk = "disk.img"
+state_dir = "state"
+cmdline = "cmdline"
+system_info = "system.json"
+
+[update]
+trial_boots = 3
+
+[network]
+connect_timeout_secs = 5
+read_timeout_secs = 5
+low_speed_limit = 100
+low_speed_time_secs = 2
+retries = {retries}
+backoff_initial_ms = 20
+backoff_max_ms = 100
+
+[health]
+dir = "health.d"
+timeout_secs = 10
+reboot_command = ["touch", {:?}]
+
+[progress]
+interval_secs = 0.05
+"#,
+            self.rebooted.display().to_string()
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// A health check script.
+    pub fn add_check(&self, name: &str, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.health.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// `flipside --config CONFIG ARGS...` as a process.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(flipside_exe());
+        c.arg("--config").arg(&self.config).args(args);
+        c.env("FLIPSIDE_LOG", "info");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().unwrap();
+        Run::from(out)
+    }
+}
+
+/// The `flipside` executable the tests run: the production binary, with the TUF client.
+pub fn flipside_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_flipside"))
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Asserts the exit code, showing the output when it differs.
+    pub fn expect(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// A `KEY=value` field of the `FLIPSIDE_RESULT` line.
+    pub fn result_field(&self, key: &str) -> u64 {
+        self.result_str(key)
+            .parse()
+            .unwrap_or_else(|_| panic!("{key} is not a number in {}", self.stdout))
+    }
+
+    /// A `KEY=value` field of the `FLIPSIDE_RESULT` line, as text.
+    pub fn result_str(&self, key: &str) -> String {
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("FLIPSIDE_RESULT"))
+            .unwrap_or_else(|| panic!("no FLIPSIDE_RESULT line in:\n{}", self.stdout));
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+    }
+}
+
+/// Exit codes (see the README).
+pub mod code {
+    pub const OK: i32 = 0;
+    pub const CONFIG: i32 = 3;
+    pub const NETWORK: i32 = 4;
+    pub const SIGNATURE: i32 = 5;
+    pub const EXPIRED: i32 = 6;
+    pub const ROLLBACK: i32 = 7;
+    pub const INCOMPATIBLE: i32 = 8;
+    pub const CHUNK_HASH: i32 = 9;
+    pub const TOO_LARGE: i32 = 10;
+    pub const STATE: i32 = 12;
+    pub const HEALTH: i32 = 13;
+}

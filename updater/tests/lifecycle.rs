@@ -1,0 +1,468 @@
+//! The update life cycle through the `flipside` command line against real repositories, GPT
+//! disk images made by sgdisk, and real HTTP servers (nginx for real Range semantics, and the
+//! project's own): check, install (with a delta from the running slot), trial boot, health
+//! check, commit or rejection, manual rollback, status, refusals before any write.
+
+mod common;
+
+use std::process::Command;
+
+use common::nginx::Nginx;
+use common::server::Server;
+use common::{code, Setup, World, HARDWARE, SENTINEL};
+use flipside_bootloader_hooks::{BootAttrs, Slot};
+
+fn attrs(p: u8, t: u8, s: bool) -> BootAttrs {
+    BootAttrs::new(p, t, s).unwrap()
+}
+
+fn status_json(w: &World) -> serde_json::Value {
+    let run = w.run(&["status", "--json"]);
+    run.expect(code::OK);
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+#[test]
+fn install_from_nginx_then_health_check_commits() {
+    let w = World::new(Setup::default());
+    let nginx = Nginx::start(&w.repo);
+    w.write_config(&[nginx.url()], 3);
+
+    let check = w.run(&["check"]);
+    check.expect(code::OK);
+    assert!(
+        check.stdout.contains("update available: kiosk 2"),
+        "{}",
+        check.stdout
+    );
+
+    let run = w.run(&["install"]);
+    run.expect(code::OK);
+    let image = w.release(2).image_bytes();
+    assert_eq!(w.read_slot(Slot::B, image.len() as u64), image);
+    let state = w.boot_state();
+    assert_eq!(state.attrs(Slot::B), attrs(2, 3, false));
+    assert_eq!(state.attrs(Slot::A), attrs(1, 0, true));
+    assert_eq!(state.boots_next().unwrap(), Slot::B);
+    // cgpt reads the same bits.
+    let cgpt = Command::new("cgpt")
+        .args(["show", "-i", "2", "-P"])
+        .arg(&w.disk)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&cgpt.stdout).trim(), "2");
+
+    // A delta: chunks shared with release 1 came from slot a, so less than the bundle was
+    // downloaded; the read-back bypassed the page cache with O_DIRECT (ext4).
+    let bundle = w.release(2).release.bundle.length;
+    assert!(run.result_field("copied") > 0, "{}", run.stdout);
+    assert!(run.result_field("fetched") < bundle, "{}", run.stdout);
+    assert_eq!(run.result_str("readback"), "Direct");
+    assert!(
+        run.stdout.contains("FLIPSIDE_PROGRESS phase=write"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("FLIPSIDE_PROGRESS phase=verify"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        nginx.access_log().contains("\" 206 "),
+        "{}",
+        nginx.access_log()
+    );
+
+    let s = status_json(&w);
+    assert_eq!(s["trial_pending"], true);
+    assert_eq!(s["boots_next"], "b");
+    assert_eq!(s["slots"][1]["release"]["version"], 2);
+    assert_eq!(s["slots"][1]["release"]["source"], "installed");
+    assert_eq!(s["slots"][0]["release"]["source"], "running-system");
+    assert_eq!(s["last"]["event"], "installed");
+
+    // mark-good acts only on a slot running on trial: slot a is proven.
+    w.run(&["mark-good"]).expect(code::STATE);
+    assert_eq!(w.boot_state().attrs(Slot::B), attrs(2, 3, false));
+
+    // Power-up: firmware consumes a try and boots b; the health checks pass and commit it.
+    assert_eq!(w.reboot(|s| if s == Slot::B { 2 } else { 1 }), Slot::B);
+    assert_eq!(w.boot_state().attrs(Slot::B), attrs(2, 2, false));
+    w.add_check("10-ok", "exit 0");
+    let health = w.run(&["health"]);
+    health.expect(code::OK);
+    assert!(health.stdout.contains("committed"), "{}", health.stdout);
+    let state = w.boot_state();
+    assert_eq!(state.attrs(Slot::B), attrs(2, 0, true));
+    assert_eq!(state.attrs(Slot::A), attrs(1, 0, true));
+    let s = status_json(&w);
+    assert_eq!(s["last"]["event"], "committed");
+    assert_eq!(s["running"], "b");
+    assert_eq!(s["running_on_trial"], false);
+
+    let check = w.run(&["check"]);
+    check.expect(code::OK);
+    assert!(check.stdout.contains("up to date"), "{}", check.stdout);
+    w.run(&["install"]).expect(code::OK);
+
+    // Manual rollback to the other proven slot, and back.
+    w.run(&["rollback"]).expect(code::OK);
+    assert_eq!(w.boot_state().boots_next().unwrap(), Slot::A);
+    assert_eq!(status_json(&w)["last"]["event"], "rolled-back");
+    w.run(&["rollback"]).expect(code::OK);
+    assert_eq!(w.boot_state().boots_next().unwrap(), Slot::B);
+    let text = w.run(&["status"]);
+    text.expect(code::OK);
+    assert!(
+        text.stdout.contains("slot b: partition 2 (root-b"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn failed_health_check_marks_bad_and_reboots_into_the_old_slot() {
+    let w = World::new(Setup::default());
+    let server = Server::start(&w.repo);
+    w.write_config(&[server.url()], 3);
+    w.run(&["install"]).expect(code::OK);
+    assert_eq!(w.reboot(|s| if s == Slot::B { 2 } else { 1 }), Slot::B);
+    w.add_check("10-ok", "exit 0");
+    w.add_check("20-broken", "echo broken >&2; exit 1");
+    let run = w.run(&["health"]);
+    run.expect(code::HEALTH);
+    assert!(run.stderr.contains("20-broken"), "{}", run.stderr);
+    assert!(w.rebooted.exists(), "the reboot command did not run");
+    let state = w.boot_state();
+    assert_eq!(state.attrs(Slot::B), attrs(0, 0, false));
+    assert_eq!(state.boots_next().unwrap(), Slot::A);
+    let s = status_json(&w);
+    assert_eq!(s["last"]["event"], "marked-bad");
+    assert!(s["last"]["detail"].as_str().unwrap().contains("20-broken"));
+    // The next power-up boots the old slot, which is still proven.
+    assert_eq!(w.reboot(|_| 1), Slot::A);
+    assert_eq!(w.boot_state().attrs(Slot::A), attrs(1, 0, true));
+    // A second health run on the proven slot changes nothing and does not reboot.
+    std::fs::remove_file(&w.rebooted).unwrap();
+    let before = w.gpt_bytes();
+    w.run(&["health"]).expect(code::HEALTH);
+    assert!(!w.rebooted.exists());
+    assert_eq!(w.gpt_bytes(), before);
+    // Installing the same release again finds its chunks in the slot: nothing is downloaded,
+    // everything is still read back and checked before the slot is armed.
+    let again = w.run(&["install"]);
+    again.expect(code::OK);
+    assert_eq!(again.result_field("fetched"), 0);
+    assert_eq!(
+        again.result_field("reused"),
+        w.release(2).release.image.length
+    );
+    assert_eq!(w.boot_state().attrs(Slot::B), attrs(2, 3, false));
+}
+
+#[test]
+fn a_hanging_health_check_is_killed_and_rejects_the_trial() {
+    let w = World::new(Setup::default());
+    let server = Server::start(&w.repo);
+    w.write_config(&[server.url()], 3);
+    std::fs::write(
+        &w.config,
+        std::fs::read_to_string(&w.config)
+            .unwrap()
+            .replace("timeout_secs = 10", "timeout_secs = 0.5"),
+    )
+    .unwrap();
+    w.run(&["install"]).expect(code::OK);
+    w.reboot(|s| if s == Slot::B { 2 } else { 1 });
+    w.add_check("10-hang", "sleep 600");
+    let run = w.run(&["health"]);
+    run.expect(code::HEALTH);
+    assert!(run.stderr.contains("killed after"), "{}", run.stderr);
+    assert_eq!(w.boot_state().boots_next().unwrap(), Slot::A);
+}
+
+#[test]
+fn mark_bad_by_hand_then_rollback_is_refused_without_a_bootable_target() {
+    let w = World::new(Setup::default());
+    let server = Server::start(&w.repo);
+    w.write_config(&[server.url()], 3);
+    w.run(&["install"]).expect(code::OK);
+    w.reboot(|s| if s == Slot::B { 2 } else { 1 });
+    w.run(&["mark-bad"]).expect(code::OK);
+    assert_eq!(w.boot_state().attrs(Slot::B), attrs(0, 0, false));
+    // b is not bootable: rollback to it is refused and changes nothing.
+    let before = w.gpt_bytes();
+    w.run(&["rollback"]).expect(code::STATE);
+    assert_eq!(w.gpt_bytes(), before);
+}
+
+#[test]
+fn second_install_while_a_trial_is_pending_is_refused() {
+    let mut w = World::new(Setup::default());
+    let server = Server::start(&w.repo);
+    w.write_config(&[server.url()], 3);
+    w.run(&["install"]).expect(code::OK);
+    w.publish(3, HARDWARE, 3 << 20);
+    let before = w.gpt_bytes();
+    let slot = w.slot_bytes(Slot::B);
+    let run = w.run(&["install"]);
+    run.expect(code::STATE);
+    assert!(run.stderr.contains("trial pending"), "{}", run.stderr);
+    assert_eq!(w.gpt_bytes(), before);
+    assert_eq!(w.slot_bytes(Slot::B), slot);
+}
+
+#[test]
+fn install_from_a_directory_with_from() {
+    let w = World::new(Setup::default());
+    // The configured mirror does not answer; --from points at the repository directory.
+    let repo = w.repo.display().to_string();
+    let run = w.run(&["install", "--from", &repo]);
+    run.expect(code::OK);
+    let image = w.release(2).image_bytes();
+    assert_eq!(w.read_slot(Slot::B, image.len() as u64), image);
+    assert_eq!(w.boot_state().attrs(Slot::B), attrs(2, 3, false));
+}
+
+#[test]
+fn downgrade_is_refused_unless_allowed() {
+    let w = World::new(Setup {
+        running: 3,
+        ..Setup::default()
+    });
+    let server = Server::start(&w.repo);
+    w.write_config(&[server.url()], 3);
+    let before = w.gpt_bytes();
+    let run = w.run(&["install"]);
+    run.expect(code::ROLLBACK);
+    assert!(run.stderr.contains("--allow-downgrade"), "{}", run.stderr);
+    assert_eq!(w.gpt_bytes(), before);
+    assert!(w.slot_bytes(Slot::B).iter().all(|&b| b == SENTINEL));
+    w.run(&["check"]).expect(code::ROLLBACK);
+
+    w.run(&["install", "--allow-downgrade"]).expect(code::OK);
+    let image = w.release(2).image_bytes();
+    assert_eq!(w.read_slot(Slot::B, image.len() as u64), image);
+}
+
+#[test]
+fn other_hardware_id_is_incompatible() {
+    let w = World::new(Setup {
+        publish: vec![(1, "other-board"), (2, "other-board")],
+        ..Setup::default()
+    });
+    let server = Server::start(&w.repo);
+    w.write_config(&[server.url()], 3);
+    let before = w.gpt_bytes();
+    let run = w.run(&["install"]);
+    run.expect(code::INCOMPATIBLE);
+    assert!(
+        run.stderr.contains("kiosk for other-board"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(w.gpt_bytes(), before);
+    assert!(w.slot_bytes(Slot::B).iter().all(|&b| b == SENTINEL));
+    w.run(&["check"]).expect(code::INCOMPATIBLE);
+}
+
+#[test]
+fn image_larger_than_the_slot_is_refused_before_writing() {
+    let w = World::new(Setup {
+        publish: vec![(2, HARDWARE)],
+        slot_mib: 2,
+        ..Setup::default()
+    });
+    let server = Server::start(&w.repo);
+    w.write_config(&[server.url()], 3);
+    let before = w.gpt_bytes();
+    let run = w.run(&["install"]);
+    run.expect(code::TOO_LARGE);
+    assert!(run.stderr.contains("holds only"), "{}", run.stderr);
+    assert_eq!(w.gpt_bytes(), before);
+    assert!(w.slot_bytes(Slot::B).iter().all(|&b| b == SENTINEL));
+}
+
+#[test]
+fn unknown_running_slot_is_refused() {
+    let w = World::new(Setup::default());
+    let server = Server::start(&w.repo);
+    w.write_config(&[server.url()], 3);
+    std::fs::write(&w.cmdline, "quiet root=/dev/vda2\n").unwrap();
+    let before = w.gpt_bytes();
+    let run = w.run(&["install"]);
+    run.expect(code::STATE);
+    assert!(
+        run.stderr.contains("cannot tell which slot is running"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(w.gpt_bytes(), before);
+}
+
+#[test]
+fn running_slot_from_root_partuuid() {
+    let w = World::new(Setup::default());
+    let server = Server::start(&w.repo);
+    w.write_config(&[server.url()], 3);
+    let partuuid = w.boot_state().slot(Slot::A).partition.partuuid;
+    std::fs::write(
+        &w.cmdline,
+        format!("root=PARTUUID={} ro\n", partuuid.hyphenated()),
+    )
+    .unwrap();
+    let s = status_json(&w);
+    assert_eq!(s["running"], "a");
+    w.run(&["install"]).expect(code::OK);
+    assert_eq!(w.boot_state().boots_next().unwrap(), Slot::B);
+}
+
+#[test]
+fn readback_by_dropping_the_page_cache_when_configured() {
+    let w = World::new(Setup::default());
+    let server = Server::start(&w.repo);
+    w.write_config(&[server.url()], 3);
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    std::fs::write(
+        &w.config,
+        text.replace("[device]\n", "[device]\nreadback = \"drop-cache\"\n"),
+    )
+    .unwrap();
+    let run = w.run(&["install"]);
+    run.expect(code::OK);
+    assert_eq!(run.result_str("readback"), "Dropped");
+    let image = w.release(2).image_bytes();
+    assert_eq!(w.read_slot(Slot::B, image.len() as u64), image);
+}
+
+#[test]
+fn install_onto_a_loop_device() {
+    common::require_tool("losetup");
+    let w = World::new(Setup::default());
+    let server = Server::start(&w.repo);
+    w.write_config(&[server.url()], 3);
+    let out = Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&w.disk)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "losetup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let loopdev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = Command::new("losetup").args(["-d", &self.0]).status();
+        }
+    }
+    let _detach = Detach(loopdev.clone());
+    let text = std::fs::read_to_string(&w.config)
+        .unwrap()
+        .replace("disk = \"disk.img\"", &format!("disk = {loopdev:?}"));
+    std::fs::write(&w.config, text).unwrap();
+    let run = w.run(&["install"]);
+    run.expect(code::OK);
+    drop(_detach);
+    let image = w.release(2).image_bytes();
+    assert_eq!(w.read_slot(Slot::B, image.len() as u64), image);
+    assert_eq!(w.boot_state().attrs(Slot::B), attrs(2, 3, false));
+}
+
+#[test]
+fn help_lists_the_exit_codes_and_bad_input_has_its_own() {
+    let w = World::new(Setup {
+        publish: vec![],
+        ..Setup::default()
+    });
+    let help = w.run(&["--help"]);
+    help.expect(code::OK);
+    for line in [
+        "Exit codes:",
+        " 4  network",
+        " 9  chunk-hash",
+        "12  state",
+        "13  health",
+    ] {
+        assert!(
+            help.stdout.contains(line),
+            "{line:?} missing from:\n{}",
+            help.stdout
+        );
+    }
+    w.run(&["install", "--bogus"]).expect(2);
+    w.run(&["install", "--from", "ftp://example.com/repo"])
+        .expect(2);
+    let run = common::World::command(&w, &["status"])
+        .arg("--config")
+        .arg(w.tmp.path().join("none.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(code::CONFIG));
+}
+
+/// The production binary, with the TUF client (`flipside_tuf::client`) over HTTP: the pinned
+/// root must verify, then the same install works from nginx.
+#[test]
+fn production_binary_installs_through_the_tuf_client() {
+    let w = World::new(Setup::default());
+    let nginx = Nginx::start(&w.repo);
+    w.write_config(&[nginx.url()], 3);
+    let real = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flipside"))
+            .arg("--config")
+            .arg(&w.config)
+            .args(args)
+            .output()
+            .unwrap();
+        common::Run::from(out)
+    };
+    // A pinned root that is not the repository's: refused as a verification failure.
+    let root = w.tmp.path().join("root.json");
+    let good = std::fs::read(&root).unwrap();
+    let mut bad = good.clone();
+    let at = bad.windows(5).position(|x| x == b"\"sig\"").unwrap() + 9;
+    bad[at] = if bad[at] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&root, &bad).unwrap();
+    real(&["check"]).expect(code::SIGNATURE);
+    std::fs::write(&root, &good).unwrap();
+    std::fs::remove_dir_all(&w.state).ok();
+
+    let check = real(&["check"]);
+    check.expect(code::OK);
+    assert!(
+        check.stdout.contains("update available: kiosk 2"),
+        "{}",
+        check.stdout
+    );
+    let run = real(&["install"]);
+    run.expect(code::OK);
+    let image = w.release(2).image_bytes();
+    assert_eq!(w.read_slot(Slot::B, image.len() as u64), image);
+    assert_eq!(w.boot_state().attrs(Slot::B), attrs(2, 3, false));
+    // The client keeps its trusted metadata in the state directory.
+    assert!(w.state.join("metadata/root.json").is_file());
+    assert!(run.result_field("copied") > 0);
+}
+
+#[test]
+fn expired_metadata_is_refused_before_any_write() {
+    let w = World::new(Setup::default());
+    let server = Server::start(&w.repo);
+    w.write_config(&[server.url()], 3);
+    // Re-sign snapshot and timestamp as of ten days ago: the timestamp (1 day) has expired.
+    let past = chrono::Utc::now() - chrono::Duration::days(10);
+    let mut repo = flipside_repository::Repository::open(&w.repo).unwrap();
+    repo.resign(&flipside_repository::KeyDir::new(&w.keys), &[], past)
+        .unwrap();
+    drop(repo);
+    let before = w.gpt_bytes();
+    let run = w.run(&["install"]);
+    run.expect(code::EXPIRED);
+    assert!(run.stderr.contains("expired"), "{}", run.stderr);
+    assert_eq!(w.gpt_bytes(), before);
+    assert!(w.slot_bytes(Slot::B).iter().all(|&b| b == SENTINEL));
+}
