@@ -249,30 +249,11 @@ fn mksquashfs_image(assets: &Assets, app: &Appliance, src: &Path, work: &Path) -
     let info_path = stage.join(".flipside/system.json");
     fs::write(&info_path, info).map_err(Error::io("write", &info_path))?;
     let out = work.join(format!("{}-{}.squashfs", app.name, app.version));
-    tool::run(
-        Command::new("mksquashfs")
-            .arg(&stage)
-            .arg(&out)
-            .args([
-                "-noappend",
-                "-no-xattrs",
-                "-all-root",
-                "-mkfs-time",
-                "0",
-                "-all-time",
-                "0",
-            ])
-            .args([
-                "-noI",
-                "-noD",
-                "-noF",
-                "-noX",
-                "-no-fragments",
-                "-quiet",
-                "-no-progress",
-            ]),
-        "squashfs-tools",
-    )?;
+    // The same flags as the builder, so both image paths pack alike.
+    flipside_image_builder::rootfs::make_squashfs(&stage, &out).map_err(|e| Error::ToolOutput {
+        command: "mksquashfs".into(),
+        output: e.to_string(),
+    })?;
     Ok(out)
 }
 
