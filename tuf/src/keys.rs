@@ -86,6 +86,118 @@ impl PublicKey {
         hex::decode_to_slice(&self.keyval.public, &mut bytes).ok()?;
         VerifyingKey::from_bytes(&bytes).ok()
     }
+
+    /// The key ready to verify signatures, for the key types and schemes of the
+    /// specification (as securesystemslib spells them):
+    ///
+    /// | keytype | scheme | public value |
+    /// |---|---|---|
+    /// | `ed25519` | `ed25519` | 64 hex digits |
+    /// | `ecdsa` or `ecdsa-sha2-nistp256` | `ecdsa-sha2-nistp256` | PEM SubjectPublicKeyInfo |
+    /// | `rsa` | `rsassa-pss-sha256` or `rsa-pkcs1v15-sha256` | PEM SubjectPublicKeyInfo |
+    ///
+    /// Anything else, or a public value that does not decode, gives `None`: such a key never
+    /// counts toward a threshold, and metadata listing it is not refused for that alone.
+    pub fn verifier(&self) -> Option<Verifier> {
+        match (self.keytype.as_str(), self.scheme.as_str()) {
+            (ED25519, ED25519) => self.ed25519_key().map(Verifier::Ed25519),
+            ("ecdsa" | ECDSA_P256, ECDSA_P256) => {
+                use p256::pkcs8::DecodePublicKey;
+                p256::ecdsa::VerifyingKey::from_public_key_pem(self.keyval.public.trim())
+                    .ok()
+                    .map(Verifier::EcdsaP256)
+            }
+            ("rsa", RSA_PSS_SHA256 | RSA_PKCS1V15_SHA256) => {
+                use rsa::pkcs8::DecodePublicKey;
+                let key = rsa::RsaPublicKey::from_public_key_pem(self.keyval.public.trim()).ok()?;
+                Some(if self.scheme == RSA_PSS_SHA256 {
+                    Verifier::RsaPss(key)
+                } else {
+                    Verifier::RsaPkcs1v15(key)
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The ECDSA scheme (and legacy key type) name for NIST P-256 with SHA-256.
+pub const ECDSA_P256: &str = "ecdsa-sha2-nistp256";
+/// RSASSA-PSS with SHA-256 and MGF1-SHA-256.
+pub const RSA_PSS_SHA256: &str = "rsassa-pss-sha256";
+/// RSASSA-PKCS1-v1_5 with SHA-256.
+pub const RSA_PKCS1V15_SHA256: &str = "rsa-pkcs1v15-sha256";
+
+/// A public key that can check signatures (see [`PublicKey::verifier`]).
+#[derive(Debug, Clone)]
+pub enum Verifier {
+    Ed25519(VerifyingKey),
+    EcdsaP256(p256::ecdsa::VerifyingKey),
+    RsaPss(rsa::RsaPublicKey),
+    RsaPkcs1v15(rsa::RsaPublicKey),
+}
+
+impl Verifier {
+    /// Whether `signature` (raw bytes, decoded from the metadata's hex) is a valid signature
+    /// of `message` by this key.
+    ///
+    /// ed25519 is checked strictly (no malleable or small-order forms). ECDSA signatures are
+    /// DER as securesystemslib writes them (the 64-byte fixed form is accepted too). RSA-PSS
+    /// accepts the two salt lengths securesystemslib has used: the digest length and the
+    /// maximum.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match self {
+            Verifier::Ed25519(key) => {
+                let Ok(sig) = <[u8; 64]>::try_from(signature) else {
+                    return false;
+                };
+                key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig))
+                    .is_ok()
+            }
+            Verifier::EcdsaP256(key) => {
+                use p256::ecdsa::signature::Verifier as _;
+                let sig = p256::ecdsa::Signature::from_der(signature)
+                    .or_else(|_| p256::ecdsa::Signature::from_slice(signature));
+                sig.is_ok_and(|sig| key.verify(message, &sig).is_ok())
+            }
+            Verifier::RsaPss(key) => {
+                use rsa::traits::PublicKeyParts;
+                let digest = Sha256::digest(message);
+                let max_salt = key.size().saturating_sub(32 + 2);
+                [32, max_salt].into_iter().any(|salt| {
+                    key.verify(rsa::Pss::new_with_salt::<Sha256>(salt), &digest, signature)
+                        .is_ok()
+                })
+            }
+            Verifier::RsaPkcs1v15(key) => key
+                .verify(
+                    rsa::Pkcs1v15Sign::new::<Sha256>(),
+                    &Sha256::digest(message),
+                    signature,
+                )
+                .is_ok(),
+        }
+    }
+
+    /// The key material, to count one key listed under two ids once.
+    pub fn material(&self) -> Vec<u8> {
+        match self {
+            Verifier::Ed25519(key) => [b"ed25519:".as_slice(), key.as_bytes()].concat(),
+            Verifier::EcdsaP256(key) => {
+                [b"p256:".as_slice(), key.to_encoded_point(true).as_bytes()].concat()
+            }
+            Verifier::RsaPss(key) | Verifier::RsaPkcs1v15(key) => {
+                use rsa::traits::PublicKeyParts;
+                [
+                    b"rsa:".as_slice(),
+                    &key.n().to_bytes_be(),
+                    b":",
+                    &key.e().to_bytes_be(),
+                ]
+                .concat()
+            }
+        }
+    }
 }
 
 /// An ed25519 private key with its public key object and key id.

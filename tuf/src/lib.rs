@@ -1,5 +1,6 @@
 //! The Update Framework (specification 1.0.x) for flipside: metadata types, canonical JSON,
-//! ed25519 keys, signing and verification.
+//! keys (ed25519 signing; ed25519, ECDSA P-256 and RSA verification), delegations, and the
+//! client workflow. What is implemented from section 5 and what is not: `README.md`.
 //!
 //! Verification is pure (bytes, keys and a clock value in; a verdict out) so that the image
 //! builder's repository and the device's client share it. Signatures are always checked over
@@ -8,6 +9,7 @@
 
 pub mod canonical;
 pub mod client;
+pub mod delegation;
 pub mod error;
 pub mod expiry;
 pub mod keys;
@@ -19,8 +21,8 @@ pub mod verify;
 pub use error::Error;
 pub use keys::{KeyId, PublicKey, SigningKey};
 pub use metadata::{
-    MetaFile, Metadata, Role, RoleKeys, RoleMetadata, Root, Signature, Snapshot, TargetFile,
-    Targets, Timestamp, SPEC_VERSION,
+    DelegatedRole, Delegations, MetaFile, Metadata, Role, RoleKeys, RoleMetadata, Root, Signature,
+    Snapshot, TargetFile, Targets, Timestamp, SPEC_VERSION,
 };
 pub use trusted::{Origin, TimestampUpdate, TrustedSet};
 

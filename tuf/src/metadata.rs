@@ -232,9 +232,9 @@ pub struct Targets {
     #[serde(with = "crate::expiry::format")]
     pub expires: DateTime<Utc>,
     pub targets: BTreeMap<String, TargetFile>,
-    /// Delegated roles, kept as received (flipside does not delegate).
+    /// Roles this role delegates targets to (flipside publishes none; clients follow them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delegations: Option<Value>,
+    pub delegations: Option<Delegations>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -255,7 +255,96 @@ impl Targets {
     }
 
     fn check_role(&self) -> Result<()> {
+        match &self.delegations {
+            Some(d) => d.check(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The `delegations` object of targets metadata: keys, and the delegated roles in the order
+/// the client searches them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delegations {
+    pub keys: BTreeMap<KeyId, PublicKey>,
+    pub roles: Vec<DelegatedRole>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Delegations {
+    /// Unique role names that are not top-level role names, thresholds of at least 1, and
+    /// exactly one of `paths` and `path_hash_prefixes` per role (as python-tuf requires).
+    fn check(&self) -> Result<()> {
+        let bad = |why: String| {
+            Err(Error::Invalid {
+                role: Role::Targets,
+                why,
+            })
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for role in &self.roles {
+            if !names.insert(role.name.as_str()) {
+                return bad(format!("delegated role {:?} is listed twice", role.name));
+            }
+            if role.name.is_empty() || role.name.parse::<Role>().is_ok() {
+                return bad(format!(
+                    "delegated role name {:?} is empty or a top-level role name",
+                    role.name
+                ));
+            }
+            if role.threshold == 0 {
+                return bad(format!("delegated role {:?} has threshold 0", role.name));
+            }
+            if role.paths.is_some() == role.path_hash_prefixes.is_some() {
+                return bad(format!(
+                    "delegated role {:?} must have exactly one of paths and path_hash_prefixes",
+                    role.name
+                ));
+            }
+        }
         Ok(())
+    }
+}
+
+/// One delegated role: its keys and threshold, the target paths it is trusted for, and
+/// whether the search stops at it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelegatedRole {
+    pub name: String,
+    pub keyids: Vec<KeyId>,
+    pub threshold: u64,
+    #[serde(default)]
+    pub terminating: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_hash_prefixes: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl DelegatedRole {
+    /// The keys and threshold, in the shape signature verification takes.
+    pub fn role_keys(&self) -> RoleKeys {
+        RoleKeys {
+            keyids: self.keyids.clone(),
+            threshold: self.threshold,
+            extra: Extra::new(),
+        }
+    }
+
+    /// Whether this role is trusted for target `name` (see [`crate::delegation`]).
+    pub fn is_delegated_path(&self, name: &str) -> bool {
+        if let Some(patterns) = &self.paths {
+            return patterns
+                .iter()
+                .any(|p| crate::delegation::path_matches(p, name));
+        }
+        if let Some(prefixes) = &self.path_hash_prefixes {
+            return crate::delegation::hash_prefix_matches(prefixes, name);
+        }
+        false
     }
 }
 

@@ -11,8 +11,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::metadata::{Metadata, Role, RoleMetadata, Root, Snapshot, Targets, Timestamp};
-use crate::verify::{verify_role, verify_root_update};
+use crate::metadata::{
+    DelegatedRole, Delegations, Metadata, Role, RoleMetadata, Root, Snapshot, Targets, Timestamp,
+};
+use crate::verify::{verify_role, verify_root_update, verify_signatures};
 use crate::{expiry, Error, Result};
 
 /// Where metadata offered to the set comes from.
@@ -200,6 +202,53 @@ impl TrustedSet {
         self.check_expiry(&new.signed)?;
         self.targets = Some(new);
         Ok(())
+    }
+
+    /// 5.6 for delegated role `role`, listed in `delegations` (of the top-level targets or of
+    /// another delegated role, already verified): the `ROLE.json` the final snapshot names
+    /// (version, and length and hashes where given), signed by a threshold of the keys the
+    /// delegation gives it, not expired. Returns the metadata; the set keeps only top-level
+    /// roles, the caller keeps delegated ones for the search.
+    pub fn verify_delegated(
+        &self,
+        bytes: &[u8],
+        role: &DelegatedRole,
+        delegations: &Delegations,
+    ) -> Result<Metadata<Targets>> {
+        if self.targets.is_none() {
+            return Err(Error::OutOfOrder {
+                role: Role::Targets,
+                why: "delegated roles are loaded after the top-level targets",
+            });
+        }
+        let snapshot = self.snapshot.as_ref().ok_or(Error::OutOfOrder {
+            role: Role::Targets,
+            why: "no snapshot is trusted yet",
+        })?;
+        let file = format!("{}.json", role.name);
+        let entry = snapshot
+            .signed
+            .meta
+            .get(&file)
+            .ok_or_else(|| Error::Invalid {
+                role: Role::Snapshot,
+                why: format!(
+                    "it has no entry for {file}, the delegated role {:?}",
+                    role.name
+                ),
+            })?;
+        entry.check_bytes(&format!("delegated role {}", role.name), bytes)?;
+        let new = Metadata::<Targets>::from_slice(bytes)?;
+        verify_signatures(
+            Role::Targets,
+            new.raw_signed(),
+            &new.signatures,
+            &role.role_keys(),
+            &delegations.keys,
+        )?;
+        check_version(Role::Targets, entry.version, new.signed.version)?;
+        self.check_expiry(&new.signed)?;
+        Ok(new)
     }
 
     fn check_expiry<T: RoleMetadata>(&self, md: &T) -> Result<()> {

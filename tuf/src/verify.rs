@@ -3,8 +3,8 @@
 //!
 //! Rules (specification 1.0, sections 5.3-5.6 and "threshold"): each key counts once however
 //! often it signs, and two key ids naming the same key material count once; a signature by a
-//! key the role does not list is ignored; key types and schemes other than ed25519 are
-//! ignored rather than fatal; a threshold of 0 is refused. Signatures are checked over the
+//! key the role does not list is ignored; key types and schemes other than those
+//! [`PublicKey::verifier`] knows are ignored rather than fatal; a threshold of 0 is refused. Signatures are checked over the
 //! canonical JSON of the `signed` object as received, and must be lowercase hex.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,23 +29,22 @@ pub fn verify_signatures(
     let message = canonical::to_vec(raw_signed, &format!("{role} metadata"))?;
     let authorised: BTreeSet<&KeyId> = role_keys.keyids.iter().collect();
     let mut counted: BTreeSet<KeyId> = BTreeSet::new();
-    let mut counted_material: BTreeSet<[u8; 32]> = BTreeSet::new();
+    let mut counted_material: BTreeSet<Vec<u8>> = BTreeSet::new();
     for signature in signatures {
         if !authorised.contains(&signature.keyid) || counted.contains(&signature.keyid) {
             continue;
         }
-        let Some(key) = keys.get(&signature.keyid).and_then(PublicKey::ed25519_key) else {
+        let Some(key) = keys.get(&signature.keyid).and_then(PublicKey::verifier) else {
             continue;
         };
         // Only the lowercase hex securesystemslib writes: one signature, one spelling.
-        let mut sig = [0u8; 64];
-        if signature.sig.bytes().any(|b| b.is_ascii_uppercase())
-            || hex::decode_to_slice(&signature.sig, &mut sig).is_err()
-        {
+        if signature.sig.bytes().any(|b| b.is_ascii_uppercase()) {
             continue;
         }
-        let sig = ed25519_dalek::Signature::from_bytes(&sig);
-        if key.verify_strict(&message, &sig).is_ok() && counted_material.insert(key.to_bytes()) {
+        let Ok(sig) = hex::decode(&signature.sig) else {
+            continue;
+        };
+        if key.verify(&message, &sig) && counted_material.insert(key.material()) {
             counted.insert(signature.keyid.clone());
         }
     }

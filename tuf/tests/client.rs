@@ -8,5 +8,7 @@ mod helpers;
 
 #[path = "client/attacks.rs"]
 mod attacks;
+#[path = "client/delegations.rs"]
+mod delegations;
 #[path = "client/workflow.rs"]
 mod workflow;

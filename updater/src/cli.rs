@@ -51,6 +51,9 @@ pub enum Command {
     Rollback,
     /// Run the health checks; commit the trial slot, or mark it bad and reboot.
     Health,
+    /// The TUF client in the conformance-test protocol (init, refresh, download); exits 0 on
+    /// success and 1 on any failure. Needs no configuration file.
+    Tuf(commands::tuf::TufArgs),
 }
 
 /// Parses the process arguments and runs; the exit code follows the error's class.
@@ -71,6 +74,16 @@ pub fn main_with(factory: &SourceFactory) -> ExitCode {
             };
         }
     };
+    if let Command::Tuf(args) = &cli.command {
+        // The conformance protocol: 1 for every failure, whatever its class.
+        return match commands::tuf::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                log::error!("{e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     match run(&cli, factory) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -82,18 +95,20 @@ pub fn main_with(factory: &SourceFactory) -> ExitCode {
 
 /// Runs one parsed command line.
 pub fn run(cli: &Cli, factory: &SourceFactory) -> Result<()> {
-    let config = Config::load(&cli.config)?;
+    // `flipside tuf` works on its own directories, without the device's configuration.
+    let config = || Config::load(&cli.config);
     match &cli.command {
-        Command::Check => commands::check::run(&config, factory),
+        Command::Check => commands::check::run(&config()?, factory),
         Command::Install {
             from,
             allow_downgrade,
-        } => commands::install::run(&config, from.as_deref(), *allow_downgrade, factory),
-        Command::Status { json } => commands::status::run(&config, *json),
-        Command::MarkGood => commands::mark::good(&config, "marked good by hand"),
-        Command::MarkBad => commands::mark::bad(&config, "marked bad by hand"),
-        Command::Rollback => commands::rollback::run(&config),
-        Command::Health => commands::health::run(&config),
+        } => commands::install::run(&config()?, from.as_deref(), *allow_downgrade, factory),
+        Command::Status { json } => commands::status::run(&config()?, *json),
+        Command::MarkGood => commands::mark::good(&config()?, "marked good by hand"),
+        Command::MarkBad => commands::mark::bad(&config()?, "marked bad by hand"),
+        Command::Rollback => commands::rollback::run(&config()?),
+        Command::Health => commands::health::run(&config()?),
+        Command::Tuf(args) => commands::tuf::run(args),
     }
 }
 

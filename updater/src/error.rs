@@ -194,6 +194,13 @@ pub enum Error {
     #[error("{source}")]
     Tuf { source: flipside_tuf::client::Error },
 
+    #[error("cannot {op} {}: {source}; check the target directory's space and permissions", path.display())]
+    TargetFile {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+
     #[error("internal error: {what}; please report it")]
     Internal { what: String },
 }
@@ -248,7 +255,7 @@ impl Error {
             Error::DataMismatch { .. } | Error::Chunk { .. } | Error::ImageHash { .. } => {
                 C::ChunkHash
             }
-            Error::DiskIo { .. } => C::Io,
+            Error::TargetFile { .. } | Error::DiskIo { .. } => C::Io,
             Error::OutOfSlot { .. } | Error::Internal { .. } => C::Internal,
             Error::Tuf { source } => tuf_class(source),
             Error::HealthFailed { .. } | Error::Spawn { .. } => C::Health,

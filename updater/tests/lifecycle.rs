@@ -466,3 +466,46 @@ fn expired_metadata_is_refused_before_any_write() {
     assert_eq!(w.gpt_bytes(), before);
     assert!(w.slot_bytes(Slot::B).iter().all(|&b| b == SENTINEL));
 }
+
+/// Fail closed: `--allow-downgrade` only lifts the version rule. Metadata with a broken
+/// signature and a bundle with changed bytes are refused as without it, and the boot
+/// table is not touched.
+#[test]
+fn allowed_downgrade_still_verifies_signatures_and_chunks() {
+    let w = World::new(Setup {
+        running: 3,
+        ..Setup::default()
+    });
+    let server = Server::start(&w.repo);
+    w.write_config(&[server.url()], 3);
+    let before = w.gpt_bytes();
+
+    let timestamp = w.repo.join("metadata/timestamp.json");
+    let original = std::fs::read(&timestamp).unwrap();
+    let mut value: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    let sig = value["signatures"][0]["sig"].as_str().unwrap().to_string();
+    let flipped = if sig.starts_with('0') { "1" } else { "0" };
+    value["signatures"][0]["sig"] = format!("{flipped}{}", &sig[1..]).into();
+    std::fs::write(&timestamp, serde_json::to_vec(&value).unwrap()).unwrap();
+    let run = w.run(&["install", "--allow-downgrade"]);
+    run.expect(code::SIGNATURE);
+    assert_eq!(w.gpt_bytes(), before);
+    assert!(w.slot_bytes(Slot::B).iter().all(|&b| b == SENTINEL));
+    std::fs::write(&timestamp, &original).unwrap();
+
+    let bundle = std::fs::read_dir(w.repo.join("targets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".kiosk-2.bundle"))
+        .expect("release 2's bundle in the repository");
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    // Every chunk changed: some are copied from the running slot instead of fetched.
+    for i in (0..bytes.len()).step_by(4096) {
+        bytes[i] ^= 0x40;
+    }
+    std::fs::write(&bundle, &bytes).unwrap();
+    let run = w.run(&["install", "--allow-downgrade"]);
+    run.expect(code::CHUNK_HASH);
+    assert_eq!(w.gpt_bytes(), before, "a refused image is never armed");
+    assert_eq!(w.boot_state().boots_next().unwrap(), Slot::A);
+}

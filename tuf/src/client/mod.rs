@@ -7,7 +7,7 @@
 //! MetadataStore::open_or_init(dir, pinned_root)   the device's trusted root, once
 //! Client::new(store, transport, Limits::default())
 //! client.refresh(now)?                            5.1-5.6 for the top-level roles
-//! client.target("kiosk-8.bundle")?                5.6.7 (top-level targets only for now)
+//! client.target("kiosk-8.bundle")?                5.6.7: pre-order search of delegations
 //! client.download_target(name, &mut file)?        5.7: stream -> length cap -> digest -> file
 //! ```
 //!
@@ -45,7 +45,8 @@ pub struct Limits {
     /// Largest snapshot read when the timestamp gives no length (default 2,000,000). When it
     /// gives one, exactly that many bytes are allowed.
     pub max_snapshot_size: u64,
-    /// Largest targets metadata read when the snapshot gives no length (default 5,000,000).
+    /// Largest targets metadata (top-level or delegated) read when the snapshot gives no
+    /// length (default 5,000,000).
     pub max_targets_size: u64,
     /// Most new root versions fetched in one refresh (default 32). The chain continues on
     /// the next refresh: each accepted root is persisted at once (5.3.8).
@@ -54,6 +55,9 @@ pub struct Limits {
     /// index of a multi-gigabyte image is a few megabytes). Streaming downloads are capped by
     /// the signed length alone.
     pub max_target_in_memory: u64,
+    /// Most roles (the top-level targets included) visited in one target search (default 32,
+    /// python-tuf's `max_delegations`): a cycle or a deep tree of delegations ends there.
+    pub max_delegations: usize,
 }
 
 impl Default for Limits {
@@ -65,6 +69,7 @@ impl Default for Limits {
             max_targets_size: 5_000_000,
             max_root_rotations: 32,
             max_target_in_memory: 64 << 20,
+            max_delegations: crate::delegation::MAX_DELEGATIONS,
         }
     }
 }

@@ -106,6 +106,37 @@ impl MetadataStore {
         }
     }
 
+    /// Where the trusted metadata of a delegated role is kept: `DIR/{stem}.json`, `stem`
+    /// from [`crate::delegation::role_file_stem`]. `None` for a stem that would collide with
+    /// the store's own files (top-level names are refused when metadata is parsed; `time` is
+    /// not, and is simply not cached).
+    pub fn delegated_path(&self, stem: &str) -> Option<PathBuf> {
+        let name = format!("{stem}.json");
+        let reserved = name == TIME_FILE
+            || Role::ALL.iter().any(|r| file_name(*r) == name)
+            || stem.is_empty()
+            || stem.contains(['/', '\0'])
+            || stem.starts_with('.');
+        (!reserved).then(|| self.dir.join(name))
+    }
+
+    /// The trusted file of a delegated role, if the store has one.
+    pub fn read_delegated(&self, stem: &str) -> Result<Option<Vec<u8>>> {
+        match self.delegated_path(stem) {
+            Some(path) => read_optional(&path),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces the trusted file of a delegated role atomically (verified bytes only).
+    pub(crate) fn write_delegated(&self, stem: &str, bytes: &[u8]) -> Result<()> {
+        let Some(path) = self.delegated_path(stem) else {
+            return Ok(());
+        };
+        write_atomic(&self.dir, &format!("{stem}.json"), bytes)
+            .map_err(|source| Error::StoreIo { path, source })
+    }
+
     /// The last trusted time (see [`secure_time`]), if one was recorded.
     pub fn last_trusted_time(&self) -> Result<Option<DateTime<Utc>>> {
         let path = self.dir.join(TIME_FILE);

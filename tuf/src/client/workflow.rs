@@ -1,5 +1,7 @@
-//! The client workflow (specification 1.0, section 5) for the top-level roles, as named steps
-//! in specification order over a context struct, with [`TrustedSet`] making every verdict.
+//! The client workflow (specification 1.0, section 5) as named steps in specification order
+//! over a context struct, with [`TrustedSet`] making every verdict: `refresh` for the
+//! top-level roles, `find_target` for the search of delegated roles (5.6.7, order and rules in
+//! [`crate::delegation`]), `download_target` for 5.7.
 //!
 //! Persistence: each root accepted in the chain is written at once (5.3.8), so a chain longer
 //! than [`Limits::max_root_rotations`] continues on the next refresh; a root that changes the
@@ -21,7 +23,10 @@ use chrono::{DateTime, Utc};
 use crate::client::target::{copy_verified, TargetName};
 use crate::client::transport::{fetch_capped, fetch_required, Transport, TransportError};
 use crate::client::{secure_time, Error, Limits, MetadataStore, Result};
-use crate::metadata::{MetaFile, Metadata, Role, Root, TargetFile, Targets};
+use crate::delegation::{self, Found};
+use crate::metadata::{
+    DelegatedRole, Delegations, MetaFile, Metadata, Role, Root, TargetFile, Targets,
+};
 use crate::trusted::{Origin, TimestampUpdate, TrustedSet};
 use crate::{expiry, KeyId, PublicKey};
 
@@ -132,19 +137,75 @@ impl Client {
     }
 
     /// The signed description of target `name` (5.6.7), or `None` if no role lists it.
-    ///
-    /// Only the top-level targets role is searched: flipside publishes no delegations. The
-    /// pre-order walk over delegated roles (visited set, a cap on roles, terminating
-    /// delegations) belongs here, fetching each delegated role as 5.6 does.
-    pub fn target(&self, name: &str) -> Result<Option<&TargetFile>> {
-        Ok(self.top_level_targets()?.signed.targets.get(name))
+    pub fn target(&self, name: &str) -> Result<Option<TargetFile>> {
+        Ok(self.find_target(name)?.map(|found| found.target))
+    }
+
+    /// Searches target `name` in the top-level targets and its delegations (5.6.7), in the
+    /// order of [`crate::delegation`], fetching each delegated role it visits: the copy in
+    /// the store when it is the one the snapshot names and still verifies, else
+    /// `{version}.{role}.json` (with consistent snapshots) read up to the length the snapshot
+    /// gives, or [`Limits::max_targets_size`]. Verified delegated metadata is kept in the
+    /// store as `ROLE.json` (the role name percent-encoded where needed). A delegated role
+    /// that fails verification ends the search with an error.
+    pub fn find_target(&self, name: &str) -> Result<Option<Found>> {
+        let set = self.trusted.as_ref().ok_or(Error::NotRefreshed)?;
+        let top = set.targets().ok_or(Error::NotRefreshed)?;
+        delegation::search(
+            &top.signed,
+            name,
+            self.limits.max_delegations,
+            |role, delegations| self.load_delegated(set, role, delegations),
+            |_| {},
+        )
+    }
+
+    fn load_delegated(
+        &self,
+        set: &TrustedSet,
+        role: &DelegatedRole,
+        delegations: &Delegations,
+    ) -> Result<Targets> {
+        let stem = delegation::role_file_stem(&role.name);
+        if let Some(cached) = self.store.read_delegated(&stem)? {
+            if let Ok(md) = set.verify_delegated(&cached, role, delegations) {
+                return Ok(md.signed);
+            }
+        }
+        let file = format!("{}.json", role.name);
+        let entry = set
+            .snapshot()
+            .and_then(|s| s.signed.meta.get(&file))
+            .ok_or_else(|| {
+                refused(
+                    Role::Snapshot,
+                    "the trusted snapshot",
+                    crate::Error::Invalid {
+                        role: Role::Snapshot,
+                        why: format!("it has no entry for {file}, a delegated role"),
+                    },
+                )
+            })?;
+        let path = if set.root().signed.consistent_snapshot() {
+            metadata_path(&format!("{}.{stem}.json", entry.version))
+        } else {
+            metadata_path(&format!("{stem}.json"))
+        };
+        let cap = entry.length.unwrap_or(self.limits.max_targets_size);
+        let what = format!("delegated targets metadata {}", role.name);
+        let bytes = fetch_required(self.transport.as_ref(), &path, cap, &what)?;
+        let md = set
+            .verify_delegated(&bytes, role, delegations)
+            .map_err(|source| refused(Role::Targets, &path, source))?;
+        self.store.write_delegated(&stem, &bytes)?;
+        Ok(md.signed)
     }
 
     /// The repository path of target `name`: `targets/{sha256}.{name}` with consistent
     /// snapshots. Fails for a name that is not a safe path or a target without a sha256.
     pub fn target_path(&self, name: &str) -> Result<String> {
         let info = self.known_target(name)?;
-        self.path_of(name, info)
+        self.path_of(name, &info)
     }
 
     /// Streams target `name` into `dest`: at most its signed length is written, and success
@@ -152,7 +213,7 @@ impl Client {
     /// `dest` may hold part of the bytes and must not be used.
     pub fn download_target(&self, name: &str, dest: &mut dyn Write) -> Result<u64> {
         let info = self.known_target(name)?;
-        let path = self.path_of(name, info)?;
+        let path = self.path_of(name, &info)?;
         let mut src = self
             .transport
             .fetch(&path, info.length)
@@ -167,7 +228,7 @@ impl Client {
                     source,
                 },
             })?;
-        copy_verified(&mut src, dest, info, name, &path)
+        copy_verified(&mut src, dest, &info, name, &path)
     }
 
     /// The verified bytes of a small target (a chunk index, for instance), refused above
@@ -177,7 +238,7 @@ impl Client {
         if info.length > self.limits.max_target_in_memory {
             return Err(Error::TooLarge {
                 what: format!("target {name} (held in memory)"),
-                path: self.path_of(name, info)?,
+                path: self.path_of(name, &info)?,
                 limit: self.limits.max_target_in_memory,
             });
         }
@@ -193,7 +254,7 @@ impl Client {
             .ok_or(Error::NotRefreshed)
     }
 
-    fn known_target(&self, name: &str) -> Result<&TargetFile> {
+    fn known_target(&self, name: &str) -> Result<TargetFile> {
         self.target(name)?.ok_or_else(|| Error::UnknownTarget {
             name: name.to_string(),
         })

@@ -493,3 +493,217 @@ fn out_of_order_updates_are_refused() {
         Err(Error::ThresholdNotMet { .. })
     ));
 }
+
+/// A set trusting targets that delegate `apps/*` to role `apps` (keys `apps_keys`,
+/// `threshold`), with the snapshot naming `apps.json` version `apps_v` of `apps`.
+fn delegating(
+    keys: &Keys,
+    apps_keys: &[&SigningKey],
+    threshold: u64,
+    apps: &[u8],
+    apps_v: u64,
+) -> (TrustedSet, crate::Delegations) {
+    let delegations = crate::Delegations {
+        keys: apps_keys
+            .iter()
+            .map(|k| (k.key_id().clone(), k.public().clone()))
+            .collect(),
+        roles: vec![crate::DelegatedRole {
+            name: "apps".to_string(),
+            keyids: apps_keys.iter().map(|k| k.key_id().clone()).collect(),
+            threshold,
+            terminating: false,
+            paths: Some(vec!["apps/*".to_string()]),
+            path_hash_prefixes: None,
+            extra: BTreeMap::new(),
+        }],
+        extra: BTreeMap::new(),
+    };
+    let mut targets = Targets::new(1, later());
+    targets.delegations = Some(delegations.clone());
+    let targets = Metadata::sign(targets, &[&keys.targets])
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let mut snapshot = Snapshot::new(1, later(), MetaFile::of_bytes(1, &targets));
+    snapshot
+        .meta
+        .insert("apps.json".to_string(), MetaFile::of_bytes(apps_v, apps));
+    let snapshot = Metadata::sign(snapshot, &[&keys.snapshot])
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let timestamp = Metadata::sign(
+        Timestamp::new(1, later(), MetaFile::of_bytes(1, &snapshot)),
+        &[&keys.timestamp],
+    )
+    .unwrap()
+    .to_bytes()
+    .unwrap();
+    let set = trusting(
+        keys,
+        &State {
+            targets,
+            snapshot,
+            timestamp,
+        },
+    );
+    (set, delegations)
+}
+
+fn apps_bytes(version: u64, expires: DateTime<Utc>, signers: &[&SigningKey]) -> Vec<u8> {
+    Metadata::sign(Targets::new(version, expires), signers)
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+}
+
+#[test]
+fn delegated_role_needs_its_keys_threshold_version_and_time() {
+    let keys = Keys::new(1);
+    let (a, b, other) = (
+        SigningKey::from_seed(&[40; 32]),
+        SigningKey::from_seed(&[41; 32]),
+        SigningKey::from_seed(&[42; 32]),
+    );
+    let check = |apps: &[u8], threshold: u64, snapshot_v: u64| {
+        let (set, delegations) = delegating(&keys, &[&a, &b], threshold, apps, snapshot_v);
+        set.verify_delegated(apps, &delegations.roles[0], &delegations)
+    };
+    // Signed by one of two keys: enough for threshold 1, not for 2.
+    let one = apps_bytes(1, later(), &[&a]);
+    assert_eq!(check(&one, 1, 1).unwrap().signed.version, 1);
+    let err = check(&one, 2, 1).unwrap_err();
+    assert!(
+        matches!(err, Error::ThresholdNotMet { valid: 1, .. }),
+        "{err}"
+    );
+    // The same key twice still counts once.
+    let twice = apps_bytes(1, later(), &[&a, &a]);
+    let err = check(&twice, 2, 1).unwrap_err();
+    assert!(
+        matches!(err, Error::ThresholdNotMet { valid: 1, .. }),
+        "{err}"
+    );
+    assert!(check(&apps_bytes(1, later(), &[&a, &b]), 2, 1).is_ok());
+    // A key the delegation does not give the role, even the top-level targets key.
+    for wrong in [&other, &keys.targets] {
+        let err = check(&apps_bytes(1, later(), &[wrong]), 1, 1).unwrap_err();
+        assert!(
+            matches!(err, Error::ThresholdNotMet { valid: 0, .. }),
+            "{err}"
+        );
+    }
+    // Another version than the snapshot names.
+    let err = check(&apps_bytes(2, later(), &[&a]), 1, 1).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::VersionMismatch {
+                expected: 1,
+                found: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Expired.
+    let err = check(&apps_bytes(1, now(), &[&a]), 1, 1).unwrap_err();
+    assert!(matches!(err, Error::Expired { .. }), "{err}");
+    // Bytes other than the snapshot's hash names.
+    let (set, delegations) = delegating(&keys, &[&a], 1, &one, 1);
+    let other_bytes = apps_bytes(1, later() + chrono::TimeDelta::days(1), &[&a]);
+    let err = set
+        .verify_delegated(&other_bytes, &delegations.roles[0], &delegations)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LengthMismatch { .. } | Error::HashMismatch { .. }
+        ),
+        "{err}"
+    );
+    // A role the snapshot does not list.
+    let mut unlisted = delegations.roles[0].clone();
+    unlisted.name = "tools".to_string();
+    let err = set
+        .verify_delegated(&one, &unlisted, &delegations)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Invalid {
+                role: Role::Snapshot,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Before the top-level targets are trusted.
+    let early = TrustedSet::new(&root_bytes(keys.root(1, later()), &[&keys.root]), now()).unwrap();
+    let err = early
+        .verify_delegated(&one, &delegations.roles[0], &delegations)
+        .unwrap_err();
+    assert!(matches!(err, Error::OutOfOrder { .. }), "{err}");
+}
+
+#[test]
+fn delegations_breaking_the_rules_are_refused_when_parsed() {
+    let good = serde_json::json!({
+        "keys": {},
+        "roles": [{"name": "apps", "keyids": [], "threshold": 1, "terminating": false, "paths": ["apps/*"]}]
+    });
+    let parse = |delegations: serde_json::Value| {
+        let mut targets = serde_json::to_value(Targets::new(1, later())).unwrap();
+        targets["delegations"] = delegations;
+        Metadata::<Targets>::from_parts(targets, Vec::new())
+    };
+    assert!(parse(good.clone()).is_ok());
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "both",
+            Box::new(|d| d["roles"][0]["path_hash_prefixes"] = serde_json::json!(["ab"])),
+        ),
+        (
+            "neither",
+            Box::new(|d| {
+                d["roles"][0].as_object_mut().unwrap().remove("paths");
+            }),
+        ),
+        (
+            "threshold 0",
+            Box::new(|d| d["roles"][0]["threshold"] = 0.into()),
+        ),
+        (
+            "top-level name",
+            Box::new(|d| d["roles"][0]["name"] = "root".into()),
+        ),
+        (
+            "empty name",
+            Box::new(|d| d["roles"][0]["name"] = "".into()),
+        ),
+        (
+            "twice",
+            Box::new(|d| {
+                let role = d["roles"][0].clone();
+                d["roles"].as_array_mut().unwrap().push(role);
+            }),
+        ),
+    ];
+    for (what, edit) in edits {
+        let mut d = good.clone();
+        edit(&mut d);
+        let err = parse(d).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Invalid {
+                    role: Role::Targets,
+                    ..
+                }
+            ),
+            "{what}: {err}"
+        );
+    }
+}

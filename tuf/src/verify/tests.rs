@@ -446,3 +446,171 @@ fn snapshot_and_timestamp_chain_checks() {
     other.push(b' ');
     assert!(meta.check_bytes("targets", &other).is_err());
 }
+
+/// A public key object of another key type, with the key id securesystemslib would give it.
+fn foreign_key(keytype: &str, scheme: &str, public: String) -> (KeyId, PublicKey) {
+    let key = PublicKey {
+        keytype: keytype.to_string(),
+        scheme: scheme.to_string(),
+        keyval: crate::keys::KeyVal {
+            public,
+            extra: Default::default(),
+        },
+        extra: Default::default(),
+    };
+    (key.key_id().unwrap(), key)
+}
+
+fn p256_key(n: u8) -> (p256::ecdsa::SigningKey, String) {
+    use p256::pkcs8::EncodePublicKey;
+    let key = p256::ecdsa::SigningKey::from_slice(&[n; 32]).unwrap();
+    let pem = key
+        .verifying_key()
+        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap();
+    (key, pem)
+}
+
+/// Checks that `sign` signatures by key `(id, key)` verify, count once, and fail when the
+/// message or the signature changes; `fixed` must be a second valid encoding if any.
+fn check_foreign(id: KeyId, key: PublicKey, sign: &dyn Fn(&[u8]) -> Vec<u8>) {
+    let raw = body();
+    let message = canonical::to_vec(&raw, "t").unwrap();
+    let sig = |bytes: &[u8]| Signature {
+        keyid: id.clone(),
+        sig: hex::encode(bytes),
+    };
+    let rk = RoleKeys {
+        keyids: vec![id.clone()],
+        threshold: 1,
+        extra: Default::default(),
+    };
+    let keys = BTreeMap::from([(id.clone(), key.clone())]);
+    let good = sign(&message);
+    let got = verify_signatures(Role::Targets, &raw, &[sig(&good), sig(&good)], &rk, &keys);
+    assert_eq!(got.unwrap().len(), 1, "{}", key.scheme);
+    // Another message.
+    let other = sign(b"another message");
+    let err = verify_signatures(Role::Targets, &raw, &[sig(&other)], &rk, &keys).unwrap_err();
+    assert!(matches!(err, Error::ThresholdNotMet { valid: 0, .. }));
+    // A flipped bit in the signature.
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let err = verify_signatures(Role::Targets, &raw, &[sig(&bad)], &rk, &keys).unwrap_err();
+    assert!(matches!(err, Error::ThresholdNotMet { valid: 0, .. }));
+    // Two ids for the same key material count once.
+    let mut twin = key.clone();
+    twin.extra
+        .insert("x-twin".to_string(), Value::String("1".to_string()));
+    let twin_id = twin.key_id().unwrap();
+    let keys2 = BTreeMap::from([(id.clone(), key.clone()), (twin_id.clone(), twin)]);
+    let rk2 = RoleKeys {
+        keyids: vec![id.clone(), twin_id.clone()],
+        threshold: 2,
+        extra: Default::default(),
+    };
+    let twin_sig = Signature {
+        keyid: twin_id,
+        sig: hex::encode(&good),
+    };
+    let err =
+        verify_signatures(Role::Targets, &raw, &[sig(&good), twin_sig], &rk2, &keys2).unwrap_err();
+    assert!(
+        matches!(err, Error::ThresholdNotMet { valid: 1, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn ecdsa_p256_keys_verify_with_either_keytype_spelling() {
+    use p256::ecdsa::signature::Signer;
+    let (signer, pem) = p256_key(7);
+    for keytype in ["ecdsa", "ecdsa-sha2-nistp256"] {
+        let (id, key) = foreign_key(keytype, "ecdsa-sha2-nistp256", pem.clone());
+        assert!(key.verifier().is_some());
+        let der = |m: &[u8]| {
+            let s: p256::ecdsa::Signature = signer.sign(m);
+            s.to_der().as_bytes().to_vec()
+        };
+        check_foreign(id.clone(), key.clone(), &der);
+        // The fixed 64-byte form is accepted too.
+        let fixed = |m: &[u8]| {
+            let s: p256::ecdsa::Signature = signer.sign(m);
+            s.to_bytes().to_vec()
+        };
+        check_foreign(id, key, &fixed);
+    }
+}
+
+#[test]
+fn rsa_keys_verify_pss_and_pkcs1v15() {
+    use rsa::pkcs8::EncodePublicKey;
+    use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer};
+    use sha2::Sha256;
+    let private = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap();
+    let pem = private
+        .to_public_key()
+        .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+        .unwrap();
+    let (id, key) = foreign_key("rsa", "rsassa-pss-sha256", pem.clone());
+    // Salt of the digest length (securesystemslib today) and of the maximum length (older).
+    let pss = rsa::pss::BlindedSigningKey::<Sha256>::new(private.clone());
+    check_foreign(id.clone(), key.clone(), &|m| {
+        pss.sign_with_rng(&mut rand_core::OsRng, m).to_vec()
+    });
+    let max_salt = 256 - 32 - 2;
+    let pss_max =
+        rsa::pss::BlindedSigningKey::<Sha256>::new_with_salt_len(private.clone(), max_salt);
+    check_foreign(id, key, &|m| {
+        pss_max.sign_with_rng(&mut rand_core::OsRng, m).to_vec()
+    });
+    let (id, key) = foreign_key("rsa", "rsa-pkcs1v15-sha256", pem.clone());
+    let pkcs1 = rsa::pkcs1v15::SigningKey::<Sha256>::new(private.clone());
+    check_foreign(id, key.clone(), &|m| pkcs1.sign(m).to_vec());
+    // A PKCS#1 v1.5 signature does not pass as PSS, nor the other way round.
+    let (pss_id, pss_key) = foreign_key("rsa", "rsassa-pss-sha256", pem);
+    let message = canonical::to_vec(&body(), "t").unwrap();
+    let pkcs1_sig = pkcs1.sign(&message).to_vec();
+    assert!(!pss_key.verifier().unwrap().verify(&message, &pkcs1_sig));
+    let pss_sig = pss.sign_with_rng(&mut rand_core::OsRng, &message).to_vec();
+    assert!(!key.verifier().unwrap().verify(&message, &pss_sig));
+    assert!(pss_key.verifier().unwrap().verify(&message, &pss_sig));
+    let _ = pss_id;
+}
+
+#[test]
+fn unusable_keys_never_count_and_are_not_fatal() {
+    let (_, pem) = p256_key(3);
+    let unusable = [
+        ("ecdsa", "ecdsa-sha2-nistp384", pem.clone()),
+        ("rsa", "ecdsa-sha2-nistp256", pem.clone()),
+        ("ecdsa", "ecdsa-sha2-nistp256", "not a pem".to_string()),
+        ("rsa", "rsassa-pss-sha256", pem.clone()),
+        ("ed25519", "ed25519", pem),
+        ("sphincs", "sphincs-shake-128s", "00".to_string()),
+    ];
+    let a = key(1);
+    let raw = body();
+    for (keytype, scheme, public) in unusable {
+        let (id, k) = foreign_key(keytype, scheme, public);
+        assert!(k.verifier().is_none(), "{keytype}/{scheme}");
+        let mut keys = keymap(&[&a]);
+        keys.insert(id.clone(), k);
+        let mut rk = role_keys(&[&a], 1);
+        rk.keyids.push(id.clone());
+        let mut sigs = vec![Signature {
+            keyid: id,
+            sig: "00".repeat(64),
+        }];
+        sigs.extend(raw_signatures(&raw, &[&a]));
+        assert_eq!(
+            verify_signatures(Role::Targets, &raw, &sigs, &rk, &keys)
+                .unwrap()
+                .len(),
+            1
+        );
+        rk.threshold = 2;
+        assert!(verify_signatures(Role::Targets, &raw, &sigs, &rk, &keys).is_err());
+    }
+}

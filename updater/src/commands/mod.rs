@@ -6,6 +6,7 @@ pub mod install;
 pub mod mark;
 pub mod rollback;
 pub mod status;
+pub mod tuf;
 
 use chrono::Utc;
 use flipside_bootloader_hooks::Slot;

@@ -1,0 +1,182 @@
+//! Delegated targets through the client (5.6.7) over a repository written here by hand with
+//! the crate's own signing (the publisher crate does not delegate): the search fetches the
+//! delegated role by its consistent-snapshot name, keeps it in the store under a safe file
+//! name, reuses it while the snapshot names it, replaces a damaged copy, and honours the
+//! delegation cap.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use flipside_tuf::client::{Limits, MetadataStore};
+use flipside_tuf::metadata::Extra;
+use flipside_tuf::{
+    DelegatedRole, Delegations, MetaFile, Metadata, Role, RoleKeys, Root, SigningKey, Snapshot,
+    TargetFile, Targets, Timestamp,
+};
+
+use crate::helpers::{at, sha256_hex, Device, Recording};
+
+const APP: &[u8] = b"a delegated app\n";
+/// A role name that is not a file name: it must be stored percent-encoded.
+const ROLE: &str = "apps/stable";
+
+fn key(n: u8) -> SigningKey {
+    SigningKey::from_seed(&[n; 32])
+}
+
+fn write(repo: &Path, name: &str, bytes: &[u8]) {
+    let path = repo.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Writes the repository; returns the pinned root.
+fn publish(repo: &Path) -> Vec<u8> {
+    let expires = at(24 * 365);
+    let top: Vec<SigningKey> = (1..=4).map(key).collect();
+    let delegated = key(9);
+    let roles: BTreeMap<Role, RoleKeys> = Role::ALL
+        .into_iter()
+        .zip(&top)
+        .map(|(role, k)| {
+            let keys = RoleKeys {
+                keyids: vec![k.key_id().clone()],
+                threshold: 1,
+                extra: Extra::new(),
+            };
+            (role, keys)
+        })
+        .collect();
+    let keys = top
+        .iter()
+        .map(|k| (k.key_id().clone(), k.public().clone()))
+        .collect();
+    let root = Metadata::sign(Root::new(1, expires, keys, roles), &[&top[0]])
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    write(repo, "metadata/1.root.json", &root);
+
+    let mut targets = Targets::new(1, expires);
+    targets.delegations = Some(Delegations {
+        keys: BTreeMap::from([(delegated.key_id().clone(), delegated.public().clone())]),
+        roles: vec![DelegatedRole {
+            name: ROLE.to_string(),
+            keyids: vec![delegated.key_id().clone()],
+            threshold: 1,
+            terminating: true,
+            paths: Some(vec!["apps/*".to_string()]),
+            path_hash_prefixes: None,
+            extra: Extra::new(),
+        }],
+        extra: Extra::new(),
+    });
+    let targets = Metadata::sign(targets, &[&top[1]])
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    write(repo, "metadata/1.targets.json", &targets);
+
+    let mut apps = Targets::new(1, expires);
+    apps.targets.insert(
+        "apps/app.tgz".to_string(),
+        TargetFile::new(APP.len() as u64, &sha256_hex(APP), None),
+    );
+    let apps = Metadata::sign(apps, &[&delegated])
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    write(repo, "metadata/1.apps%2Fstable.json", &apps);
+    write(
+        repo,
+        &format!("targets/apps/{}.app.tgz", sha256_hex(APP)),
+        APP,
+    );
+
+    let mut snapshot = Snapshot::new(1, expires, MetaFile::of_bytes(1, &targets));
+    snapshot
+        .meta
+        .insert(format!("{ROLE}.json"), MetaFile::of_bytes(1, &apps));
+    let snapshot = Metadata::sign(snapshot, &[&top[2]])
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    write(repo, "metadata/1.snapshot.json", &snapshot);
+    let timestamp = Timestamp::new(1, expires, MetaFile::of_bytes(1, &snapshot));
+    let timestamp = Metadata::sign(timestamp, &[&top[3]])
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    write(repo, "metadata/timestamp.json", &timestamp);
+    root
+}
+
+#[test]
+fn delegated_target_is_fetched_stored_reused_and_replaced_when_damaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let device = Device::new(&publish(&repo));
+    let fetched = |device: &Device| {
+        let recording = Recording::new(&repo);
+        let log = recording.log.clone();
+        let mut client = device.client_with(recording, Limits::default());
+        client.refresh(at(1)).unwrap();
+        let mut out = Vec::new();
+        client.download_target("apps/app.tgz", &mut out).unwrap();
+        assert_eq!(out, APP);
+        // Outside the delegated patterns, and inside them but unlisted (terminating).
+        assert_eq!(client.target("other.tgz").unwrap(), None);
+        assert_eq!(client.target("apps/other.tgz").unwrap(), None);
+        let log = log.borrow().clone();
+        log.iter()
+            .filter(|p| p.ends_with("apps%2Fstable.json"))
+            .count()
+    };
+    assert_eq!(fetched(&device), 1, "fetched once by its consistent name");
+    let stored = device.store.join("apps%2Fstable.json");
+    assert!(stored.is_file());
+    let store = MetadataStore::open(&device.store).unwrap();
+    assert_eq!(
+        store.read_delegated("apps%2Fstable").unwrap().as_deref(),
+        Some(&std::fs::read(&stored).unwrap()[..])
+    );
+    // The stored copy is the one the snapshot names: not fetched again.
+    assert_eq!(fetched(&device), 0);
+    // A damaged copy is not trusted: fetched again, verified, and stored over it.
+    std::fs::write(&stored, b"{}").unwrap();
+    assert_eq!(fetched(&device), 1);
+    assert_ne!(std::fs::read(&stored).unwrap(), b"{}");
+}
+
+#[test]
+fn delegation_cap_and_a_tampered_delegated_role() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let device = Device::new(&publish(&repo));
+    // A cap of one role searches the top-level targets only.
+    let limits = Limits {
+        max_delegations: 1,
+        ..Limits::default()
+    };
+    let mut client = device.client_with(Recording::new(&repo), limits);
+    client.refresh(at(1)).unwrap();
+    assert_eq!(client.target("apps/app.tgz").unwrap(), None);
+    // One byte changed in the delegated role: refused (its hash in the snapshot differs).
+    let path = repo.join("metadata/1.apps%2Fstable.json");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last_one = bytes.iter().rposition(|&b| b == b'1').unwrap();
+    bytes[last_one] = b'2';
+    std::fs::write(&path, &bytes).unwrap();
+    let mut client = device.client_with(Recording::new(&repo), Limits::default());
+    client.refresh(at(1)).unwrap();
+    let err = client.target("apps/app.tgz").unwrap_err();
+    let source = err.tuf_error().expect("a verification refusal");
+    assert!(
+        matches!(
+            source,
+            flipside_tuf::Error::HashMismatch { .. } | flipside_tuf::Error::LengthMismatch { .. }
+        ),
+        "{err}"
+    );
+    assert!(!device.store.join("apps%2Fstable.json").exists());
+}
