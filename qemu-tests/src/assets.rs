@@ -5,6 +5,7 @@
 //! | kernel + modules | `apt-get download linux-image-<release>`, `dpkg -x` | `kernel/<release>/` |
 //! | static busybox | `/bin/busybox` when static, else `apt-get download busybox-static` | `busybox/` |
 //! | static flipside-select | `cargo build --release --target x86_64-unknown-linux-gnu` with `+crt-static` | `cargo-static/` |
+//! | static flipside (updater), on first use | the same | `cargo-static/` |
 //! | flipside-build | `cargo build --release -p flipside-image-builder` | `cargo/` |
 //! | initramfs | [`crate::initramfs`] | `initramfs.cpio.zst` |
 //!
@@ -39,6 +40,7 @@ pub struct Assets {
     /// The compressed initramfs.
     pub initramfs: PathBuf,
     flipside_build: OnceLock<PathBuf>,
+    flipside: OnceLock<PathBuf>,
 }
 
 static ASSETS: OnceLock<Assets> = OnceLock::new();
@@ -79,6 +81,30 @@ impl Assets {
     }
 }
 
+impl Assets {
+    /// The updater, `flipside`, linked statically (it runs inside the appliance images),
+    /// built on first use in the same target directory as flipside-select.
+    pub fn flipside(&self) -> Result<&Path> {
+        if let Some(p) = self.flipside.get() {
+            return Ok(p);
+        }
+        let _guard = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = self.flipside.get() {
+            return Ok(p);
+        }
+        // FLIPSIDE_QEMU_FLIPSIDE=PATH: a static flipside built elsewhere (another revision).
+        let bin = match std::env::var_os("FLIPSIDE_QEMU_FLIPSIDE") {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                require_static(&path, "FLIPSIDE_QEMU_FLIPSIDE must name a static flipside")?;
+                path
+            }
+            None => static_build(&self.dir, "flipside-updater", "flipside")?,
+        };
+        Ok(self.flipside.get_or_init(|| bin))
+    }
+}
+
 /// Prepares every asset under `dir` (see the module docs).
 pub fn prepare(dir: &Path) -> Result<Assets> {
     fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
@@ -101,6 +127,7 @@ pub fn prepare(dir: &Path) -> Result<Assets> {
         flipside_select,
         initramfs,
         flipside_build: OnceLock::new(),
+        flipside: OnceLock::new(),
     })
 }
 
@@ -173,25 +200,23 @@ fn static_busybox(dir: &Path) -> Result<PathBuf> {
 /// flipside-select linked statically, built in a target directory of its own so that its
 /// RUSTFLAGS never invalidate the normal build.
 fn static_flipside_select(dir: &Path) -> Result<PathBuf> {
+    static_build(dir, "flipside-bootloader-hooks", "flipside-select")
+}
+
+/// `bin` of `package` linked statically into `<dir>/cargo-static`.
+fn static_build(dir: &Path, package: &str, bin: &str) -> Result<PathBuf> {
     let target = dir.join("cargo-static");
     cargo_build(
-        &[
-            "-p",
-            "flipside-bootloader-hooks",
-            "--bin",
-            "flipside-select",
-            "--target",
-            STATIC_TARGET,
-        ],
+        &["-p", package, "--bin", bin, "--target", STATIC_TARGET],
         &target,
         Some("-C target-feature=+crt-static"),
     )?;
-    let bin = target.join(STATIC_TARGET).join("release/flipside-select");
+    let path = target.join(STATIC_TARGET).join("release").join(bin);
     require_static(
-        &bin,
+        &path,
         "build it with RUSTFLAGS='-C target-feature=+crt-static' for x86_64-unknown-linux-gnu",
     )?;
-    Ok(bin)
+    Ok(path)
 }
 
 /// `cargo build --release ARGS` in the workspace, into `target_dir`.

@@ -8,6 +8,8 @@
 //! - [`appliance`]: test systems and the one function that builds their images.
 //! - [`vm`], [`accel`]: QEMU processes, KVM probe with TCG fallback.
 //! - [`markers`]: the serial protocol, pure.
+//! - [`ota`], [`server`]: releases carrying the real updater, a real repository, and the
+//!   update server the guest reaches through `guestfwd`.
 //! - [`testbed`]: what a test starts from.
 
 pub mod accel;
@@ -19,7 +21,9 @@ pub mod error;
 pub mod initramfs;
 pub mod kernel;
 pub mod markers;
+pub mod ota;
 pub mod paths;
+pub mod server;
 pub mod testbed;
 pub mod tool;
 pub mod vm;

@@ -43,21 +43,63 @@ impl fmt::Display for Marker {
     }
 }
 
+/// Lines the updater (`flipside install`) prints on stdout, read as markers of source
+/// `updater`: `FLIPSIDE_RESULT event=installed ...` becomes `updater result event=installed ...`.
+const UPDATER_LINES: &[(&str, &str)] = &[
+    ("FLIPSIDE_RESULT ", "result"),
+    ("FLIPSIDE_PROGRESS ", "progress"),
+];
+
+/// The one field whose value is the rest of the line (JSON, which has spaces): the system
+/// prints `flipside status --json` with its newlines removed as `... json=<document>`.
+pub const JSON_FIELD: &str = "json";
+
 /// The marker in a console line, if there is one.
 pub fn parse(line: &str) -> Option<Marker> {
+    for (prefix, event) in UPDATER_LINES {
+        if let Some(at) = line.find(prefix) {
+            return Some(Marker {
+                source: "updater".into(),
+                event: (*event).into(),
+                fields: fields(&line[at + prefix.len()..]),
+            });
+        }
+    }
     let at = line.find(PREFIX)?;
-    let mut words = line[at + PREFIX.len()..].split_whitespace();
-    let source = words.next()?.to_string();
-    let event = words.next()?.to_string();
-    let fields = words
-        .filter_map(|w| w.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let rest = &line[at + PREFIX.len()..];
+    let (source, rest) = first_word(rest)?;
+    let (event, after) = first_word(rest)?;
+    let (source, event) = (source.to_string(), event.to_string());
     Some(Marker {
         source,
         event,
-        fields,
+        fields: fields(after),
     })
+}
+
+/// The first word of `text` and what follows it.
+fn first_word(text: &str) -> Option<(&str, &str)> {
+    let text = text.trim_start();
+    let end = text.find(char::is_whitespace).unwrap_or(text.len());
+    (end > 0).then(|| (&text[..end], &text[end..]))
+}
+
+/// `key=value` words; `json=` takes the rest of the line.
+fn fields(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        if let Some(doc) = rest.strip_prefix(&format!("{JSON_FIELD}=")) {
+            out.insert(JSON_FIELD.to_string(), doc.trim_end().to_string());
+            break;
+        }
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        if let Some((k, v)) = rest[..end].split_once('=') {
+            out.insert(k.to_string(), v.to_string());
+        }
+        rest = rest[end..].trim_start();
+    }
+    out
 }
 
 /// What the initramfs chose, from its `select` marker.
@@ -213,6 +255,21 @@ mod tests {
         assert_eq!(parse("flipside-initrd: no bootable slot"), None);
         assert_eq!(parse("FLIPSIDE: initrd"), None);
         assert_eq!(parse("plain console output"), None);
+    }
+
+    #[test]
+    fn parses_updater_lines_and_json() {
+        let m = parse("FLIPSIDE_RESULT event=installed slot=b version=2 fetched=10").unwrap();
+        assert!(m.is("updater", "result"));
+        assert_eq!(m.get("event"), Some("installed"));
+        assert_eq!(m.get("version"), Some("2"));
+        let m = parse("FLIPSIDE_PROGRESS phase=write done=1 total=9").unwrap();
+        assert!(m.is("updater", "progress"));
+        assert_eq!(m.get("phase"), Some("write"));
+        let m = parse(r#"FLIPSIDE: updater status code=0 json={  "a": "x y",  "b": 1}"#).unwrap();
+        assert!(m.is("updater", "status"));
+        assert_eq!(m.get("code"), Some("0"));
+        assert_eq!(m.get("json"), Some(r#"{  "a": "x y",  "b": 1}"#));
     }
 
     #[test]
