@@ -85,6 +85,7 @@ impl Transport for MirrorTransport {
 pub struct TufSource {
     client: Client,
     mirrors: Vec<Mirror>,
+    spec: SourceSpec,
 }
 
 /// Builds the production source: the metadata store is initialised from the pinned root the
@@ -95,16 +96,34 @@ pub fn tuf_source(spec: &SourceSpec) -> Result<Box<dyn UpdateSource>> {
         source,
     })?;
     let store = MetadataStore::open_or_init(&spec.metadata_dir, &pinned).map_err(tuf)?;
-    let http = Http::new(spec.network)?;
-    let client = Client::new(
-        store,
-        MirrorTransport::new(spec.mirrors.clone(), http),
-        Limits::default(),
-    );
+    let client = client_for(spec, spec.mirrors.clone(), store)?;
     Ok(Box::new(TufSource {
         client,
         mirrors: spec.mirrors.clone(),
+        spec: spec.clone(),
     }))
+}
+
+fn client_for(spec: &SourceSpec, mirrors: Vec<Mirror>, store: MetadataStore) -> Result<Client> {
+    let http = Http::new(spec.network)?;
+    Ok(Client::new(
+        store,
+        MirrorTransport::new(mirrors, http),
+        Limits::default(),
+    ))
+}
+
+/// Whether a refresh failure may be the mirror's fault (garbage, stale or oversized metadata,
+/// a missing file, a transfer error), so that another mirror deserves a try; a failure of the
+/// device's own store does not.
+fn mirror_may_be_at_fault(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Metadata { .. }
+            | ClientError::TooLarge { .. }
+            | ClientError::Missing { .. }
+            | ClientError::Fetch { .. }
+    )
 }
 
 fn tuf(source: ClientError) -> Error {
@@ -113,7 +132,39 @@ fn tuf(source: ClientError) -> Error {
 
 impl UpdateSource for TufSource {
     fn refresh(&mut self) -> Result<Vec<TargetInfo>> {
-        let refreshed = self.client.refresh(Utc::now()).map_err(tuf)?;
+        let refreshed = match self.client.refresh(Utc::now()) {
+            Ok(refreshed) => refreshed,
+            Err(first) if self.mirrors.len() > 1 && mirror_may_be_at_fault(&first) => {
+                // The transport moves to the next mirror only when a fetch fails; metadata that
+                // fetched fine but does not verify (a malicious or stale mirror) is retried here
+                // from each other mirror first, in order. Nothing unverified was stored, so
+                // every attempt starts from the same trusted state; the first error is kept.
+                log::warn!("mirror {}: {first}", self.mirrors[0]);
+                let mut found = None;
+                for i in 1..self.mirrors.len() {
+                    let order: Vec<Mirror> = self.mirrors[i..]
+                        .iter()
+                        .chain(&self.mirrors[..i])
+                        .cloned()
+                        .collect();
+                    let store = MetadataStore::open(&self.spec.metadata_dir).map_err(tuf)?;
+                    let mut client = client_for(&self.spec, order, store)?;
+                    match client.refresh(Utc::now()) {
+                        Ok(refreshed) => {
+                            self.client = client;
+                            found = Some(refreshed);
+                            break;
+                        }
+                        Err(e) if mirror_may_be_at_fault(&e) => {
+                            log::warn!("mirror {}: {e}", self.mirrors[i]);
+                        }
+                        Err(e) => return Err(tuf(e)),
+                    }
+                }
+                found.ok_or_else(|| tuf(first))?
+            }
+            Err(e) => return Err(tuf(e)),
+        };
         log::info!(
             "repository metadata: root {}, timestamp {}, snapshot {}, targets {}",
             refreshed.versions.root,

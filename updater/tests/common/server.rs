@@ -28,6 +28,9 @@ pub enum Fault {
     Trickle,
     /// Send at most this many body bytes per second.
     Throttle { bytes_per_sec: u64 },
+    /// The first request is honest but cut after `after` bytes; later requests flip a bit at
+    /// `offset` (the file changed between two reads).
+    CutOnceThenCorrupt { after: u64, offset: u64 },
 }
 
 /// One request as received.
@@ -163,7 +166,15 @@ fn handle(s: &Shared, mut conn: TcpStream) -> std::io::Result<()> {
         None => (200, 0, total),
     };
     let mut body = data[start as usize..end as usize].to_vec();
-    if let Fault::Corrupt { offset } = fault {
+    // Whether this request is the first of a `CutOnceThenCorrupt` fault (honest, then cut).
+    let first_cut = matches!(fault, Fault::CutOnceThenCorrupt { .. })
+        && !s.cut_done.swap(true, Ordering::SeqCst);
+    let corrupt = match fault {
+        Fault::Corrupt { offset } => Some(offset),
+        Fault::CutOnceThenCorrupt { offset, .. } if !first_cut => Some(offset),
+        _ => None,
+    };
+    if let Some(offset) = corrupt {
         if (start..end).contains(&offset) {
             body[(offset - start) as usize] ^= 0x01;
         }
@@ -185,6 +196,7 @@ fn handle(s: &Shared, mut conn: TcpStream) -> std::io::Result<()> {
     let limit = match fault {
         Fault::CutOnce { after } if !s.cut_done.swap(true, Ordering::SeqCst) => Some(after),
         Fault::CutAlways { after } => Some(after),
+        Fault::CutOnceThenCorrupt { after, .. } if first_cut => Some(after),
         _ => None,
     };
     let (step, pause) = match fault {
