@@ -153,6 +153,10 @@ fn boot_failure_uses_up_tries_and_falls_back() -> Result<()> {
     assert_eq!(st["running"], "a");
     assert_eq!(st["boots_next"], "a");
     assert_eq!(status_bits(st)["b"], (0, 0, false));
+    // No flipside ran on b: status tells the failed trial from the record and the bits.
+    assert_eq!(st["last"]["event"], "fell-back", "status: {st}");
+    assert_eq!(st["last"]["slot"], "b", "status: {st}");
+    assert_eq!(st["last"]["version"], 4, "status: {st}");
     assert_bits(&rig, (1, 0, true), (0, 0, false), "after the fallback")?;
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod exit;
+pub mod fallback;
 pub mod health;
 pub mod http;
 pub mod install;

@@ -37,6 +37,9 @@ pub enum Event {
     MarkedBad,
     /// The operator switched to the other slot.
     RolledBack,
+    /// The armed slot used up its trial boots without being marked good; the bootloader fell
+    /// back (seen afterwards from the old slot: [`crate::fallback`]).
+    FellBack,
 }
 
 impl Event {
@@ -48,6 +51,7 @@ impl Event {
             Event::Committed => "committed",
             Event::MarkedBad => "marked-bad",
             Event::RolledBack => "rolled-back",
+            Event::FellBack => "fell-back",
         }
     }
 }

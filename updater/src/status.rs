@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::device::Device;
 use crate::error::Result;
+use crate::fallback::failed_trial;
 use crate::record::{Journal, Outcome, StateDir};
 use crate::running::running_slot;
 use crate::system::installed;
@@ -107,6 +108,15 @@ pub fn gather(config: &Config) -> Result<Status> {
             release,
         });
     }
+    let last = state_dir.last().unwrap_or_else(|e| {
+        log::warn!("{e}");
+        None
+    });
+    // A trial that never came back left no record of its own: tell it from the bits.
+    let last = match running {
+        Some(r) => failed_trial(last.as_ref(), r, state.attrs(r), state.attrs(!r)).or(last),
+        None => last,
+    };
     Ok(Status {
         disk: config.device.disk.display().to_string(),
         running: running.map(|s| s.name().to_string()),
@@ -115,10 +125,7 @@ pub fn gather(config: &Config) -> Result<Status> {
         trial_pending: state.is_trial_pending(),
         running_on_trial: running.is_some_and(|s| state.is_on_trial(s)),
         slots,
-        last: state_dir.last().unwrap_or_else(|e| {
-            log::warn!("{e}");
-            None
-        }),
+        last,
         unfinished_install: state_dir.journal().ok().flatten(),
     })
 }

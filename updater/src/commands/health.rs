@@ -4,7 +4,11 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::health::{reboot, run_checks, CheckOutcome};
-use crate::record::Event;
+use flipside_bootloader_hooks::Slot;
+
+use crate::device::Device;
+use crate::fallback::failed_trial;
+use crate::record::{Event, StateDir};
 
 use super::{open_running, record};
 
@@ -28,6 +32,7 @@ pub fn run(config: &Config) -> Result<()> {
                 results.len()
             );
         } else {
+            record_fallback(config, &device, running)?;
             println!(
                 "healthy: slot {running} is proven, nothing to commit ({} checks passed)",
                 results.len()
@@ -46,7 +51,26 @@ pub fn run(config: &Config) -> Result<()> {
         );
         reboot(&config.health.reboot_command)?;
     } else {
+        record_fallback(config, &device, running)?;
         log::error!("{failed}: slot {running} is proven; its boot state is left as it is");
     }
     Err(failed)
+}
+
+/// On a proven slot: keeps a trial of the other slot that never came back in the record, so
+/// that the next install does not erase the only trace of it without a word.
+fn record_fallback(config: &Config, device: &Device, running: Slot) -> Result<()> {
+    let state_dir = StateDir::new(&config.device.state_dir);
+    let state = device.state();
+    let last = state_dir.last()?;
+    if let Some(fell) = failed_trial(
+        last.as_ref(),
+        running,
+        state.attrs(running),
+        state.attrs(!running),
+    ) {
+        log::warn!("{}", fell.detail);
+        state_dir.set_last(&fell)?;
+    }
+    Ok(())
 }
