@@ -55,16 +55,7 @@ fn update_commits_then_health_failure_rolls_back() -> Result<()> {
     let started = Instant::now();
     let rig = Rig::new("update_commits_then_health_failure_rolls_back")?;
     rig.provision(Slot::A, 1, (2, 0, true))?;
-    rig.server.push_steps([
-        Step::with_repo("install", &rig.world.repo(Snapshot::UpTo(2))),
-        Step::new("reboot"),
-        Step::new("status"),
-        Step::new("reboot"),
-        Step::with_repo("install", &rig.world.repo(Snapshot::UpTo(3))),
-        Step::new("reboot"),
-        Step::new("status"),
-        Step::new("poweroff"),
-    ]);
+    rig.server.push_steps(rig.world.update_then_rollback());
     let mut vm = rig.start("ota")?;
     let exit = vm.wait_exit(INSTALL_BOOT * 2 + BOOT_TIMEOUT * 3)?;
     let log = vm.serial_log().display().to_string();

@@ -870,6 +870,23 @@ fn attack_slow_retrieval_of_metadata_ends_with_network_error() {
 // ---------------------------------------------------------------------------------------------
 // Mix-and-match
 
+/// The version of `ROLE.json` that the metadata `doc` lists.
+fn listed_version(doc: &Value, role: &str) -> u64 {
+    doc["signed"]["meta"][format!("{role}.json")]["version"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Serves version `version - 1` of `ROLE.json` (validly signed, but older) under version
+/// `version`'s consistent-snapshot name.
+fn serve_previous_as(s: &Scene, role: &str, version: u64) {
+    std::fs::copy(
+        s.served_meta(&format!("{}.{role}.json", version - 1)),
+        s.served_meta(&format!("{version}.{role}.json")),
+    )
+    .unwrap();
+}
+
 #[test]
 fn attack_mix_and_match_snapshot_of_another_version_refused() {
     let s = Scene::new();
@@ -881,14 +898,7 @@ fn attack_mix_and_match_snapshot_of_another_version_refused() {
     // The new timestamp, with the previous snapshot's (validly signed) content under the new
     // snapshot's name.
     let ts = read_json(&s.served_meta("timestamp.json"));
-    let v = ts["signed"]["meta"]["snapshot.json"]["version"]
-        .as_u64()
-        .unwrap();
-    std::fs::copy(
-        s.served_meta(&format!("{}.snapshot.json", v - 1)),
-        s.served_meta(&format!("{v}.snapshot.json")),
-    )
-    .unwrap();
+    serve_previous_as(&s, "snapshot", listed_version(&ts, "snapshot"));
     let run = s.w.run(&["install"]);
     s.assert_refused_before_write(&run, code::SIGNATURE, &before, true);
 }
@@ -904,18 +914,9 @@ fn attack_mix_and_match_targets_of_another_version_refused() {
     s.sync();
     let before = s.snapshot();
     let ts = read_json(&s.served_meta("timestamp.json"));
-    let sv = ts["signed"]["meta"]["snapshot.json"]["version"]
-        .as_u64()
-        .unwrap();
+    let sv = listed_version(&ts, "snapshot");
     let snap = read_json(&s.served_meta(&format!("{sv}.snapshot.json")));
-    let tv = snap["signed"]["meta"]["targets.json"]["version"]
-        .as_u64()
-        .unwrap();
-    std::fs::copy(
-        s.served_meta(&format!("{}.targets.json", tv - 1)),
-        s.served_meta(&format!("{tv}.targets.json")),
-    )
-    .unwrap();
+    serve_previous_as(&s, "targets", listed_version(&snap, "targets"));
     let run = s.w.run(&["install"]);
     s.assert_refused_before_write(&run, code::SIGNATURE, &before, true);
 }

@@ -9,8 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use flipside_bootloader_hooks::Slot;
-use flipside_qemu_tests::ota::{OtaBoot, Rig, Snapshot, TRIAL_BOOTS};
-use flipside_qemu_tests::server::Step;
+use flipside_qemu_tests::ota::{OtaBoot, Rig, TRIAL_BOOTS};
 use flipside_qemu_tests::{Ending, OnReboot, Result};
 
 /// Upper bound of one boot, installs included (TCG on a busy machine).
@@ -115,16 +114,7 @@ fn run() -> Result<()> {
     rig.provision(Slot::A, 1, (2, 0, true))?;
     println!("Factory state: v1 in slot a, slot b empty.");
     println!("  disk: {}\n", bits_line(&rig)?);
-    rig.server.push_steps([
-        Step::with_repo("install", &rig.world.repo(Snapshot::UpTo(2))),
-        Step::new("reboot"),
-        Step::new("status"),
-        Step::new("reboot"),
-        Step::with_repo("install", &rig.world.repo(Snapshot::UpTo(3))),
-        Step::new("reboot"),
-        Step::new("status"),
-        Step::new("poweroff"),
-    ]);
+    rig.server.push_steps(rig.world.update_then_rollback());
     println!("The update server (127.0.0.1, the guest's only reachable host) publishes v2.\n");
     let mut published3 = false;
     for n in 1..=MAX_BOOTS {
