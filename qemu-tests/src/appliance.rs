@@ -204,16 +204,7 @@ pub fn build_image(assets: &Assets, app: &Appliance, work: &Path) -> Result<Path
                 .map_err(Error::io("write", &toml))?;
             let out = work.join(format!("{}-{}-out", app.name, app.version));
             let builder = assets.flipside_build()?;
-            tool::run(
-                Command::new(builder)
-                    .arg("image")
-                    .arg(&toml)
-                    .arg("-o")
-                    .arg(&out)
-                    .arg("--store")
-                    .arg(work.join("store")),
-                "flipside-image-builder (cargo build -p flipside-image-builder)",
-            )?;
+            build_with(builder, &toml, &out, &work.join("store"))?;
             Ok(out.join(format!("{}-{}.squashfs", app.name, app.version)))
         }
         ImageTool::Mksquashfs => mksquashfs_image(assets, app, &src, work),
@@ -264,6 +255,21 @@ fn mksquashfs_image(assets: &Assets, app: &Appliance, src: &Path, work: &Path) -
         output: e.to_string(),
     })?;
     Ok(out)
+}
+
+/// `flipside-build image TOML -o OUT --store STORE`: the one way the tests run the builder.
+pub fn build_with(builder: &Path, toml: &Path, out: &Path, store: &Path) -> Result<()> {
+    tool::run(
+        Command::new(builder)
+            .arg("image")
+            .arg(toml)
+            .arg("-o")
+            .arg(out)
+            .arg("--store")
+            .arg(store),
+        "flipside-image-builder (cargo build -p flipside-image-builder)",
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 
 use flipside_bootloader_hooks::Slot;
 
-use crate::appliance::system_header;
+use crate::appliance::{build_with, system_header};
 use crate::assets::Assets;
 use crate::disk::TestDisk;
 use crate::error::{Error, Result};
@@ -482,16 +482,7 @@ fn build(assets: &Assets, flipside: &Path, builder: &Path, dir: &Path) -> Result
         let toml = src.join("system.toml");
         write_file(&toml, &system_toml(r, &tools), 0o644)?;
         let out = dir.join("releases").join(r.version.to_string());
-        tool::run(
-            Command::new(builder)
-                .arg("image")
-                .arg(&toml)
-                .arg("-o")
-                .arg(&out)
-                .arg("--store")
-                .arg(work.join("store")),
-            "flipside-image-builder (cargo build -p flipside-image-builder)",
-        )?;
+        build_with(builder, &toml, &out, &work.join("store"))?;
         repo.add(&keys, &out, Utc::now()).map_err(repo_err)?;
         if r.version >= 2 {
             copy_tree(
