@@ -677,10 +677,7 @@ fn attack_replayed_old_release_refused() {
     let before = s.snapshot();
     let run = s.w.run(&["install"]);
     // Nothing stored before: the refresh succeeds (the metadata is valid), the release is old.
-    run.expect(code::ROLLBACK);
-    assert!(s.w.slot_bytes(Slot::B) == before.slot);
-    assert!(s.w.gpt_bytes() == before.gpt);
-    assert_eq!(s.w.boot_state().attrs(Slot::B), attrs(0, 0, false));
+    s.assert_refused_before_write(&run, code::ROLLBACK, &before, false);
 }
 
 #[test]
@@ -1098,10 +1095,7 @@ fn attack_wrong_hardware_id_refused_before_any_write() {
     let _nginx = s.nginx();
     let before = s.snapshot();
     let run = s.w.run(&["install"]);
-    run.expect(code::INCOMPATIBLE);
-    assert!(s.w.slot_bytes(Slot::B) == before.slot);
-    assert!(s.w.gpt_bytes() == before.gpt);
-    assert_eq!(s.w.boot_state().attrs(Slot::B), attrs(0, 0, false));
+    s.assert_refused_before_write(&run, code::INCOMPATIBLE, &before, false);
 }
 
 #[test]
