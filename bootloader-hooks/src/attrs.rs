@@ -2,7 +2,7 @@
 //! successful (56), in the layout ChromeOS and Bottlerocket use. Every other bit (the UEFI bits
 //! 0-2, ChromeOS' error counter, systemd's GrowFS/ReadOnly/NoAuto) is carried through untouched.
 
-use std::fmt;
+use core::fmt;
 
 use crate::error::{Error, Result};
 

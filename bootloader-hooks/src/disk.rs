@@ -6,6 +6,9 @@
 //! caches: whoever writes an image through the partition device must fsync it before the table
 //! is changed through the whole disk.
 
+use alloc::format;
+use alloc::string::{String, ToString};
+
 use crate::device::{BlockDevice, Disk};
 use crate::error::{Error, Result};
 use crate::gpt::{GptTable, PartitionEntry, PartitionSelector};

@@ -1,10 +1,11 @@
 //! The crate's one error type: a variant per failure class, each with the slot, disk or value it
 //! concerns and a message that says what to do next.
 
-use std::io;
-use std::path::PathBuf;
+use alloc::string::String;
+use alloc::vec::Vec;
 
 use crate::attrs::BootAttrs;
+use crate::device::DeviceError;
 use crate::gpt::CopyProblem;
 use crate::slot::Slot;
 
@@ -67,8 +68,12 @@ pub enum Error {
     SamePartition { index: u32 },
 
     /// The disk or image could not be opened.
+    #[cfg(feature = "std")]
     #[error("cannot open {path}: {source}; check the path and that you may read (and write) it")]
-    Open { path: PathBuf, source: io::Error },
+    Open {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 
     /// Reading from the disk failed.
     #[error("cannot read {len} bytes at offset {offset} of {disk}: {source}")]
@@ -76,7 +81,7 @@ pub enum Error {
         disk: String,
         offset: u64,
         len: usize,
-        source: io::Error,
+        source: DeviceError,
     },
 
     /// Writing to the disk failed; the table may be half written (the other copy is intact).
@@ -88,14 +93,14 @@ pub enum Error {
         disk: String,
         offset: u64,
         len: usize,
-        source: io::Error,
+        source: DeviceError,
     },
 
     /// Flushing the disk failed; what was written may not be durable.
     #[error(
         "cannot flush {disk}: {source}; the table may not be durable, run the operation again"
     )]
-    Sync { disk: String, source: io::Error },
+    Sync { disk: String, source: DeviceError },
 
     /// The disk is too small to hold a GPT.
     #[error(
@@ -159,4 +164,4 @@ pub enum Error {
 }
 
 /// The crate's result type.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = core::result::Result<T, E>;

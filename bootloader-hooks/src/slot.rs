@@ -1,8 +1,8 @@
 //! The two boot slots. Code names a slot by what it is (`Slot::A`), never by its role, and gets
 //! the other one with `!slot`.
 
-use std::fmt;
-use std::ops::Not;
+use core::fmt;
+use core::ops::Not;
 
 /// One of the two A/B slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -13,7 +13,9 @@
 //!   [`BootState::mark_good`] / [`BootState::mark_bad`] after the health check, and
 //!   [`BootState::rollback`] on request.
 
-use std::fmt;
+use core::fmt;
+
+use alloc::string::String;
 
 use uuid::Uuid;
 
@@ -133,7 +135,28 @@ impl BootState {
     /// Firmware selection: picks the slot to boot and consumes a try if it is on trial.
     /// Returns the choice and the state to persist before booting. Memory only.
     pub fn select(&self) -> Result<(Selection, BootState)> {
-        let slot = self.boots_next()?;
+        Ok(self.boot(self.boots_next()?))
+    }
+
+    /// Firmware fallback after `failed`'s kernel could not be loaded or started in this boot:
+    /// the other slot, if it is a candidate, consuming its try if it is on trial. `failed` is
+    /// never changed (a proven slot keeps S=1; a trial slot has already spent this boot's try),
+    /// so a kernel that fails to load costs tries like any failed boot and never a proven slot.
+    /// Memory only.
+    pub fn select_other(&self, failed: Slot) -> Result<(Selection, BootState)> {
+        let other = !failed;
+        let attrs = self.attrs(other);
+        if !attrs.is_bootable() {
+            return Err(Error::NoBootableSlot {
+                a: self.a.attrs,
+                b: self.b.attrs,
+            });
+        }
+        Ok(self.boot(other))
+    }
+
+    /// The choice of `slot` (a candidate) and the state after its try, if any, is consumed.
+    fn boot(&self, slot: Slot) -> (Selection, BootState) {
         let attrs = self.attrs(slot);
         if attrs.successful() {
             let choice = Selection {
@@ -141,7 +164,7 @@ impl BootState {
                 trial: false,
                 tries_left: 0,
             };
-            return Ok((choice, self.clone()));
+            return (choice, self.clone());
         }
         let consumed = consume_try(attrs);
         let choice = Selection {
@@ -149,7 +172,7 @@ impl BootState {
             trial: true,
             tries_left: consumed.tries(),
         };
-        Ok((choice, self.with_attrs(slot, consumed)))
+        (choice, self.with_attrs(slot, consumed))
     }
 
     /// Whether some slot is armed for a trial that has not been judged yet (P>0, T>0, S=0).

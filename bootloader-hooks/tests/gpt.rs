@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{Cursor, Read, Seek, SeekFrom, Write};
+use std::io::Cursor;
 use std::path::Path;
 
 use common::{attrs, make_image};
@@ -286,32 +286,20 @@ struct WriteLog {
     syncs: Vec<usize>,
 }
 
-impl Read for WriteLog {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.inner.read(buf)
-    }
-}
-
-impl Write for WriteLog {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writes.push((self.inner.position(), buf.len()));
-        self.inner.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Seek for WriteLog {
-    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
-        self.inner.seek(pos)
-    }
-}
-
 impl BlockDevice for WriteLog {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read_at(offset, buf)
+    }
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+        self.writes.push((offset, buf.len()));
+        self.inner.write_at(offset, buf)
+    }
     fn sync(&mut self) -> std::io::Result<()> {
         self.syncs.push(self.writes.len());
         Ok(())
+    }
+    fn byte_len(&mut self) -> std::io::Result<u64> {
+        self.inner.byte_len()
     }
 }
 

@@ -79,6 +79,49 @@ fn select_matches_reference_on_every_state() {
     assert_eq!(checked, 2 * 512 * 512);
 }
 
+/// After the chosen slot's kernel failed to load, firmware falls back to the other slot exactly
+/// as `select` would choose it were the failed slot unbootable, and never touches the failed
+/// slot: checked on every state, after the chosen slot's try was consumed.
+#[test]
+fn select_other_matches_select_without_the_failed_slot_on_every_state() {
+    let mut fell_back = 0u64;
+    for numbers in [(2u32, 3u32), (5, 4)] {
+        for (i, a) in all_attrs().enumerate() {
+            let a = BootAttrs::from_raw(a.raw() | NOISE[i % 2]);
+            for (j, b) in all_attrs().enumerate() {
+                let b = BootAttrs::from_raw(b.raw() | NOISE[j % 2]);
+                let state = state_with(numbers, a, b);
+                let Ok((first, after_first)) = state.select() else {
+                    continue;
+                };
+                let failed = first.slot;
+                let without_failed =
+                    after_first.with_attrs(failed, after_first.attrs(failed).cleared());
+                match (after_first.select_other(failed), without_failed.select()) {
+                    (Ok((choice, next)), Ok((want, want_next))) => {
+                        assert_eq!(choice, want, "{state}");
+                        assert_eq!(choice.slot, !failed);
+                        assert_eq!(next.attrs(failed), after_first.attrs(failed));
+                        assert_eq!(next.attrs(!failed), want_next.attrs(!failed));
+                        check_one(
+                            &after_first.with_attrs(failed, BootAttrs::default()),
+                            &next.with_attrs(failed, BootAttrs::default()),
+                            choice.slot,
+                            !failed,
+                            choice.trial,
+                            choice.tries_left,
+                        );
+                        fell_back += 1;
+                    }
+                    (Err(Error::NoBootableSlot { .. }), Err(Error::NoBootableSlot { .. })) => {}
+                    (got, want) => panic!("{state}: got {got:?}, want {want:?}"),
+                }
+            }
+        }
+    }
+    assert!(fell_back > 100_000, "{fell_back}");
+}
+
 fn check_one(
     before: &BootState,
     after: &BootState,

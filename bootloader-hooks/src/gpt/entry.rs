@@ -1,7 +1,10 @@
 //! GPT partition entries (UEFI 2.10 section 5.3.3): type and unique GUID, LBA range, the
 //! attribute field at offset 48, and the UTF-16LE name at offset 56.
 
-use std::fmt;
+use core::fmt;
+
+use alloc::string::String;
+use alloc::vec::Vec;
 
 use uuid::Uuid;
 

@@ -3,6 +3,8 @@
 
 use uuid::Uuid;
 
+use alloc::vec::Vec;
+
 use super::CopyProblem;
 
 /// Size of the header fields defined by the specification.

@@ -7,6 +7,10 @@
 //! is valid, the broken primary is rebuilt first instead: writing the backup first would risk
 //! losing the only valid copy.
 
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
 use super::entry::{PartitionEntry, PartitionSelector, ATTRS_OFFSET};
 use super::header::Header;
 use super::{has_protective_mbr, CopyProblem};
@@ -128,7 +132,7 @@ impl GptTable {
         disk_sectors: u64,
         primary: Result<ValidCopy, CopyProblem>,
         backup: Result<ValidCopy, CopyProblem>,
-    ) -> std::result::Result<Self, (CopyProblem, CopyProblem)> {
+    ) -> core::result::Result<Self, (CopyProblem, CopyProblem)> {
         let copies_agree = match (&primary, &backup) {
             (Ok(p), Ok(b)) => {
                 p.header.same_table_as(&b.header)
@@ -237,7 +241,7 @@ impl GptTable {
         PartitionEntry::parse(number, &self.entries[range])
     }
 
-    fn entry_range(&self, number: u32) -> Option<std::ops::Range<usize>> {
+    fn entry_range(&self, number: u32) -> Option<core::ops::Range<usize>> {
         let size = self.entry_size();
         let start = usize::try_from(number).ok()?.checked_sub(1)? * size;
         let end = start + size;
@@ -365,7 +369,7 @@ fn read_copy<D: BlockDevice>(
     sector_size: u64,
     lba: u64,
     disk_sectors: u64,
-) -> Result<std::result::Result<ValidCopy, CopyProblem>> {
+) -> Result<core::result::Result<ValidCopy, CopyProblem>> {
     if lba == 0 || lba >= disk_sectors {
         return Ok(Err(CopyProblem::OutsideDisk { lba }));
     }
