@@ -14,6 +14,7 @@
 //! slot_b = { label = "root-b" }
 //! # hardware_id = "qemu-x86_64"       # default: the running image's system.json
 //! state_dir = "/var/lib/flipside"
+//! efivars = "/sys/firmware/efi/efivars"  # where flipside-boot's FlipsideSlot variable is read
 //! cmdline = "/proc/cmdline"
 //! system_info = "/.flipside/system.json"
 //! readback = "auto"                   # or "drop-cache": how the slot is read back
@@ -152,6 +153,8 @@ pub struct DeviceConfig {
     /// This device's hardware id; `None` takes the running image's.
     pub hardware_id: Option<String>,
     pub state_dir: PathBuf,
+    /// efivarfs (`/sys/firmware/efi/efivars`): the slot flipside-boot chose is read here first.
+    pub efivars: PathBuf,
     /// Kernel command line (`/proc/cmdline`).
     pub cmdline: PathBuf,
     /// The running image's system description (`/.flipside/system.json`).
@@ -284,6 +287,8 @@ struct FileDevice {
     hardware_id: Option<String>,
     #[serde(default = "default_state_dir")]
     state_dir: PathBuf,
+    #[serde(default = "default_efivars")]
+    efivars: PathBuf,
     #[serde(default = "default_cmdline")]
     cmdline: PathBuf,
     #[serde(default = "default_system_info")]
@@ -308,6 +313,9 @@ fn default_slot_b() -> FileSlot {
 }
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/flipside")
+}
+fn default_efivars() -> PathBuf {
+    PathBuf::from("/sys/firmware/efi/efivars")
 }
 fn default_cmdline() -> PathBuf {
     PathBuf::from("/proc/cmdline")
@@ -500,6 +508,7 @@ impl Config {
                 layout,
                 hardware_id: file.device.hardware_id,
                 state_dir: abs(file.device.state_dir),
+                efivars: abs(file.device.efivars),
                 cmdline: abs(file.device.cmdline),
                 system_info: abs(file.device.system_info),
                 readback: file.device.readback,
@@ -543,6 +552,7 @@ disk = "/dev/vda"
         assert_eq!(c.device.layout, SlotLayout::default());
         assert_eq!(c.device.state_dir, PathBuf::from("/var/lib/flipside"));
         assert_eq!(c.device.cmdline, PathBuf::from("/proc/cmdline"));
+        assert_eq!(c.device.efivars, PathBuf::from("/sys/firmware/efi/efivars"));
         assert_eq!(
             c.device.system_info,
             PathBuf::from("/.flipside/system.json")

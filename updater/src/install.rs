@@ -77,8 +77,7 @@ pub fn install(
 ) -> Result<Option<InstallReport>> {
     let installed = installed(config)?;
     let device = Device::open(&config.device.disk, &config.device.layout, true)?;
-    let running =
-        running::running_slot(&config.device.cmdline, &config.device.disk, device.state())?;
+    let running = running::running_slot(&config.device, device.state())?;
     let target_slot = !running;
     // Dry run of the first transition: refuses a pending trial or a missing fallback now,
     // before anything is downloaded.

@@ -1,10 +1,13 @@
-//! Which slot is running: the kernel command line (`flipside.slot=a|b`, else
-//! `root=PARTUUID=...`), else the mounted root (major:minor of `/` looked up in
+//! Which slot is running: the `FlipsideSlot` EFI variable flipside-boot sets (it survives a
+//! locked command line under Secure Boot), else the kernel command line (`flipside.slot=a|b`,
+//! else `root=PARTUUID=...`), else the mounted root (major:minor of `/` looked up in
 //! `/sys/class/block`). The parsers are pure; the paths are parameters so tests fake a system.
 
 use std::path::Path;
 
-use flipside_bootloader_hooks::{BootState, Slot};
+use flipside_bootloader_hooks::{efivar, BootState, Slot};
+
+use crate::config::DeviceConfig;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -70,11 +73,29 @@ pub fn partition_of(sys_block: &Path, root: (u32, u32), disk: (u32, u32)) -> Opt
     None
 }
 
-/// Finds the running slot. `cmdline` is the kernel command line's path; when it names neither
-/// a slot nor a PARTUUID, the mounted root is looked up (only meaningful when `disk` is a
-/// block device).
-pub fn running_slot(cmdline: &Path, disk: &Path, state: &BootState) -> Result<Slot> {
+/// The slot flipside-boot chose for this boot, from its volatile EFI variable under `efivars`
+/// (efivarfs). `Ok(None)` when there is no such variable (booted another way); a variable that
+/// exists but cannot be read or decoded is an error, never a guess.
+pub fn firmware_slot(efivars: &Path) -> std::result::Result<Option<Slot>, String> {
+    let path = efivars.join(efivar::slot_variable_file_name());
+    match std::fs::read(&path) {
+        Ok(bytes) => efivar::decode_slot(&bytes)
+            .map(Some)
+            .ok_or_else(|| format!("{} does not hold slot a or b", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Finds the running slot: the firmware's variable under `device.efivars`, else the kernel
+/// command line at `device.cmdline`; when that names neither a slot nor a PARTUUID, the mounted
+/// root is looked up (only meaningful when `device.disk` is a block device).
+pub fn running_slot(device: &DeviceConfig, state: &BootState) -> Result<Slot> {
     let unknown = |why: String| Error::RunningSlotUnknown { why };
+    if let Some(slot) = firmware_slot(&device.efivars).map_err(unknown)? {
+        return Ok(slot);
+    }
+    let (cmdline, disk) = (&device.cmdline, &device.disk);
     let text = std::fs::read_to_string(cmdline)
         .map_err(|e| unknown(format!("cannot read {}: {e}", cmdline.display())))?;
     match parse_cmdline(&text).map_err(unknown)? {
@@ -149,6 +170,23 @@ mod tests {
         );
         assert!(parse_cmdline("flipside.slot=c").is_err());
         assert!(parse_cmdline("root=PARTUUID=zz").is_err());
+    }
+
+    #[test]
+    fn firmware_variable_first_and_never_guessed() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(firmware_slot(t.path()), Ok(None));
+        assert_eq!(firmware_slot(&t.path().join("missing")), Ok(None));
+        let file = t.path().join(efivar::slot_variable_file_name());
+        for slot in Slot::ALL {
+            let mut bytes = efivar::SLOT_VARIABLE_ATTRIBUTES.to_le_bytes().to_vec();
+            bytes.extend(efivar::encode_slot(slot));
+            std::fs::write(&file, bytes).unwrap();
+            assert_eq!(firmware_slot(t.path()), Ok(Some(slot)));
+        }
+        std::fs::write(&file, b"\x06\0\0\0z\0\0\0").unwrap();
+        let err = firmware_slot(t.path()).unwrap_err();
+        assert!(err.contains("does not hold slot a or b"), "{err}");
     }
 
     #[test]

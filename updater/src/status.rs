@@ -62,11 +62,10 @@ pub fn gather(config: &Config) -> Result<Status> {
     let device = Device::open(&config.device.disk, &config.device.layout, false)?;
     let state = device.state();
     let state_dir = StateDir::new(&config.device.state_dir);
-    let (running, running_unknown) =
-        match running_slot(&config.device.cmdline, &config.device.disk, state) {
-            Ok(s) => (Some(s), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
+    let (running, running_unknown) = match running_slot(&config.device, state) {
+        Ok(s) => (Some(s), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     let boots_next = state.boots_next().ok();
     let system = installed(config).ok();
     let mut slots = Vec::new();

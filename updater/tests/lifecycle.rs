@@ -10,7 +10,7 @@ use std::process::Command;
 use common::nginx::Nginx;
 use common::server::Server;
 use common::{code, Setup, World, HARDWARE, SENTINEL};
-use flipside_bootloader_hooks::{BootAttrs, Slot};
+use flipside_bootloader_hooks::{efivar, BootAttrs, Slot};
 
 fn attrs(p: u8, t: u8, s: bool) -> BootAttrs {
     BootAttrs::new(p, t, s).unwrap()
@@ -316,6 +316,37 @@ fn running_slot_from_root_partuuid() {
     assert_eq!(s["running"], "a");
     w.run(&["install"]).expect(code::OK);
     assert_eq!(w.boot_state().boots_next().unwrap(), Slot::B);
+}
+
+/// flipside-boot's volatile EFI variable wins over the command line, which a signed UKI may have
+/// fixed at build time; a variable that holds garbage is refused, not guessed around.
+#[test]
+fn running_slot_from_the_firmware_variable_first() {
+    let w = World::new(Setup::default());
+    let server = Server::start(&w.repo);
+    w.write_config(&[server.url()], 3);
+    // The command line claims slot b; the firmware stage booted slot a.
+    std::fs::write(&w.cmdline, "quiet flipside.slot=b\n").unwrap();
+    let efivars = w.tmp.path().join("efivars");
+    std::fs::create_dir_all(&efivars).unwrap();
+    let var = efivars.join(efivar::slot_variable_file_name());
+    let mut bytes = efivar::SLOT_VARIABLE_ATTRIBUTES.to_le_bytes().to_vec();
+    bytes.extend(efivar::encode_slot(Slot::A));
+    std::fs::write(&var, &bytes).unwrap();
+    assert_eq!(status_json(&w)["running"], "a");
+    w.run(&["install"]).expect(code::OK);
+    assert_eq!(w.boot_state().boots_next().unwrap(), Slot::B);
+
+    std::fs::write(&var, b"\x06\0\0\0q\0\0\0").unwrap();
+    let before = w.gpt_bytes();
+    let run = w.run(&["mark-good"]);
+    run.expect(code::STATE);
+    assert!(
+        run.stderr.contains("does not hold slot a or b"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(w.gpt_bytes(), before);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use crate::running::running_slot;
 /// The disk opened read-write with the running slot found.
 pub(crate) fn open_running(config: &Config) -> Result<(Device, Slot)> {
     let device = Device::open(&config.device.disk, &config.device.layout, true)?;
-    let running = running_slot(&config.device.cmdline, &config.device.disk, device.state())?;
+    let running = running_slot(&config.device, device.state())?;
     Ok((device, running))
 }
 

@@ -417,6 +417,7 @@ trusted_root = "root.json"
 [device]
 disk = "disk.img"
 state_dir = "state"
+efivars = "efivars"
 cmdline = "cmdline"
 system_info = "system.json"
 
