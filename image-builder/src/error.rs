@@ -59,6 +59,8 @@ pub enum Error {
     Rootfs(#[from] crate::rootfs::Error),
     #[error(transparent)]
     Image(#[from] crate::image::Error),
+    #[error(transparent)]
+    Uki(#[from] crate::uki::Error),
 }
 
 impl Error {
@@ -70,6 +72,7 @@ impl Error {
             Error::System(e) => e.class(),
             Error::Rootfs(e) => e.class(),
             Error::Image(e) => e.class(),
+            Error::Uki(e) => e.class(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `flipside-build image`: system description -> store closure -> staged tree -> squashfs ->
-//! bundle + chunk index -> `release.json`.
+//! bundle + chunk index -> `release.json`; with a `[kernel]` section also `uki.efi` (the unified
+//! kernel image, [`crate::uki`]) and `uki.json` (its length, sha256 and sections).
 //!
 //! Everything is built under a temporary directory inside the output directory and moved into
 //! place only when complete, `release.json` last: a failure leaves no half-written release.
@@ -17,8 +18,14 @@ use flipside_store::BuiltinStore;
 use sha2::{Digest, Sha256};
 
 use crate::rootfs::{self, Layout};
-use crate::system::{self, RootSource, System};
+use crate::system::{self, FileRef, RootSource, System};
+use crate::uki::{self, UkiInfo, UkiParts};
 use crate::Class;
+
+/// The unified kernel image in the output directory.
+pub const UKI_FILE: &str = "uki.efi";
+/// The record of [`UKI_FILE`] (name, length, sha256, sections) in the output directory.
+pub const UKI_RECORD: &str = "uki.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -36,6 +43,12 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("kernel.{field} {reference:?}: {why}; name a regular file of the root")]
+    KernelFile {
+        field: &'static str,
+        reference: String,
+        why: String,
+    },
 }
 
 impl Error {
@@ -44,6 +57,7 @@ impl Error {
             Error::TooLarge { .. } => Class::TooLarge,
             Error::Io { .. } => Class::Io,
             Error::HostFile { .. } => Class::Store,
+            Error::KernelFile { .. } => Class::Input,
         }
     }
 }
@@ -97,8 +111,25 @@ pub fn image_file_name(name: &str, version: u64) -> String {
     format!("{name}-{version}.squashfs")
 }
 
+/// What [`build`] wrote.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// As written to `release.json`.
+    pub release: Release,
+    /// [`UKI_FILE`], when the description has a `[kernel]` section.
+    pub uki: Option<UkiInfo>,
+}
+
+/// `uki.json`: the UKI's file name, then [`UkiInfo`].
+#[derive(serde::Serialize)]
+struct UkiRecord<'a> {
+    name: &'a str,
+    #[serde(flatten)]
+    info: &'a UkiInfo,
+}
+
 /// Builds the release described by `system_toml`; returns what was written.
-pub fn build(system_toml: &Path, options: &Options) -> Result<Release, crate::Error> {
+pub fn build(system_toml: &Path, options: &Options) -> Result<Built, crate::Error> {
     let system = system::load(system_toml)?;
     fs::create_dir_all(&options.out_dir).map_err(io("create directory", &options.out_dir))?;
     let work = tempfile::Builder::new()
@@ -111,7 +142,7 @@ pub fn build(system_toml: &Path, options: &Options) -> Result<Release, crate::Er
     result
 }
 
-fn build_in(system: &System, options: &Options, work: &Path) -> Result<Release, crate::Error> {
+fn build_in(system: &System, options: &Options, work: &Path) -> Result<Built, crate::Error> {
     let store = BuiltinStore::open(&options.store)?;
     let roots = import_roots(system, &store, work)?;
     let specs: Vec<String> = roots.values().cloned().collect();
@@ -151,6 +182,36 @@ fn build_in(system: &System, options: &Options, work: &Path) -> Result<Release, 
     };
     rootfs::add_layout(&stage, &layout)?;
 
+    // Before the squashfs, so that a missing stub or kernel fails fast; files of roots are
+    // read from the stage, exactly as they are in the image.
+    let uki = match &system.kernel {
+        Some(kernel) => {
+            let file = |field, r: &FileRef| stage_file(field, r, &roots, &stage);
+            let (image, initrd) = (
+                file("image", &kernel.image)?,
+                file("initrd", &kernel.initrd)?,
+            );
+            let os_release = uki::os_release(&system.name, system.version, &system.display_version);
+            let parts = UkiParts {
+                stub: &kernel.stub,
+                kernel: &image,
+                initrd: &initrd,
+                cmdline: &kernel.cmdline,
+                os_release: &os_release,
+            };
+            let info = uki::assemble(&parts, &work.join(UKI_FILE))?;
+            let record = UkiRecord {
+                name: UKI_FILE,
+                info: &info,
+            };
+            let record_path = work.join(UKI_RECORD);
+            fs::write(&record_path, to_json(&record)).map_err(io("write", &record_path))?;
+            log::info!("{UKI_FILE}: {} bytes sha256 {}", info.length, info.sha256);
+            Some(info)
+        }
+        None => None,
+    };
+
     let image = work.join("image");
     let size = rootfs::make_squashfs(&stage, &image)?;
     if let Some(slot) = options.slot_size.or(system.slot_size) {
@@ -187,6 +248,12 @@ fn build_in(system: &System, options: &Options, work: &Path) -> Result<Release, 
     fs::write(&release_path, to_json(&release)).map_err(io("write", &release_path))?;
 
     let out = &options.out_dir;
+    if uki.is_some() {
+        for name in [UKI_FILE, UKI_RECORD] {
+            let to = out.join(name);
+            fs::rename(work.join(name), &to).map_err(io("move into place", &to))?;
+        }
+    }
     for (from, to) in [
         (
             image,
@@ -199,7 +266,45 @@ fn build_in(system: &System, options: &Options, work: &Path) -> Result<Release, 
         fs::rename(&from, &to).map_err(io("move into place", &to))?;
     }
     sync_dir(out)?;
-    Ok(release)
+    Ok(Built { release, uki })
+}
+
+/// The host file a `[kernel]` file reference names: a host path as it is, a file of a root
+/// inside the stage, reached through directories only (a symlink could lead out of the
+/// stage, onto the build host).
+fn stage_file(
+    field: &'static str,
+    reference: &FileRef,
+    roots: &BTreeMap<String, String>,
+    stage: &Path,
+) -> Result<PathBuf, Error> {
+    let (root, path) = match reference {
+        FileRef::Host(path) => return Ok(path.clone()),
+        FileRef::InRoot { root, path } => (root, path),
+    };
+    let bad = |why: String| Error::KernelFile {
+        field,
+        reference: format!("@{root}/{path}"),
+        why,
+    };
+    // validate() has checked that the root exists.
+    let store_path = roots.get(root).map_or("", String::as_str);
+    let mut current = stage.join(store_path.trim_start_matches('/'));
+    let mut inside = PathBuf::from(store_path);
+    for part in Path::new(path).components() {
+        current.push(part);
+        inside.push(part);
+        let meta = current
+            .symlink_metadata()
+            .map_err(|_| bad(format!("{} does not exist", inside.display())))?;
+        if meta.file_type().is_symlink() {
+            return Err(bad(format!("{} is a symlink", inside.display())));
+        }
+    }
+    if !current.is_file() {
+        return Err(bad(format!("{} is not a regular file", inside.display())));
+    }
+    Ok(current)
 }
 
 /// Imports `dir` and `files` roots into the built-in store; returns root name -> store path.

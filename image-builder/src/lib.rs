@@ -10,5 +10,6 @@ pub mod image;
 pub mod progress;
 pub mod rootfs;
 pub mod system;
+pub mod uki;
 
 pub use error::{Class, Error};

@@ -26,7 +26,20 @@
 //! [[root]]                    # an existing Nix or built-in store path
 //! name = "app"
 //! path = "/nix/store/0c0aq1rx8hwbzj1l1lvxv3f1pz3vmd4y-app"
+//!
+//! [kernel]                    # optional: also build uki.efi, a unified kernel image
+//! image = "@linux/boot/vmlinuz"      # the kernel: a file of a root ("@ROOT/path") ...
+//! initrd = "initrd.img"              # ... or a file of the build host (relative: to this file)
+//! cmdline = "console=ttyS0 ro"       # printable ASCII, at most 2047 bytes
+//! stub = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"   # optional; this is the default
 //! ```
+//!
+//! With `[kernel]`, `flipside-build image` also writes `uki.efi` (see [`crate::uki`]): the EFI
+//! stub with the kernel, the initrd, the command line and an os-release text generated from
+//! `name`, `version` and `display_version` ([`crate::uki::os_release`]: `NAME`, `ID`,
+//! `IMAGE_ID`, `VERSION`, `VERSION_ID`, `IMAGE_VERSION` (the release number) and
+//! `PRETTY_NAME`). A file of a root must be a regular file reached without symlinks, and it is
+//! in the root image too, like everything of the root's closure.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
@@ -83,6 +96,29 @@ pub struct System {
     pub symlinks: BTreeMap<String, String>,
     /// In the order written; [`System::import_order`] gives a dependency order.
     pub roots: Vec<Root>,
+    /// The `[kernel]` section: what goes into the unified kernel image, if one is built.
+    pub kernel: Option<Kernel>,
+}
+
+/// What goes into the unified kernel image (`uki.efi`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kernel {
+    /// The kernel image (bzImage).
+    pub image: FileRef,
+    pub initrd: FileRef,
+    /// Checked by [`crate::uki::check_cmdline`].
+    pub cmdline: String,
+    /// systemd's EFI stub on the build host (default [`crate::uki::DEFAULT_STUB`]).
+    pub stub: PathBuf,
+}
+
+/// A file named in the description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileRef {
+    /// `@ROOT/path`: the file at `path` (relative, normalised) inside the root's store path.
+    InRoot { root: String, path: String },
+    /// A file of the build host, resolved against the description's directory.
+    Host(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +157,16 @@ struct RawSystem {
     symlinks: BTreeMap<String, String>,
     #[serde(default, rename = "root")]
     roots: Vec<RawRoot>,
+    kernel: Option<RawKernel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKernel {
+    image: String,
+    initrd: String,
+    cmdline: String,
+    stub: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -279,6 +325,11 @@ fn validate(raw: RawSystem, base: &Path) -> Result<System, Error> {
         ));
     }
 
+    let kernel = raw
+        .kernel
+        .map(|k| validate_kernel(k, base, &names))
+        .transpose()?;
+
     Ok(System {
         name: raw.name,
         version: raw.version,
@@ -289,7 +340,52 @@ fn validate(raw: RawSystem, base: &Path) -> Result<System, Error> {
         mountpoints,
         symlinks,
         roots,
+        kernel,
     })
+}
+
+fn validate_kernel(raw: RawKernel, base: &Path, roots: &BTreeSet<String>) -> Result<Kernel, Error> {
+    crate::uki::check_cmdline(&raw.cmdline).map_err(|e| match e {
+        crate::uki::Error::Cmdline { why, .. } => invalid("kernel.cmdline", why),
+        other => invalid("kernel.cmdline", other.to_string()),
+    })?;
+    Ok(Kernel {
+        image: file_ref("kernel.image", &raw.image, base, roots)?,
+        initrd: file_ref("kernel.initrd", &raw.initrd, base, roots)?,
+        cmdline: raw.cmdline,
+        stub: raw
+            .stub
+            .map_or_else(|| PathBuf::from(crate::uki::DEFAULT_STUB), |s| base.join(s)),
+    })
+}
+
+/// `@ROOT/path` (a file inside a root) or a host path.
+fn file_ref(
+    field: &str,
+    value: &str,
+    base: &Path,
+    roots: &BTreeSet<String>,
+) -> Result<FileRef, Error> {
+    match value.strip_prefix('@') {
+        Some(rest) => {
+            let (root, path) = rest.split_once('/').ok_or_else(|| {
+                invalid(
+                    field,
+                    "must name a file inside the root: \"@ROOT/path/to/file\"",
+                )
+            })?;
+            if !roots.contains(root) {
+                return Err(invalid(field, format!("@{root} names no root")));
+            }
+            relative_path(path).map_err(|why| invalid(field, why))?;
+            Ok(FileRef::InRoot {
+                root: root.to_string(),
+                path: path.to_string(),
+            })
+        }
+        None if value.is_empty() => Err(invalid(field, "must not be empty")),
+        None => Ok(FileRef::Host(base.join(value))),
+    }
 }
 
 /// An absolute, normalised path inside the image that the builder may create.
@@ -515,6 +611,49 @@ mod tests {
         ];
         for (text, expected) in cases {
             let err = parse_err(&text);
+            assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+        }
+    }
+
+    #[test]
+    fn the_kernel_section_names_files_of_roots_or_the_host() {
+        let text = format!(
+            "{MINIMAL}\n[kernel]\nimage = \"@base/boot/vmlinuz\"\ninitrd = \"initrd.img\"\n\
+             cmdline = \"console=ttyS0 ro\"\n"
+        );
+        let kernel = parse(&text, Path::new("/x")).unwrap().kernel.unwrap();
+        assert_eq!(
+            kernel.image,
+            FileRef::InRoot {
+                root: "base".into(),
+                path: "boot/vmlinuz".into()
+            }
+        );
+        assert_eq!(kernel.initrd, FileRef::Host("/x/initrd.img".into()));
+        assert_eq!(kernel.stub, Path::new(crate::uki::DEFAULT_STUB));
+        let with_stub = text.replace("ro\"", "ro\"\nstub = \"stub.efi\"");
+        let kernel = parse(&with_stub, Path::new("/x")).unwrap().kernel.unwrap();
+        assert_eq!(kernel.stub, Path::new("/x/stub.efi"));
+        assert_eq!(parse(MINIMAL, Path::new("/x")).unwrap().kernel, None);
+
+        for (edit, expected) in [
+            (
+                text.replace("@base/boot/vmlinuz", "@nope/vmlinuz"),
+                "@nope names no root",
+            ),
+            (
+                text.replace("@base/boot/vmlinuz", "@base"),
+                "inside the root",
+            ),
+            (
+                text.replace("@base/boot/vmlinuz", "@base/../x"),
+                "must not contain",
+            ),
+            (text.replace("\"initrd.img\"", "\"\""), "kernel.initrd"),
+            (text.replace("console=ttyS0 ro", ""), "kernel.cmdline"),
+            (text.replace("cmdline", "cmd_line"), "cmd_line"),
+        ] {
+            let err = parse_err(&edit);
             assert!(err.contains(expected), "expected {expected:?} in {err:?}");
         }
     }

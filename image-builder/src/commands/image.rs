@@ -11,7 +11,9 @@ use crate::Error;
 #[command(
     after_help = "Example:\n  flipside-build image examples/appliance/system.toml -o out/v1\n\n\
 Writes OUTDIR/<name>-<version>.squashfs (the root filesystem), .bundle (its chunks, each\n\
-zstd-compressed), .index (the chunk index) and release.json (what `repo add` publishes)."
+zstd-compressed), .index (the chunk index) and release.json (what `repo add` publishes).\n\
+With a [kernel] section also uki.efi (kernel, initrd, command line and os-release in\n\
+systemd's EFI stub) and uki.json (its length, sha256 and sections)."
 )]
 pub struct ImageArgs {
     /// The system description (TOML; see examples/).
@@ -48,7 +50,8 @@ pub fn run(args: ImageArgs) -> Result<(), Error> {
             ..BundleParams::default()
         },
     };
-    let release = image::build(&args.system, &options)?;
+    let built = image::build(&args.system, &options)?;
+    let release = &built.release;
     println!(
         "{} {} ({}) for {}: image {} bytes sha256 {}, bundle {} bytes, in {}",
         release.name,
@@ -60,5 +63,13 @@ pub fn run(args: ImageArgs) -> Result<(), Error> {
         release.bundle.length,
         args.out.display()
     );
+    if let Some(uki) = &built.uki {
+        println!(
+            "{}: {} bytes sha256 {}",
+            image::UKI_FILE,
+            uki.length,
+            uki.sha256
+        );
+    }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod diff;
 pub mod image;
 pub mod repo;
 pub mod store;
+pub mod uki;
 
 /// Build reproducible, signed A/B root-filesystem images from store closures.
 ///
@@ -50,6 +51,8 @@ pub enum Command {
     /// Create and maintain a signed static TUF repository of images.
     #[command(subcommand)]
     Repo(repo::RepoCommand),
+    /// Assemble a unified kernel image: systemd's EFI stub with kernel, initrd, command line.
+    Uki(uki::UkiArgs),
 }
 
 impl Command {
@@ -60,6 +63,7 @@ impl Command {
             Command::Diff(args) => diff::run(args),
             Command::Image(args) => image::run(args),
             Command::Repo(cmd) => repo::run(cmd),
+            Command::Uki(args) => uki::run(args),
         }
     }
 }
