@@ -11,7 +11,7 @@ use alloc::string::{String, ToString};
 
 use crate::device::{BlockDevice, Disk};
 use crate::error::{Error, Result};
-use crate::gpt::{GptTable, PartitionEntry, PartitionSelector};
+use crate::gpt::{check_layout, GptTable, PartitionEntry, PartitionSelector};
 use crate::slot::Slot;
 use crate::state::{BootState, SlotPartition, SlotState};
 
@@ -63,8 +63,19 @@ fn slot_state(entry: PartitionEntry) -> SlotState {
     }
 }
 
-/// The boot state of the slots `layout` names in `table`. Pure: no I/O.
+/// The boot state of the slots `layout` names in `table`, once every used entry has passed
+/// [`check_layout`]. Pure: no I/O.
 pub fn boot_state(table: &GptTable, layout: &SlotLayout) -> Result<BootState> {
+    let header = table.header();
+    check_layout(
+        &table.partitions(),
+        header.first_usable_lba,
+        header.last_usable_lba,
+    )
+    .map_err(|problem| Error::BadLayout {
+        disk: table.disk().to_string(),
+        problem,
+    })?;
     let a = table.find(&layout.a)?;
     let b = table.find(&layout.b)?;
     BootState::new(slot_state(a), slot_state(b))

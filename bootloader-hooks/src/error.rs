@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use crate::attrs::BootAttrs;
 use crate::device::DeviceError;
-use crate::gpt::CopyProblem;
+use crate::gpt::{CopyProblem, LayoutProblem};
 use crate::slot::Slot;
 
 /// Everything that can go wrong in boot-state handling and in reading or writing the GPT.
@@ -124,6 +124,17 @@ pub enum Error {
         disk: String,
         primary: CopyProblem,
         backup: CopyProblem,
+    },
+
+    /// The partition entries contradict each other or the header: a slot's bytes cannot be
+    /// located safely.
+    #[error(
+        "{disk}: the partition table cannot be trusted: {problem}; \
+         nothing was written; repair the table (sgdisk -p {disk} shows it) and try again"
+    )]
+    BadLayout {
+        disk: String,
+        problem: LayoutProblem,
     },
 
     /// The valid GPT copy cannot be written back without clobbering partition data.

@@ -36,7 +36,9 @@ pub use attrs::BootAttrs;
 pub use device::{BlockDevice, DeviceError, Disk};
 pub use disk::{commit, load, SlotLayout};
 pub use error::{Error, Result};
-pub use gpt::{CopyKind, CopyProblem, GptTable, PartitionEntry, PartitionSelector, TableHealth};
+pub use gpt::{
+    CopyKind, CopyProblem, GptTable, LayoutProblem, PartitionEntry, PartitionSelector, TableHealth,
+};
 pub use slot::Slot;
 pub use state::{BootState, Selection, SlotPartition, SlotState, PRIORITY_FALLBACK, PRIORITY_TOP};
 #[cfg(feature = "std")]

@@ -9,10 +9,10 @@ use std::path::Path;
 
 use common::{
     assert_sgdisk_clean, attrs, cgpt_pts, cgpt_set, eval_vars, make_image, make_image_4k,
-    reference_choice, run, s, select, sgdisk_bits, Loop,
+    reference_choice, run, s, select, set_entry_lbas, sgdisk_bits, Loop,
 };
 use flipside_bootloader_hooks::disk::{self, SlotLayout};
-use flipside_bootloader_hooks::{BootState, CopyKind, Disk, GptTable, Slot};
+use flipside_bootloader_hooks::{BootState, CopyKind, Disk, Error, GptTable, Slot};
 
 fn load(path: &Path) -> (GptTable, BootState) {
     let mut d = Disk::open(path, false).expect("open image");
@@ -441,4 +441,40 @@ fn select_on_a_read_only_loop_device() {
         vars["FLIPSIDE_PARTITION"],
         format!("{}p1", lo.dev.display())
     );
+}
+
+/// Entries that contradict each other or the header are refused before any slot is chosen or
+/// written: an "inactive" slot overlapping the running one, an inverted range whose length
+/// would wrap, a partition past the usable area. sgdisk -v agrees the tables are bad.
+#[test]
+fn hostile_partition_entries_are_refused_and_nothing_is_written() {
+    let t = tempfile::tempdir().unwrap();
+    // root-a is LBA 40..=167, root-b 168..=295, data 296..=last usable.
+    for (name, number, first, last, why) in [
+        ("b-inside-a", 2, 100, 227, "overlap"),
+        ("b-wraps", 2, 168, 166, "ends (LBA 166) before it starts"),
+        ("b-past-usable", 2, 168, 100_000, "outside the usable area"),
+    ] {
+        let img = make_image(t.path(), name);
+        cgpt_set(&img, 1, 1, 0, true);
+        cgpt_set(&img, 2, 2, 1, false);
+        set_entry_lbas(&img, number, first, last);
+        let before = std::fs::read(&img).unwrap();
+        let out = select(&["--disk", s(&img)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{name}: {stderr}");
+        assert!(stderr.contains("cannot be trusted"), "{name}: {stderr}");
+        assert!(stderr.contains(why), "{name}: {stderr}");
+        assert!(out.stdout.is_empty(), "{name}: no slot may be printed");
+        assert_eq!(
+            std::fs::read(&img).unwrap(),
+            before,
+            "{name}: the disk changed"
+        );
+        let mut disk = Disk::open(&img, false).unwrap();
+        assert!(matches!(
+            flipside_bootloader_hooks::load(&mut disk, &SlotLayout::default()),
+            Err(Error::BadLayout { .. })
+        ));
+    }
 }

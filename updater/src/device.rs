@@ -127,14 +127,14 @@ impl Device {
         Ok(())
     }
 
-    /// The bytes of the disk `slot` occupies.
+    /// The bytes of the disk `slot` occupies (the table's entries were checked for inverted,
+    /// overlapping and out-of-area ranges when it was loaded; empty if the arithmetic fails).
     pub fn slot_range(&self, slot: Slot) -> Range<u64> {
         let number = self.state.slot(slot).partition.number;
-        let ss = self.table.sector_size();
-        match self.table.partition(number) {
-            Some(e) => e.first_lba * ss..(e.last_lba + 1) * ss,
-            None => 0..0,
-        }
+        self.table
+            .partition(number)
+            .and_then(|e| e.byte_range(self.table.sector_size()))
+            .unwrap_or(0..0)
     }
 
     /// Size of `slot` in bytes.

@@ -296,7 +296,8 @@ fn boot_class(e: &BootError) -> ExitClass {
         | BootError::AmbiguousPartition { .. }
         | BootError::SamePartition { .. }
         | BootError::NoProtectiveMbr { .. }
-        | BootError::DiskTooSmall { .. } => ExitClass::Config,
+        | BootError::DiskTooSmall { .. }
+        | BootError::BadLayout { .. } => ExitClass::Config,
         BootError::FieldOutOfRange { .. } => ExitClass::Config,
         _ => ExitClass::Io,
     }

@@ -56,6 +56,80 @@ impl PartitionEntry {
     }
 }
 
+impl PartitionEntry {
+    /// The bytes the partition occupies on a disk with `sector_size`-byte sectors; `None` when
+    /// the entry is inverted (first LBA after last) or the range overflows.
+    pub fn byte_range(&self, sector_size: u64) -> Option<core::ops::Range<u64>> {
+        if self.first_lba > self.last_lba {
+            return None;
+        }
+        let start = self.first_lba.checked_mul(sector_size)?;
+        let end = self.last_lba.checked_add(1)?.checked_mul(sector_size)?;
+        Some(start..end)
+    }
+}
+
+/// Why the used entries of a table cannot be trusted to say where a slot's bytes are.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutProblem {
+    #[error("partition {number} ends (LBA {last}) before it starts (LBA {first})")]
+    Inverted { number: u32, first: u64, last: u64 },
+    #[error(
+        "partition {number} (LBA {first}..={last}) lies outside the usable area \
+         {usable_first}..={usable_last}"
+    )]
+    OutsideUsable {
+        number: u32,
+        first: u64,
+        last: u64,
+        usable_first: u64,
+        usable_last: u64,
+    },
+    #[error("partitions {a} and {b} overlap")]
+    Overlap { a: u32, b: u32 },
+}
+
+/// Checks every used entry: first LBA <= last LBA, inside the usable area, and no two
+/// partitions sharing a sector. Writing a slot trusts these ranges, so a table that breaks them
+/// is refused whole (an overlapping "inactive" slot could be the running one). Pure.
+pub fn check_layout(
+    entries: &[PartitionEntry],
+    usable_first: u64,
+    usable_last: u64,
+) -> Result<(), LayoutProblem> {
+    for e in entries {
+        if e.first_lba > e.last_lba {
+            return Err(LayoutProblem::Inverted {
+                number: e.number,
+                first: e.first_lba,
+                last: e.last_lba,
+            });
+        }
+        if e.first_lba < usable_first || e.last_lba > usable_last {
+            return Err(LayoutProblem::OutsideUsable {
+                number: e.number,
+                first: e.first_lba,
+                last: e.last_lba,
+                usable_first,
+                usable_last,
+            });
+        }
+    }
+    let mut by_start: Vec<&PartitionEntry> = entries.iter().collect();
+    by_start.sort_by_key(|e| (e.first_lba, e.number));
+    for pair in by_start.windows(2) {
+        // Sorted by start and each non-inverted: only neighbours can be the first overlap.
+        if pair[1].first_lba <= pair[0].last_lba {
+            let (a, b) = (
+                pair[0].number.min(pair[1].number),
+                pair[0].number.max(pair[1].number),
+            );
+            return Err(LayoutProblem::Overlap { a, b });
+        }
+    }
+    Ok(())
+}
+
 /// How a slot's partition is found in the table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PartitionSelector {
@@ -110,5 +184,82 @@ mod tests {
         assert!(PartitionSelector::PartUuid(id).matches(&p));
         assert!(!PartitionSelector::Label("root".into()).matches(&p));
         assert!(PartitionEntry::parse(1, &[0u8; 128]).is_none());
+    }
+
+    fn part(number: u32, first: u64, last: u64) -> PartitionEntry {
+        PartitionEntry {
+            number,
+            type_guid: Uuid::from_u128(1),
+            partuuid: Uuid::from_u128(u128::from(number)),
+            first_lba: first,
+            last_lba: last,
+            attrs: BootAttrs::default(),
+            label: String::new(),
+        }
+    }
+
+    #[test]
+    fn byte_ranges_are_checked() {
+        assert_eq!(
+            part(1, 2048, 4095).byte_range(512),
+            Some(2048 * 512..4096 * 512)
+        );
+        assert_eq!(part(1, 10, 10).byte_range(4096), Some(40960..45056));
+        assert_eq!(part(1, 10, 8).byte_range(512), None, "inverted");
+        assert_eq!(
+            part(1, 0, u64::MAX).byte_range(512),
+            None,
+            "last + 1 overflows"
+        );
+        assert_eq!(
+            part(1, 0, u64::MAX / 256).byte_range(512),
+            None,
+            "end overflows"
+        );
+    }
+
+    #[test]
+    fn layout_checks_every_entry_and_every_pair() {
+        let ok = [part(1, 34, 99), part(2, 100, 199), part(3, 300, 400)];
+        assert_eq!(check_layout(&ok, 34, 400), Ok(()));
+        assert_eq!(check_layout(&[], 34, 400), Ok(()));
+        // Table order does not matter.
+        let shuffled = [ok[2].clone(), ok[0].clone(), ok[1].clone()];
+        assert_eq!(check_layout(&shuffled, 34, 400), Ok(()));
+        assert_eq!(
+            check_layout(&[part(1, 34, 99), part(2, 100, 98)], 34, 400),
+            Err(LayoutProblem::Inverted {
+                number: 2,
+                first: 100,
+                last: 98
+            })
+        );
+        for (first, last) in [(33, 99), (34, 401), (500, 600)] {
+            assert!(matches!(
+                check_layout(&[part(4, first, last)], 34, 400),
+                Err(LayoutProblem::OutsideUsable { number: 4, .. })
+            ));
+        }
+        // Overlaps: one sector shared, one inside another, the same range twice, in any order.
+        for (a, b) in [
+            ((34, 100), (100, 199)),
+            ((34, 399), (200, 210)),
+            ((50, 60), (50, 60)),
+        ] {
+            for (x, y) in [(a, b), (b, a)] {
+                let entries = [part(3, x.0, x.1), part(7, y.0, y.1)];
+                assert_eq!(
+                    check_layout(&entries, 34, 400),
+                    Err(LayoutProblem::Overlap { a: 3, b: 7 }),
+                    "{x:?} {y:?}"
+                );
+            }
+        }
+        // An overlap hidden behind a long partition that starts first.
+        let entries = [part(1, 34, 300), part(2, 100, 120), part(3, 200, 210)];
+        assert!(matches!(
+            check_layout(&entries, 34, 400),
+            Err(LayoutProblem::Overlap { .. })
+        ));
     }
 }

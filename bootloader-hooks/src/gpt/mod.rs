@@ -7,7 +7,7 @@ mod table;
 
 pub mod entry;
 
-pub use entry::{PartitionEntry, PartitionSelector};
+pub use entry::{check_layout, LayoutProblem, PartitionEntry, PartitionSelector};
 pub use header::{Header, MAX_ENTRIES_BYTES};
 pub use table::{CopyKind, GptTable, TableHealth};
 
