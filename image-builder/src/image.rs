@@ -227,6 +227,11 @@ fn build_in(system: &System, options: &Options, work: &Path) -> Result<Built, cr
     let index = flipside_bundle::write_bundle(&image, &bundle, &options.bundle)?;
     let index_path = work.join("index");
     fs::write(&index_path, index.encode()).map_err(io("write", &index_path))?;
+    // The bundle is written through a temporary file, created 0600; give it the mode the index
+    // was created with (0666 less the umask), like the image and release.json.
+    let created = fs::metadata(&index_path).map_err(io("read permissions of", &index_path))?;
+    fs::set_permissions(&bundle, created.permissions())
+        .map_err(io("set permissions of", &bundle))?;
 
     let release = Release {
         format: RELEASE_FORMAT,

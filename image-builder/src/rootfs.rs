@@ -71,16 +71,26 @@ pub struct Layout {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
-/// Creates the directories leading to `dest` (inside the stage) with mode 0755.
+/// Creates the directories leading to `dest` (inside the stage) with mode 0755. A symlink on
+/// the way is refused, not followed: an absolute one would lead to the build host.
 pub fn create_parents(stage: &Path, dest: &str) -> Result<PathBuf, Error> {
     let target = stage.join(dest.trim_start_matches('/'));
     let mut dir = stage.to_path_buf();
     if let Some(parent) = Path::new(dest.trim_start_matches('/')).parent() {
         for part in parent.components() {
             dir.push(part);
-            if !dir.exists() {
-                fs::create_dir(&dir).map_err(io("create directory", &dir))?;
-                set_mode(&dir, 0o755)?;
+            match dir.symlink_metadata() {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(io("create directory", &dir)(std::io::Error::other(
+                        "a symlink is there, and the builder never follows one on the build host",
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    fs::create_dir(&dir).map_err(io("create directory", &dir))?;
+                    set_mode(&dir, 0o755)?;
+                }
+                Err(e) => return Err(io("inspect", &dir)(e)),
             }
         }
     }
@@ -318,6 +328,20 @@ mod tests {
             add_layout(stage.path(), &l),
             Err(Error::BadInit { .. })
         ));
+    }
+
+    #[test]
+    fn parents_are_never_created_through_a_symlink() {
+        // A link of the stage to a directory of the build host, as a tree's absolute link is.
+        let host = tempfile::tempdir().unwrap();
+        let stage = stage_with_busybox();
+        std::os::unix::fs::symlink(host.path(), stage.path().join("lib")).unwrap();
+        let err = create_parents(stage.path(), "/lib/modules/x").unwrap_err();
+        assert!(err.to_string().contains("a symlink is there"), "{err}");
+        assert_eq!(fs::read_dir(host.path()).unwrap().count(), 0);
+        // Below the stage's own directories it creates what is missing.
+        let made = create_parents(stage.path(), "/flipside/store/abc-busybox/share/x").unwrap();
+        assert!(made.parent().unwrap().is_dir());
     }
 
     #[test]

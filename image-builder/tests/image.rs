@@ -2,6 +2,7 @@
 //! Nix closure, and bad input (exit code, nothing half-written).
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -401,10 +402,170 @@ fn bad_input_is_refused_with_its_exit_code_and_leaves_nothing() {
 
 #[test]
 fn a_symlink_escaping_the_store_is_refused() {
+    // `bin/sh` of the busybox root climbing above the store directory.
     refused(
-        |t| t.replace("\"bin/sh\" = \"busybox\"", "\"bin/sh\" = \"/etc/passwd\""),
+        |t| {
+            t.replace(
+                "\"bin/sh\" = \"busybox\"",
+                "\"bin/sh\" = \"../../../etc/passwd\"",
+            )
+        },
         &[],
         4,
-        "/etc/passwd",
+        "climbs above the store directory",
     );
+    refused(
+        |t| t.replace("\"bin/sh\" = \"busybox\"", "\"bin/sh\" = \"/nix/store/x\""),
+        &[],
+        4,
+        "/nix/store/x",
+    );
+}
+
+#[test]
+fn every_output_file_has_the_mode_the_umask_gives() {
+    for (umask, want) in [("022", 0o644), ("027", 0o640)] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&example_dir(), &dir.path().join("appliance"));
+        let run = build(
+            &[
+                "image",
+                "appliance/system.toml",
+                "-o",
+                "out",
+                "--store",
+                "store",
+            ],
+            umask,
+            dir.path(),
+        );
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let out = dir.path().join("out");
+        let names = outputs(&out);
+        assert_eq!(names.len(), 4, "{names:?}");
+        for name in names {
+            let meta = fs::symlink_metadata(out.join(&name)).unwrap();
+            assert!(meta.is_file(), "{name}");
+            assert_eq!(
+                meta.permissions().mode() & 0o7777,
+                want,
+                "{name} under umask {umask}"
+            );
+        }
+    }
+}
+
+/// `unsquashfs -lls`: one line per entry, ending in ` <path>` or ` <path> -> <target>`.
+fn long_listing(image: &Path) -> String {
+    let out = tool("unsquashfs")
+        .arg("-lls")
+        .arg("-d")
+        .arg("")
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "unsquashfs refused {}: {}",
+        image.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A root tree with absolute links (as Debian's packages have them) and links to a directory
+/// and a program of the build host; returns the host directory.
+fn root_tree_with_absolute_links(dir: &Path) -> PathBuf {
+    let host = dir.join("host");
+    fs::create_dir_all(&host).unwrap();
+    fs::write(host.join("secret"), "host secret\n").unwrap();
+    fs::write(host.join("tool"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(host.join("tool"), fs::Permissions::from_mode(0o755)).unwrap();
+    let root = dir.join("root");
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::create_dir_all(root.join("sbin")).unwrap();
+    fs::create_dir_all(root.join("lib/systemd/system")).unwrap();
+    fs::write(root.join("bin/init"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(root.join("bin/init"), fs::Permissions::from_mode(0o755)).unwrap();
+    let link =
+        |rel: &str, target: &Path| std::os::unix::fs::symlink(target, root.join(rel)).unwrap();
+    link("sbin/init", Path::new("/bin/init"));
+    link("lib/systemd/system/rc.service", Path::new("/dev/null"));
+    link("hostdir", &host);
+    link("hosttool", &host.join("tool"));
+    host
+}
+
+fn root_system(init: &str) -> String {
+    format!(
+        "name = \"rooted\"\nversion = 1\nhardware_id = \"qemu-x86_64\"\ninit = \"{init}\"\n\
+         mountpoints = [\"/dev\"]\n\
+         [symlinks]\n\"/bin\" = \"@root/bin\"\n\"/sbin\" = \"@root/sbin\"\n\"/lib\" = \"@root/lib\"\n\
+         [[root]]\nname = \"root\"\ndir = \"root\"\n"
+    )
+}
+
+#[test]
+fn absolute_links_of_a_root_tree_are_in_the_image_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = root_tree_with_absolute_links(dir.path());
+    // init is reached through the tree's own absolute link, resolved inside the image.
+    fs::write(dir.path().join("system.toml"), root_system("/sbin/init")).unwrap();
+    let run = build(
+        &["image", "system.toml", "-o", "out", "--store", "store"],
+        "022",
+        dir.path(),
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let release: flipside_contract::release::Release =
+        serde_json::from_slice(&fs::read(dir.path().join("out/release.json")).unwrap()).unwrap();
+    let root = &release.closure[0].path;
+    let list = long_listing(&dir.path().join("out/rooted-1.squashfs"));
+    let host = host.to_str().unwrap();
+    for (rel, target) in [
+        ("sbin/init", "/bin/init".to_string()),
+        ("lib/systemd/system/rc.service", "/dev/null".to_string()),
+        ("hostdir", host.to_string()),
+        ("hosttool", format!("{host}/tool")),
+    ] {
+        let want = format!(" {root}/{rel} -> {target}");
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with('l') && l.ends_with(&want)),
+            "{want:?} missing from\n{list}"
+        );
+    }
+    assert!(list.lines().any(|l| l.ends_with(" /init -> /sbin/init")));
+    // Nothing of the build host came in through the links.
+    assert!(!list.contains("secret"), "{list}");
+    assert!(!list.contains(&format!("{root}/hostdir/")), "{list}");
+}
+
+#[test]
+fn init_through_a_link_to_the_build_host_is_not_followed() {
+    // `hosttool` names an executable of the build host; in the image there is none.
+    let dir = tempfile::tempdir().unwrap();
+    root_tree_with_absolute_links(dir.path());
+    fs::write(
+        dir.path().join("system.toml"),
+        root_system("@root/hosttool"),
+    )
+    .unwrap();
+    let run = build(
+        &["image", "system.toml", "-o", "out", "--store", "store"],
+        "022",
+        dir.path(),
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert_eq!(outputs(&dir.path().join("out")), Vec::<String>::new());
 }

@@ -189,12 +189,28 @@ fn store_add_refusals_exit_with_their_class() {
 
     let escape = t.path().join("escape");
     fs::create_dir(&escape).unwrap();
-    std::os::unix::fs::symlink("/etc/passwd", escape.join("passwd")).unwrap();
+    std::os::unix::fs::symlink("../../etc/passwd", escape.join("passwd")).unwrap();
     cli(
         t.path(),
         &["store", "add", "escape", "--name", "x", "--store", "st"],
     )
-    .fails(4, "outside the store directory");
+    .fails(4, "climbs above the store directory");
+    let other_store = t.path().join("other-store");
+    fs::create_dir(&other_store).unwrap();
+    std::os::unix::fs::symlink("/nix/store/x", other_store.join("x")).unwrap();
+    cli(
+        t.path(),
+        &[
+            "store",
+            "add",
+            "other-store",
+            "--name",
+            "x",
+            "--store",
+            "st",
+        ],
+    )
+    .fails(4, "/nix/store/x");
 
     let dangling = format!("/flipside/store/{}-gone", "0".repeat(32));
     cli(
@@ -223,6 +239,32 @@ fn store_add_refusals_exit_with_their_class() {
     // No failed add left anything in the store.
     assert_eq!(fs::read_dir(t.path().join("st/.meta")).unwrap().count(), 0);
     assert_eq!(fs::read_dir(t.path().join("st/.tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn store_add_keeps_absolute_links_of_a_root_tree() {
+    let t = TempDir::new().unwrap();
+    let root = t.path().join("root");
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::create_dir_all(root.join("etc")).unwrap();
+    std::os::unix::fs::symlink("/lib/systemd/systemd", root.join("bin/systemd")).unwrap();
+    std::os::unix::fs::symlink("/dev/null", root.join("etc/rc.service")).unwrap();
+    // Exists on the build host: must be kept as a link, not read.
+    std::os::unix::fs::symlink("/etc/passwd", root.join("etc/passwd")).unwrap();
+    let added = cli(
+        t.path(),
+        &["store", "add", "root", "--name", "root", "--store", "st"],
+    )
+    .ok();
+    let path = t.path().join(added.stdout.trim());
+    for (rel, target) in [
+        ("bin/systemd", "/lib/systemd/systemd"),
+        ("etc/rc.service", "/dev/null"),
+        ("etc/passwd", "/etc/passwd"),
+    ] {
+        assert!(fs::symlink_metadata(path.join(rel)).unwrap().is_symlink());
+        assert_eq!(fs::read_link(path.join(rel)).unwrap(), Path::new(target));
+    }
 }
 
 #[test]

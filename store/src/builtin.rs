@@ -16,8 +16,14 @@
 //!
 //! The hash is [`path_hash`]: sha256 over the NAR of the tree, the name and the sorted
 //! references, cut to 160 bits and written in Nix base-32. A path's name thus changes whenever
-//! anything in its dependency tree changes. References are found by scanning the NAR for the
-//! hash part of every path already in the store (see [`crate::scan`]), plus explicit ones.
+//! anything in its dependency tree changes. The NAR holds every symlink's target bytes, so a
+//! changed target (`/dev/null` or `/dev/zero`, absolute or relative) is another path. References
+//! are found by scanning the NAR for the hash part of every path already in the store (see
+//! [`crate::scan`]), plus explicit ones.
+//!
+//! A source directory may be a whole root tree (Debian's packages unpacked with `dpkg -x`): its
+//! absolute symlinks are kept as they are and mean the image's paths (the rule is in
+//! [`crate::path`]); nothing on the build host is followed through them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};

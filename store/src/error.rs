@@ -71,7 +71,7 @@ pub enum Error {
     #[error("{path} references {reference}, which is not in the store: the store is incomplete; add the missing path again or rebuild {path}")]
     DanglingReference { path: String, reference: String },
 
-    #[error("symlink {} -> {} points to {why}: a store path may only link inside {store_dir}; make it relative within the path, or point it into a store path", link.display(), target.display())]
+    #[error("symlink {} -> {} points to {why}: a store path may link inside itself, into another store path under {store_dir}, or to an absolute path of the image outside the store (like /dev/null); fix the link", link.display(), target.display())]
     SymlinkEscapes {
         link: PathBuf,
         target: PathBuf,

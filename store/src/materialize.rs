@@ -12,8 +12,9 @@ use crate::{Error, Result};
 /// deterministically: entries in name order, directories 0555, files 0444 or 0555 by their
 /// executable bit, symlinks as they are, times set to 1 s after the epoch.
 ///
-/// The store rules are checked as the tree is copied (no special files, no symlink out of the
-/// store, none into a store path that `path` does not reference), and the NAR hash of the
+/// The store rules are checked as the tree is copied (no special files, no symlink escaping
+/// the store, none into a store path that `path` does not reference; absolute links to image
+/// paths are copied as they are, not followed), and the NAR hash of the
 /// bytes copied must equal `path.hash`: a store path modified after it was added is
 /// [`Error::Corrupt`]. On error `dest` may hold part of the tree; discard it.
 pub fn materialize(path: &StorePath, dest: &Path) -> Result<()> {

@@ -1,5 +1,17 @@
 //! Store path names (`<storedir>/<hash>-<name>`) and the rule for where a symlink inside a
 //! store path may point. Pure: no file is touched here.
+//!
+//! Symlinks ([`classify_symlink`]): a store path may be a whole root tree (Debian's packages
+//! unpacked into one directory), so an absolute target outside the store directories
+//! (`bin/systemd -> /lib/systemd/systemd`, a unit masked `-> /dev/null`) is a path of the
+//! image, resolved by the running system against the image's root: it is kept byte for byte,
+//! is no reference, and is never followed on the build host. What stays refused is what would
+//! break the closure, whose paths are the only store contents of an image: a target inside a
+//! store directory must end inside a store path of that same store (then it is a reference the
+//! closure must hold); a relative target must not climb with `..` above the store directory or
+//! end beside the store paths, because there its meaning depends on where the store sits, not
+//! on the image's root; and an absolute target with `..` is refused, because after a symlinked
+//! directory (`/usr/..`) only the finished image can say where it leads, possibly into a store.
 
 use std::ffi::OsStr;
 use std::path::{Component, Path};
@@ -92,14 +104,19 @@ pub enum LinkTarget {
     Inside,
     /// Into another store path (its `<hash>-<name>`), which must then be in the closure.
     Other(String),
+    /// To an absolute path of the image outside the store directories (`/dev/null`,
+    /// `/lib/systemd/systemd`): kept as it is, resolved against the image's root at run time.
+    Image,
 }
 
 /// Where a symlink may not point, as a phrase for the error message.
 pub type LinkRefusal = &'static str;
 
-/// Checks a symlink's target against the store rule: absolute targets must lie under
-/// `store_dir`, relative ones must not climb above it, and either way they must end inside a
-/// store path (`<hash>-<name>`), not at the store directory or beside the paths.
+/// Checks a symlink's target against the store rule (see the module doc): an absolute target
+/// without `..` outside the top directories of the stores (`/flipside`, `/nix`) is an image
+/// path; other absolute targets must lie under `store_dir`, relative ones must not climb above
+/// it, and either way they must end inside a store path (`<hash>-<name>`), not at the store
+/// directory or beside the paths.
 ///
 /// `own` is the `<hash>-<name>` of the store path holding the link (`None` while it is being
 /// added and has no name yet). `parent_depth` is how many components the directory holding
@@ -114,9 +131,20 @@ pub fn classify_symlink(
     let target = Path::new(target);
     // `which` is the store path entered at depth 1; None means `own`.
     let (mut depth, mut which, rest) = if target.is_absolute() {
-        let rest = target
-            .strip_prefix(store_dir)
-            .map_err(|_| "an absolute target outside the store directory")?;
+        if target.components().any(|c| c == Component::ParentDir) {
+            return Err("an absolute target with `..`, which only the finished image resolves");
+        }
+        let Ok(rest) = target.strip_prefix(store_dir) else {
+            let in_a_store_top = [BUILTIN_STORE_DIR, NIX_STORE_DIR]
+                .into_iter()
+                .chain([store_dir])
+                .any(|dir| target.starts_with(store_top(dir)));
+            return if in_a_store_top {
+                Err("a store directory other than its own, or beside the store")
+            } else {
+                Ok(LinkTarget::Image)
+            };
+        };
         (0usize, None::<&OsStr>, rest)
     } else {
         (parent_depth, None, target)
@@ -154,6 +182,16 @@ pub fn classify_symlink(
             None => Err("an entry of the store directory that is not a store path"),
         },
     }
+}
+
+/// The first directory of a store directory (`/flipside` of `/flipside/store`), which holds
+/// nothing but the store in an image.
+fn store_top(store_dir: &str) -> &Path {
+    let dir = Path::new(store_dir);
+    dir.ancestors()
+        .filter(|a| a.parent().is_some())
+        .last()
+        .unwrap_or(dir)
 }
 
 #[cfg(test)]
@@ -257,10 +295,40 @@ mod tests {
     }
 
     #[test]
+    fn absolute_links_outside_the_stores_are_image_paths() {
+        // What a Debian root tree holds (`bin/systemd`, unit masks, the loader), at any depth,
+        // before and after the path has its name.
+        let own = format!("{H}-debian");
+        for own_name in [None, Some(own.as_str())] {
+            for (depth, target) in [
+                (2, "/lib/systemd/systemd"),
+                (4, "/dev/null"),
+                (1, "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"),
+                (3, "/etc/environment"),
+                (0, "/etc/os-release"),
+                (1, "/"),
+                (1, "/usr/./lib"),
+                (1, "/flipsidex/a"),
+                (1, "/nixos/x"),
+            ] {
+                assert_eq!(
+                    classify(own_name, depth, target),
+                    Ok(LinkTarget::Image),
+                    "{target} at {depth}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn symlinks_that_escape() {
         for (depth, target) in [
-            (1, "/etc/passwd"),
             (1, "/nix/store/x"),
+            (1, "/nix"),
+            (1, "/flipside/other"),
+            (1, "/usr/../flipside/store/x"),
+            (1, "/lib/../etc/passwd"),
+            (1, "/.."),
             (1, "/flipside/storex/a"),
             (1, "/flipside"),
             (1, "/flipside/store"),
@@ -291,8 +359,17 @@ mod tests {
                 2,
                 OsStr::new(&format!("/nix/store/{other}/lib/libc.so.6"))
             ),
-            Ok(LinkTarget::Other(other))
+            Ok(LinkTarget::Other(other.clone()))
         );
-        assert!(classify_symlink(NIX_STORE_DIR, None, 2, OsStr::new("/bin/sh")).is_err());
+        assert_eq!(
+            classify_symlink(NIX_STORE_DIR, None, 2, OsStr::new("/bin/sh")),
+            Ok(LinkTarget::Image)
+        );
+        for target in [format!("/flipside/store/{other}"), "/nix/var/x".into()] {
+            assert!(
+                classify_symlink(NIX_STORE_DIR, None, 2, OsStr::new(&target)).is_err(),
+                "{target}"
+            );
+        }
     }
 }

@@ -3,15 +3,20 @@
 //!
 //! Every byte that is hashed is the byte that is copied, read once: what the store records is
 //! what it holds, even if the source changes during the walk.
+//!
+//! Symlinks are read, never followed (nor is a file opened through one): the NAR holds each
+//! link's target bytes, so the content hash, and with it a built-in store path's name, changes
+//! when any target changes; the copy recreates the same bytes. Which targets are allowed is
+//! [`crate::path::classify_symlink`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{utimensat, AtFlags, Timespec, Timestamps, CWD};
+use rustix::fs::{utimensat, AtFlags, OFlags, Timespec, Timestamps, CWD};
 use sha2::{Digest, Sha256};
 
 use crate::hash::format_sha256;
@@ -182,7 +187,9 @@ impl Walker<'_> {
             depth,
             target.as_os_str(),
         ) {
-            Ok(LinkTarget::Inside) => {}
+            // Kept as a link: an image path is resolved against the image's root at run time,
+            // never on the build host.
+            Ok(LinkTarget::Inside | LinkTarget::Image) => {}
             Ok(LinkTarget::Other(base)) => {
                 self.link_targets
                     .entry(base)
@@ -208,7 +215,12 @@ impl Walker<'_> {
     }
 
     fn file(&mut self, src: &Path, dest: Option<&Path>) -> Result<()> {
-        let mut input = File::open(src).map_err(|e| read_error(src, e))?;
+        // Never through a link: a file replaced by one since it was listed is refused.
+        let mut input = File::options()
+            .read(true)
+            .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+            .open(src)
+            .map_err(|e| read_error(src, e))?;
         // Length and mode from the open file, so they describe the bytes we read.
         let meta = input.metadata().map_err(|e| read_error(src, e))?;
         if !meta.is_file() {

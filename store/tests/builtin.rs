@@ -271,8 +271,10 @@ fn bad_input_is_refused_with_its_own_error_and_leaves_the_store_alone() {
     );
 
     for target in [
-        "/etc/passwd".to_string(),
         "../../../etc/passwd".to_string(),
+        "../../etc/passwd".to_string(),
+        "/usr/../etc/passwd".to_string(),
+        "/nix/store/x".to_string(),
         "/flipside/store".to_string(),
         "../../.meta/x".to_string(),
         format!("{}/../../etc", good.path),
@@ -456,5 +458,98 @@ fn a_dangling_reference_in_the_store_is_named() {
             assert_eq!((path, reference), (app.path.clone(), dep.path.clone()));
         }
         other => panic!("{other:?}"),
+    }
+}
+
+/// A root tree as `dpkg -x` leaves it (`bin/systemd -> /lib/systemd/systemd`, a unit masked
+/// with `-> /dev/null`), plus links to a directory and a file of the build host.
+fn root_tree(root: &Path, host_dir: &str, host_file: &str) {
+    file(root, "lib/systemd/systemd", b"\x7fELF systemd", 0o755);
+    symlink(root, "bin/systemd", "/lib/systemd/systemd");
+    symlink(root, "lib/systemd/system/rc.service", "/dev/null");
+    symlink(root, "lib/systemd/system/sub.service", "../systemd");
+    symlink(root, "hostdir", host_dir);
+    symlink(root, "hostfile", host_file);
+}
+
+#[test]
+fn a_root_tree_keeps_its_absolute_links_and_nothing_on_the_host_is_followed() {
+    let (dir, store) = store();
+    // What the links name on the build host: the store must hold the links, not this.
+    let host = dir.path().join("host");
+    file(&host, "secret", b"host secret", 0o644);
+    let host_dir = host.to_str().unwrap().to_string();
+    let host_file = format!("{host_dir}/secret");
+    let p = add_tree(&store, "debian", |r| root_tree(r, &host_dir, &host_file));
+    let links = [
+        ("bin/systemd", "/lib/systemd/systemd"),
+        ("lib/systemd/system/rc.service", "/dev/null"),
+        ("hostdir", host_dir.as_str()),
+        ("hostfile", host_file.as_str()),
+    ];
+    for (rel, target) in links {
+        let link = p.source.join(rel);
+        assert!(fs::symlink_metadata(&link).unwrap().is_symlink(), "{rel}");
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new(target), "{rel}");
+    }
+    // The real Nix agrees on the NAR hash: the links are serialised as links.
+    assert_eq!(nix_nar_hash(&p.source), p.hash);
+    assert!(p.references.is_empty(), "{:?}", p.references);
+
+    // What the host has behind the links changes nothing, not even its absence.
+    fs::write(&host_file, b"other host secret").unwrap();
+    let again = add_tree(&store, "debian", |r| root_tree(r, &host_dir, &host_file));
+    assert_eq!(again, p);
+    fs::remove_dir_all(&host).unwrap();
+    let without_host = add_tree(&store, "debian", |r| root_tree(r, &host_dir, &host_file));
+    assert_eq!(without_host, p);
+    verify(&p).unwrap();
+
+    // Into an image tree: the same links, nothing of the host below them.
+    file(&host, "secret", b"host secret", 0o644);
+    let dest = dir.path().join("rootfs/flipside/store").join(base(&p));
+    materialize(&p, &dest).unwrap();
+    for (rel, target) in links {
+        assert_eq!(fs::read_link(dest.join(rel)).unwrap(), Path::new(target));
+        assert_eq!(fs::symlink_metadata(dest.join(rel)).unwrap().mtime(), 1);
+    }
+    let mut entries: Vec<String> = snapshot(&dest)
+        .into_keys()
+        .map(|k| k.strip_prefix(&dest).unwrap().display().to_string())
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            "bin",
+            "bin/systemd",
+            "hostdir",
+            "hostfile",
+            "lib",
+            "lib/systemd",
+            "lib/systemd/system",
+            "lib/systemd/system/rc.service",
+            "lib/systemd/system/sub.service",
+            "lib/systemd/systemd",
+        ]
+    );
+}
+
+#[test]
+fn the_hash_covers_every_link_target() {
+    let (_d, store) = store();
+    let paths: Vec<StorePath> = ["/dev/null", "/dev/zero", "/dev/null/", "null", "../null"]
+        .into_iter()
+        .map(|target| {
+            add_tree(&store, "mask", |r| {
+                symlink(r, "etc/rc.service", target);
+            })
+        })
+        .collect();
+    for (i, a) in paths.iter().enumerate() {
+        for b in &paths[i + 1..] {
+            assert_ne!(a.path, b.path);
+            assert_ne!(a.hash, b.hash);
+        }
     }
 }
