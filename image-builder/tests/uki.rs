@@ -1,0 +1,714 @@
+//! Unified kernel images: bit-for-bit reproducible, each section holding exactly its input,
+//! a sane PE layout (read back here and by `objdump`), typed refusals with their exit codes
+//! through the real `flipside-build`, `uki.efi` from `flipside-build image`, and Debian's real
+//! kernel.
+//!
+//! Needs systemd's EFI stub (Debian package `systemd-boot-efi`) and `objdump` (`binutils`);
+//! `scripts/setup.sh` installs both. The real-kernel test downloads Debian's current kernel
+//! package once into `<target>/tmp/uki-kernel/`.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use flipside_image_builder::uki::{self, UkiParts, DEFAULT_STUB};
+use flipside_image_builder::Error;
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flipside-build");
+const CMDLINE: &str = "console=ttyS0 root=PARTLABEL=slot-a ro quiet";
+
+fn stub() -> &'static Path {
+    let stub = Path::new(DEFAULT_STUB);
+    assert!(
+        stub.is_file(),
+        "{DEFAULT_STUB} is missing: install systemd-boot-efi (scripts/setup.sh does)"
+    );
+    stub
+}
+
+/// The inputs of a UKI in `dir`: a fake kernel and initrd (the stub does not look inside them
+/// at assembly time) and an os-release.
+struct Inputs {
+    kernel: PathBuf,
+    initrd: PathBuf,
+    os_release: PathBuf,
+}
+
+fn kernel_bytes() -> Vec<u8> {
+    // Not a multiple of the file alignment, so the padding is exercised.
+    (0..300_001u32).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+fn initrd_bytes() -> Vec<u8> {
+    b"070701 fake initramfs ".repeat(5_003)
+}
+
+const OS_RELEASE: &str = "NAME=\"appliance\"\nID=appliance\nIMAGE_VERSION=3\n";
+
+fn inputs(dir: &Path) -> Inputs {
+    fs::create_dir_all(dir).unwrap();
+    let i = Inputs {
+        kernel: dir.join("vmlinuz"),
+        initrd: dir.join("initrd.img"),
+        os_release: dir.join("os-release"),
+    };
+    fs::write(&i.kernel, kernel_bytes()).unwrap();
+    fs::write(&i.initrd, initrd_bytes()).unwrap();
+    fs::write(&i.os_release, OS_RELEASE).unwrap();
+    i
+}
+
+fn assemble(i: &Inputs, cmdline: &str, out: &Path) -> Result<uki::UkiInfo, uki::Error> {
+    let parts = UkiParts {
+        stub: stub(),
+        kernel: &i.kernel,
+        initrd: &i.initrd,
+        cmdline,
+        os_release: OS_RELEASE,
+    };
+    uki::assemble(&parts, out)
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+// A PE reader of its own, so that the tests do not trust the code under test.
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(b[at..at + 2].try_into().unwrap())
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sect {
+    name: String,
+    virtual_size: u32,
+    rva: u32,
+    raw_size: u32,
+    raw_offset: u32,
+}
+
+struct Pe {
+    timestamp: u32,
+    symbol_table: u32,
+    section_alignment: u32,
+    file_alignment: u32,
+    size_of_image: u32,
+    size_of_headers: u32,
+    checksum: u32,
+    checksum_at: usize,
+    sections: Vec<Sect>,
+}
+
+fn read_pe(b: &[u8]) -> Pe {
+    assert_eq!(&b[..2], b"MZ");
+    let pe = u32_at(b, 0x3c) as usize;
+    assert_eq!(&b[pe..pe + 4], b"PE\0\0");
+    let fh = pe + 4;
+    let oh = fh + 20;
+    assert_eq!(u16_at(b, oh), 0x20b, "PE32+");
+    let table = oh + u16_at(b, fh + 16) as usize;
+    let sections = (0..u16_at(b, fh + 2) as usize)
+        .map(|i| {
+            let at = table + 40 * i;
+            Sect {
+                name: String::from_utf8_lossy(&b[at..at + 8])
+                    .trim_end_matches('\0')
+                    .into(),
+                virtual_size: u32_at(b, at + 8),
+                rva: u32_at(b, at + 12),
+                raw_size: u32_at(b, at + 16),
+                raw_offset: u32_at(b, at + 20),
+            }
+        })
+        .collect();
+    Pe {
+        timestamp: u32_at(b, fh + 4),
+        symbol_table: u32_at(b, fh + 8),
+        section_alignment: u32_at(b, oh + 32),
+        file_alignment: u32_at(b, oh + 36),
+        size_of_image: u32_at(b, oh + 56),
+        size_of_headers: u32_at(b, oh + 60),
+        checksum: u32_at(b, oh + 64),
+        checksum_at: oh + 64,
+        sections,
+    }
+}
+
+/// The section's contents: its first VirtualSize bytes.
+fn contents<'a>(b: &'a [u8], pe: &Pe, name: &str) -> &'a [u8] {
+    let s = pe
+        .sections
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no {name} section"));
+    assert!(s.virtual_size <= s.raw_size, "{name}: data beyond the file");
+    &b[s.raw_offset as usize..(s.raw_offset + s.virtual_size) as usize]
+}
+
+/// The layout invariants a firmware loader relies on.
+fn assert_sane_layout(b: &[u8], pe: &Pe) {
+    let mut by_rva = pe.sections.clone();
+    by_rva.sort_by_key(|s| s.rva);
+    for pair in by_rva.windows(2) {
+        // Loaders map VirtualSize bytes (Debian's stub pads .sbat's raw data over .sdmagic).
+        let end = pair[0].rva + pair[0].virtual_size;
+        assert!(end <= pair[1].rva, "{pair:?} overlap in memory");
+    }
+    let mut by_offset: Vec<&Sect> = pe.sections.iter().filter(|s| s.raw_size > 0).collect();
+    by_offset.sort_by_key(|s| s.raw_offset);
+    assert!(by_offset[0].raw_offset >= pe.size_of_headers);
+    for pair in by_offset.windows(2) {
+        assert!(
+            pair[0].raw_offset + pair[0].raw_size <= pair[1].raw_offset,
+            "{pair:?} overlap in the file"
+        );
+    }
+    for s in &pe.sections {
+        // (Debian's stub itself places .sdmagic off its 0x200 section alignment.)
+        assert_eq!(s.raw_offset % pe.file_alignment, 0, "{s:?}");
+        assert!((s.raw_offset + s.raw_size) as usize <= b.len(), "{s:?}");
+        assert!(s.rva + s.virtual_size <= pe.size_of_image, "{s:?}");
+    }
+    for name in [".osrel", ".cmdline", ".linux", ".initrd"] {
+        let s = pe.sections.iter().find(|s| s.name == name).unwrap();
+        assert_eq!(s.rva % 4096, 0, "{name} is page-aligned");
+        assert_eq!(s.rva % pe.section_alignment, 0, "{name}");
+    }
+    assert_eq!(pe.size_of_image % pe.section_alignment, 0);
+    assert_eq!(
+        pe.checksum,
+        uki::pe_checksum(b, pe.checksum_at),
+        "PE checksum"
+    );
+}
+
+#[test]
+fn same_inputs_give_the_same_bytes_in_different_directories() {
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+    let a = inputs(&one.path().join("in"));
+    let b = inputs(&two.path().join("some/where/else"));
+    // Different file times must not matter.
+    let status = Command::new("touch")
+        .args(["-d", "2001-02-03 04:05:06"])
+        .args([&b.kernel, &b.initrd])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out_a = one.path().join("uki.efi");
+    let out_b = two.path().join("other-name.efi");
+    let info_a = assemble(&a, CMDLINE, &out_a).unwrap();
+    let info_b = assemble(&b, CMDLINE, &out_b).unwrap();
+    let bytes = fs::read(&out_a).unwrap();
+    assert!(bytes == fs::read(&out_b).unwrap(), "two runs differ");
+    assert_eq!(info_a, info_b);
+    assert_eq!(info_a.sha256, sha256(&bytes));
+    assert_eq!(info_a.length, bytes.len() as u64);
+
+    // The time stamp is the stub's, not the clock's; the checksum is right.
+    let stub_bytes = fs::read(stub()).unwrap();
+    let pe = read_pe(&bytes);
+    assert_eq!(pe.timestamp, read_pe(&stub_bytes).timestamp);
+    assert_eq!(pe.checksum, uki::pe_checksum(&bytes, pe.checksum_at));
+    assert_ne!(pe.checksum, 0);
+
+    // The CLI writes the same bytes as the library.
+    let cli = one.path().join("cli.efi");
+    let run = Command::new(BIN)
+        .arg("uki")
+        .arg("--kernel")
+        .arg(&b.kernel)
+        .arg("--initrd")
+        .arg(&b.initrd)
+        .args(["--cmdline", CMDLINE])
+        .arg("--os-release")
+        .arg(&b.os_release)
+        .arg("-o")
+        .arg(&cli)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(fs::read(&cli).unwrap() == bytes, "CLI and library differ");
+
+    // A different command line changes the image (and nothing is cached by name).
+    assert_ne!(
+        assemble(&a, "console=ttyS1", &out_a).unwrap().sha256,
+        info_a.sha256
+    );
+    // No temporary file is left beside the outputs.
+    let mut names: Vec<String> = fs::read_dir(one.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["cli.efi", "in", "uki.efi"]);
+}
+
+#[test]
+fn each_section_holds_its_input_in_a_sane_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let i = inputs(dir.path());
+    let out = dir.path().join("uki.efi");
+    let info = assemble(&i, CMDLINE, &out).unwrap();
+    let bytes = fs::read(&out).unwrap();
+    let pe = read_pe(&bytes);
+    assert_sane_layout(&bytes, &pe);
+
+    assert_eq!(contents(&bytes, &pe, ".osrel"), OS_RELEASE.as_bytes());
+    assert_eq!(
+        contents(&bytes, &pe, ".cmdline"),
+        format!("{CMDLINE}\0").as_bytes()
+    );
+    assert_eq!(contents(&bytes, &pe, ".linux"), &kernel_bytes()[..]);
+    assert_eq!(contents(&bytes, &pe, ".initrd"), &initrd_bytes()[..]);
+    let names: Vec<&str> = pe.sections.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names[names.len() - 4..],
+        [".osrel", ".cmdline", ".linux", ".initrd"]
+    );
+
+    // The stub's own sections are there with their bytes unchanged.
+    let stub_bytes = fs::read(stub()).unwrap();
+    let stub_pe = read_pe(&stub_bytes);
+    assert_eq!(pe.sections[..stub_pe.sections.len()], stub_pe.sections[..]);
+    for s in &stub_pe.sections {
+        assert_eq!(
+            contents(&bytes, &pe, &s.name),
+            contents(&stub_bytes, &stub_pe, &s.name),
+            "{}",
+            s.name
+        );
+    }
+    // Debian's stub carries a COFF symbol table after its sections; the UKI does not.
+    assert_eq!(pe.symbol_table, 0);
+
+    // What assemble() reports is what is in the file.
+    for (reported, read) in info.sections.iter().zip(&pe.sections) {
+        assert_eq!(
+            (reported.name.as_str(), reported.rva, reported.size),
+            (read.name.as_str(), read.rva, read.virtual_size)
+        );
+        assert_eq!(
+            reported.sha256,
+            sha256(contents(&bytes, &pe, &read.name)),
+            "{}",
+            read.name
+        );
+    }
+
+    // binutils reads the same sections at the same places.
+    let objdump = Command::new("objdump")
+        .arg("-h")
+        .arg(&out)
+        .output()
+        .expect("objdump is missing: install binutils (scripts/setup.sh does)");
+    assert!(objdump.status.success());
+    let text = String::from_utf8(objdump.stdout).unwrap();
+    assert!(text.contains("file format pei-x86-64"), "{text}");
+    for s in &pe.sections {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(s.name.as_str()))
+            .unwrap_or_else(|| panic!("objdump does not list {}: {text}", s.name));
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let hex = |v: &str| u64::from_str_radix(v, 16).unwrap();
+        assert_eq!(hex(f[2]), s.virtual_size as u64, "{line}");
+        assert_eq!(hex(f[3]), s.rva as u64, "{line}"); // the stub's image base is 0
+        assert_eq!(hex(f[5]), s.raw_offset as u64, "{line}");
+    }
+}
+
+#[test]
+fn the_checksum_of_debians_stub_is_the_one_its_linker_wrote() {
+    let bytes = fs::read(stub()).unwrap();
+    let pe = read_pe(&bytes);
+    assert_ne!(pe.checksum, 0);
+    assert_eq!(uki::pe_checksum(&bytes, pe.checksum_at), pe.checksum);
+}
+
+/// Runs `flipside-build` under `umask` in `cwd`.
+fn run(args: &[&str], umask: &str, cwd: &Path) -> Output {
+    let mut script = format!("umask {umask}; exec \"$0\"");
+    for i in 1..=args.len() {
+        script.push_str(&format!(" \"${{{i}}}\""));
+    }
+    Command::new("sh")
+        .current_dir(cwd)
+        .arg("-c")
+        .arg(script)
+        .arg(BIN)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn uki_args<'a>(stub: &'a str, kernel: &'a str) -> Vec<&'a str> {
+    vec![
+        "uki",
+        "--stub",
+        stub,
+        "--kernel",
+        kernel,
+        "--initrd",
+        "initrd.img",
+        "--cmdline",
+        CMDLINE,
+        "--os-release",
+        "os-release",
+        "-o",
+        "out/uki.efi",
+    ]
+}
+
+#[test]
+fn the_cli_refuses_missing_or_bad_inputs_with_their_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    inputs(dir.path());
+    fs::create_dir(dir.path().join("out")).unwrap();
+    fs::write(dir.path().join("not-a-stub"), b"MZ but nothing else").unwrap();
+    let cases: [(Vec<&str>, i32, &str); 5] = [
+        (
+            uki_args("/nonexistent/linuxx64.efi.stub", "vmlinuz"),
+            9,
+            "install systemd-boot-efi",
+        ),
+        (
+            uki_args(DEFAULT_STUB, "no-such-vmlinuz"),
+            3,
+            "kernel no-such-vmlinuz does not exist",
+        ),
+        (
+            uki_args("not-a-stub", "vmlinuz"),
+            3,
+            "not a usable EFI stub",
+        ),
+        (
+            uki_args(DEFAULT_STUB, "vmlinuz")
+                .into_iter()
+                .map(|a| if a == CMDLINE { "a\tb" } else { a })
+                .collect(),
+            3,
+            "printable ASCII",
+        ),
+        (
+            uki_args(DEFAULT_STUB, "vmlinuz")
+                .into_iter()
+                .map(|a| if a == "os-release" { "vmlinuz" } else { a })
+                .collect(),
+            3,
+            "os-release",
+        ),
+    ];
+    stub();
+    for (args, code, message) in cases {
+        let out = run(&args, "022", dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "expected {message:?} in {stderr}");
+        assert_eq!(
+            fs::read_dir(dir.path().join("out")).unwrap().count(),
+            0,
+            "{args:?} left a file"
+        );
+    }
+
+    // The library gives the typed variants behind those codes.
+    let i = inputs(dir.path());
+    let missing_stub = uki::assemble(
+        &UkiParts {
+            stub: Path::new("/nonexistent/stub"),
+            kernel: &i.kernel,
+            initrd: &i.initrd,
+            cmdline: CMDLINE,
+            os_release: OS_RELEASE,
+        },
+        &dir.path().join("x.efi"),
+    )
+    .unwrap_err();
+    assert!(matches!(missing_stub, uki::Error::StubMissing { .. }));
+    assert_eq!(Error::from(missing_stub).class().exit_code(), 9);
+    let missing_kernel = uki::assemble(
+        &UkiParts {
+            stub: stub(),
+            kernel: &dir.path().join("nope"),
+            initrd: &i.initrd,
+            cmdline: CMDLINE,
+            os_release: OS_RELEASE,
+        },
+        &dir.path().join("x.efi"),
+    )
+    .unwrap_err();
+    assert!(matches!(
+        missing_kernel,
+        uki::Error::InputMissing { what: "kernel", .. }
+    ));
+    assert_eq!(Error::from(missing_kernel).class().exit_code(), 3);
+}
+
+#[test]
+fn the_uki_gets_the_mode_the_umask_gives() {
+    for (umask, want) in [("022", 0o644), ("027", 0o640)] {
+        let dir = tempfile::tempdir().unwrap();
+        inputs(dir.path());
+        fs::create_dir(dir.path().join("out")).unwrap();
+        let out = run(&uki_args(DEFAULT_STUB, "vmlinuz"), umask, dir.path());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mode = fs::metadata(dir.path().join("out/uki.efi"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, want, "umask {umask}");
+    }
+}
+
+// `flipside-build image` with a [kernel] section.
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/appliance")
+}
+
+/// The example appliance plus a root holding the kernel, the initrd from the build host.
+fn appliance_with_kernel(dir: &Path, kernel_section: &str) -> PathBuf {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(example_dir())
+        .arg(dir.join("appliance"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    inputs(&dir.join("appliance"));
+    let toml = dir.join("appliance/system.toml");
+    let text = fs::read_to_string(&toml).unwrap();
+    let text = format!(
+        "{text}\n[[root]]\nname = \"linux\"\nfiles = {{ \"boot/vmlinuz\" = \"vmlinuz\" }}\n\n{kernel_section}"
+    );
+    fs::write(&toml, text).unwrap();
+    toml
+}
+
+const KERNEL_SECTION: &str = "[kernel]\nimage = \"@linux/boot/vmlinuz\"\n\
+    initrd = \"initrd.img\"\ncmdline = \"console=ttyS0 ro\"\n";
+
+fn build_image(dir: &Path) -> Output {
+    run(
+        &[
+            "image",
+            "appliance/system.toml",
+            "-o",
+            "out",
+            "--store",
+            "store",
+        ],
+        "022",
+        dir,
+    )
+}
+
+#[test]
+fn the_image_command_writes_a_reproducible_uki_beside_the_image() {
+    stub();
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+    let mut ukis = Vec::new();
+    for dir in [one.path(), two.path()] {
+        appliance_with_kernel(dir, KERNEL_SECTION);
+        let out = build_image(dir);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("uki.efi: "), "{stdout}");
+        ukis.push(fs::read(dir.join("out/uki.efi")).unwrap());
+    }
+    assert!(ukis[0] == ukis[1], "two builds made different UKIs");
+    let bytes = &ukis[0];
+    let pe = read_pe(bytes);
+    assert_sane_layout(bytes, &pe);
+    assert_eq!(contents(bytes, &pe, ".linux"), &kernel_bytes()[..]);
+    assert_eq!(contents(bytes, &pe, ".initrd"), &initrd_bytes()[..]);
+    assert_eq!(contents(bytes, &pe, ".cmdline"), b"console=ttyS0 ro\0");
+    let osrel = String::from_utf8(contents(bytes, &pe, ".osrel").to_vec()).unwrap();
+    assert_eq!(
+        osrel,
+        "NAME=\"appliance\"\nID=appliance\nIMAGE_ID=appliance\nVERSION=\"1.0.0\"\n\
+         VERSION_ID=1.0.0\nIMAGE_VERSION=1\nPRETTY_NAME=\"appliance 1.0.0\"\n"
+    );
+
+    // uki.json records the file; release.json is as before.
+    let out = one.path().join("out");
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("uki.json")).unwrap()).unwrap();
+    assert_eq!(record["name"], "uki.efi");
+    assert_eq!(record["length"], bytes.len() as u64);
+    assert_eq!(record["sha256"], sha256(bytes));
+    let linux = record["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == ".linux")
+        .unwrap();
+    assert_eq!(linux["sha256"], sha256(&kernel_bytes()));
+    let release: flipside_contract::release::Release =
+        serde_json::from_slice(&fs::read(out.join("release.json")).unwrap()).unwrap();
+    release.validate().unwrap();
+    let mut names: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "appliance-1.bundle",
+            "appliance-1.index",
+            "appliance-1.squashfs",
+            "release.json",
+            "uki.efi",
+            "uki.json"
+        ]
+    );
+}
+
+#[test]
+fn the_image_command_refuses_a_missing_kernel_or_stub_and_leaves_nothing() {
+    for (section, code, message) in [
+        (
+            KERNEL_SECTION.replace("@linux/boot/vmlinuz", "@linux/boot/nope"),
+            3,
+            "kernel.image \"@linux/boot/nope\"",
+        ),
+        (
+            KERNEL_SECTION.replace("initrd.img", "no-initrd.img"),
+            3,
+            "initrd",
+        ),
+        (
+            format!("{KERNEL_SECTION}stub = \"/nonexistent/linuxx64.efi.stub\"\n"),
+            9,
+            "install systemd-boot-efi",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        appliance_with_kernel(dir.path(), &section);
+        let out = build_image(dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{section}: {stderr}");
+        assert!(stderr.contains(message), "expected {message:?} in {stderr}");
+        let left: Vec<_> = fs::read_dir(dir.path().join("out"))
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "a refused build left {left:?}");
+    }
+}
+
+// Debian's real kernel.
+
+/// Debian's current amd64 kernel (`vmlinuz`): `$FLIPSIDE_UKI_KERNEL`, or the package that
+/// `linux-image-amd64` depends on, downloaded once into `<target>/tmp/uki-kernel/`.
+fn debian_kernel() -> PathBuf {
+    if let Some(path) = std::env::var_os("FLIPSIDE_UKI_KERNEL").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let depends = Command::new("apt-cache")
+        .args(["depends", "linux-image-amd64"])
+        .output()
+        .expect("apt-cache is missing: this test needs Debian's apt");
+    let text = String::from_utf8_lossy(&depends.stdout);
+    let package = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with("linux-image-"))
+        .unwrap_or_else(|| panic!("apt knows no linux-image-amd64 (run apt-get update): {text}"))
+        .to_string();
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("uki-kernel");
+    let vmlinuz = cache.join(format!("{package}.vmlinuz"));
+    if vmlinuz.is_file() {
+        return vmlinuz;
+    }
+    fs::create_dir_all(&cache).unwrap();
+    let work = tempfile::tempdir_in(&cache).unwrap();
+    let status = Command::new("apt-get")
+        .args(["-q", "-o", "APT::Sandbox::User=root", "download", &package])
+        .current_dir(work.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "apt-get download {package} failed");
+    let deb = fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("apt-get download left no .deb");
+    let tree = work.path().join("tree");
+    let status = Command::new("dpkg")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&tree)
+        .status()
+        .unwrap();
+    assert!(status.success(), "dpkg -x {} failed", deb.display());
+    let found = fs::read_dir(tree.join("boot"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz-")
+        })
+        .expect("the kernel package has no /boot/vmlinuz-*");
+    fs::rename(found, &vmlinuz).unwrap();
+    vmlinuz
+}
+
+#[test]
+fn debians_real_kernel_becomes_a_reproducible_uki() {
+    stub();
+    let kernel = debian_kernel();
+    let dir = tempfile::tempdir().unwrap();
+    let i = Inputs {
+        kernel: kernel.clone(),
+        initrd: dir.path().join("initrd.img"),
+        os_release: dir.path().join("os-release"),
+    };
+    fs::write(&i.initrd, initrd_bytes()).unwrap();
+    let mut infos = Vec::new();
+    for name in ["one.efi", "two.efi"] {
+        let started = Instant::now();
+        infos.push(assemble(&i, CMDLINE, &dir.path().join(name)).unwrap());
+        eprintln!(
+            "{}: {} bytes in {:?} (kernel {})",
+            name,
+            infos.last().unwrap().length,
+            started.elapsed(),
+            kernel.display()
+        );
+    }
+    assert_eq!(infos[0], infos[1]);
+    let bytes = fs::read(dir.path().join("one.efi")).unwrap();
+    assert!(bytes == fs::read(dir.path().join("two.efi")).unwrap());
+    let pe = read_pe(&bytes);
+    assert_sane_layout(&bytes, &pe);
+    let linux = contents(&bytes, &pe, ".linux");
+    assert_eq!(linux, &fs::read(&kernel).unwrap()[..]);
+    // A bzImage: the setup header's magic, and an EFI handover-capable kernel.
+    assert_eq!(&linux[0x202..0x206], b"HdrS");
+    assert_eq!(u16_at(linux, 0x1fe), 0xaa55);
+}
