@@ -23,6 +23,8 @@ FLIPSIDE_APT_PACKAGES=(
   "xz-utils:xz"
   "curl:curl"
   "time:/usr/bin/time"
+  "systemd-boot-efi:/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+  "binutils:objcopy"
 )
 
 flipside_as_root() {
