@@ -79,7 +79,8 @@ pub struct SectionInfo {
     pub size: u32,
     /// Where its data starts in the file.
     pub file_offset: u32,
-    /// Lowercase hex sha256 of its `size` bytes of contents.
+    /// Lowercase hex sha256 of its contents in the file: the first `size` bytes of its data
+    /// (fewer if the file holds fewer; the loader fills the rest with zeros).
     pub sha256: String,
 }
 
@@ -435,6 +436,9 @@ fn parse(b: &[u8]) -> Result<Headers, String> {
 /// The stub with `added` sections appended (see the module documentation). Pure.
 pub fn build_pe(stub: &[u8], added: &[(&'static str, &[u8])]) -> Result<Vec<u8>, Problem> {
     let h = parse(stub).map_err(Problem::Stub)?;
+    if h.size_of_headers as usize > stub.len() {
+        return Err(Problem::Stub("its headers extend beyond the file".into()));
+    }
     let directories = u32_at(stub, h.optional + OH_DIRECTORY_COUNT).map_err(Problem::Stub)?;
     if directories as usize > SECURITY_DIRECTORY {
         let at = h.optional + OH_DIRECTORIES + SECURITY_DIRECTORY * 8;
@@ -459,7 +463,7 @@ pub fn build_pe(stub: &[u8], added: &[(&'static str, &[u8])]) -> Result<Vec<u8>,
         .map(|s| s.raw_offset as usize)
         .min()
         .unwrap_or(stub.len());
-    if table_end > h.size_of_headers as usize || table_end > first_data {
+    if table_end > h.size_of_headers as usize || table_end > first_data.min(stub.len()) {
         return Err(Problem::Stub(format!(
             "its headers have no room for {} more section headers",
             added.len()
@@ -476,6 +480,7 @@ pub fn build_pe(stub: &[u8], added: &[(&'static str, &[u8])]) -> Result<Vec<u8>,
     let data_end = h
         .sections
         .iter()
+        .filter(|s| s.raw_size > 0)
         .map(|s| (s.raw_offset + s.raw_size) as usize)
         .max()
         .unwrap_or(0)
@@ -573,13 +578,10 @@ pub fn describe(image: &[u8]) -> Result<UkiInfo, String> {
         .sections
         .iter()
         .map(|s| {
-            // Contents are the first VirtualSize bytes; any beyond the raw data read as zero.
             let stored = s.virtual_size.min(s.raw_size) as usize;
             let start = s.raw_offset as usize;
             let mut hasher = Sha256::new();
             hasher.update(image.get(start..start + stored).unwrap_or_default());
-            let zeros = vec![0u8; s.virtual_size as usize - stored];
-            hasher.update(&zeros);
             SectionInfo {
                 name: s.name.clone(),
                 rva: s.rva,
@@ -731,6 +733,24 @@ mod tests {
             match build_pe(&stub, &[(".linux", b"k")]) {
                 Err(Problem::Stub(got)) => assert!(got.contains(why), "{got:?} for {why:?}"),
                 other => panic!("{why}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_or_mangled_stubs_are_refused_without_panicking() {
+        let stub = tiny_pe(b"tail");
+        let added: [(&str, &[u8]); 2] = [(".osrel", b"ID=x\n"), (".linux", b"kernel")];
+        for len in 0..stub.len() {
+            let _ = build_pe(&stub[..len], &added);
+        }
+        for at in 0..0x400 {
+            for value in [0x00, 0x7f, 0xff] {
+                let mut mangled = stub.clone();
+                mangled[at] = value;
+                if let Ok(pe) = build_pe(&mangled, &added) {
+                    describe(&pe).unwrap();
+                }
             }
         }
     }
