@@ -23,6 +23,8 @@ FLIPSIDE_APT_PACKAGES=(
   "xz-utils:xz"
   "curl:curl"
   "time:/usr/bin/time"
+  "systemd:systemd-analyze"
+  "mmdebstrap:mmdebstrap"
   "systemd-boot-efi:/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
   "binutils:objcopy"
 )
