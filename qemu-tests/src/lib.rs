@@ -15,6 +15,7 @@
 pub mod accel;
 pub mod appliance;
 pub mod assets;
+pub mod debian;
 pub mod disk;
 pub mod elf;
 pub mod error;

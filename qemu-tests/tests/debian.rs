@@ -1,0 +1,179 @@
+//! The Debian appliance (`flipside_qemu_tests::debian`: bookworm by mmdebstrap, systemd as PID
+//! 1, flipside's units) booted with the direct-kernel harness: Debian's kernel, the test
+//! initramfs, the slot's squashfs as the read-only root, `/init -> /sbin/init` (systemd).
+//!
+//! Root-b holds a trial (P=2 T=1 S=0), root-a the same image proven. The first boot must be
+//! the trial of b: systemd reaches multi-user.target, `flipside-health.service` commits the
+//! slot, boot-complete.target is reached, the test unit reports and powers off; the disk then
+//! reads b P=2 T=0 S=1 (library and cgpt). The second boot runs b as the proven slot: the
+//! health unit runs and changes nothing. Each prints `DEBIAN ...` timings (see `--nocapture`).
+
+use std::time::{Duration, Instant};
+
+use flipside_bootloader_hooks::Slot;
+use flipside_qemu_tests::debian::{self, Base};
+use flipside_qemu_tests::markers::Boot;
+use flipside_qemu_tests::{BootSummary, QemuExit, Result, TestBed, TestDisk};
+
+/// Upper bound of one systemd boot under TCG on a busy 2-core machine; a guard.
+const SYSTEMD_BOOT: Duration = Duration::from_secs(240);
+
+fn marker<'a>(boot: &'a Boot, source: &str, event: &str, key: &str) -> Option<&'a str> {
+    boot.find(source, event).and_then(|m| m.get(key))
+}
+
+/// The `systemd target name=N` marker's `key`.
+fn target<'a>(boot: &'a Boot, name: &str, key: &str) -> Option<&'a str> {
+    boot.markers
+        .iter()
+        .find(|m| m.is("systemd", "target") && m.get("name") == Some(name))
+        .and_then(|m| m.get(key))
+}
+
+fn bits(disk: &TestDisk, slot: Slot) -> Result<(u8, u8, bool)> {
+    let a = disk.boot_state()?.attrs(slot);
+    Ok((a.priority(), a.tries(), a.successful()))
+}
+
+fn assert_bits(disk: &TestDisk, a: (u8, u8, bool), b: (u8, u8, bool), when: &str) -> Result<()> {
+    assert_eq!(bits(disk, Slot::A)?, a, "{when}: slot a (library)");
+    assert_eq!(bits(disk, Slot::B)?, b, "{when}: slot b (library)");
+    assert_eq!(disk.cgpt_slot(Slot::A)?, a, "{when}: slot a (cgpt)");
+    assert_eq!(disk.cgpt_slot(Slot::B)?, b, "{when}: slot b (cgpt)");
+    Ok(())
+}
+
+/// What every healthy boot of the appliance shows.
+fn assert_healthy_systemd_boot(boot: &Boot, log: &str) {
+    assert_eq!(
+        marker(boot, "system", "up", "init"),
+        Some("systemd"),
+        "PID 1: {log}"
+    );
+    assert_eq!(
+        target(boot, "multi-user.target", "state"),
+        Some("active"),
+        "{log}"
+    );
+    assert_eq!(
+        target(boot, "boot-complete.target", "state"),
+        Some("active"),
+        "{log}"
+    );
+    assert_eq!(
+        marker(boot, "updater", "health", "code"),
+        Some("0"),
+        "{log}"
+    );
+    assert_eq!(
+        marker(boot, "updater", "health", "result"),
+        Some("success"),
+        "{log}"
+    );
+    assert_eq!(
+        marker(boot, "systemd", "failed", "units"),
+        Some("none"),
+        "{log}"
+    );
+    assert_eq!(
+        marker(boot, "systemd", "machine-id", "transient"),
+        Some("yes"),
+        "{log}"
+    );
+    let mounts = boot.find("systemd", "mounts").expect("mounts marker");
+    assert!(
+        mounts
+            .get("root")
+            .is_some_and(|r| r.starts_with("squashfs:ro")),
+        "{log}"
+    );
+    assert_eq!(mounts.get("var"), Some("tmpfs"), "{log}");
+    assert_eq!(mounts.get("tmp"), Some("tmpfs"), "{log}");
+    assert_eq!(mounts.get("data"), Some("ext4"), "{log}");
+}
+
+fn seconds_to_multi_user(boot: &Boot) -> f64 {
+    target(boot, "multi-user.target", "at_us")
+        .and_then(|us| us.parse::<f64>().ok())
+        .map_or(f64::NAN, |us| us / 1e6)
+}
+
+#[test]
+fn debian_appliance_commits_its_trial_boot_with_systemd() -> Result<()> {
+    let bed = TestBed::new("debian_appliance_commits_its_trial_boot_with_systemd")?;
+    let base = Base::get(bed.assets)?;
+    if let Some(took) = base.built_in {
+        eprintln!("DEBIAN mmdebstrap+prepare wall={:.1}", took.as_secs_f64());
+    }
+    let built = debian::build_image(bed.assets, base, 1, bed.work())?;
+    let image_len = std::fs::metadata(&built.image)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    eprintln!(
+        "DEBIAN image stage+store-add={:.1} image={:.1} bytes={image_len} store_path={}",
+        built.staged_in.as_secs_f64(),
+        built.imaged_in.as_secs_f64(),
+        built.store_path
+    );
+    eprintln!(
+        "DEBIAN packages={}",
+        base.package_versions()?.lines().count()
+    );
+
+    let disk = TestDisk::create(&bed.work().join("disk.img"), &debian::disk_layout(), None)?;
+    disk.write_slot(Slot::A, &built.image)?;
+    disk.write_slot(Slot::B, &built.image)?;
+    disk.set_slot(Slot::A, 1, 0, true)?;
+    disk.set_slot(Slot::B, 2, 1, false)?;
+
+    // Boot 1: the trial of b, committed by flipside-health.service.
+    let started = Instant::now();
+    let mut vm = bed.start(&bed.vm_config("trial", &disk))?;
+    let exit = vm.wait_exit(SYSTEMD_BOOT)?;
+    let wall = started.elapsed().as_secs_f64();
+    let log = vm.serial_log().display().to_string();
+    let boots = vm.boots();
+    assert_eq!(
+        boots.iter().map(Boot::summary).collect::<Vec<_>>(),
+        [BootSummary::system(Slot::B, true, 0, 1, "poweroff")],
+        "serial log: {log}"
+    );
+    assert_eq!(exit, QemuExit::PoweredOff, "{log}");
+    assert_healthy_systemd_boot(&boots[0], &log);
+    let serial = std::fs::read_to_string(vm.serial_log()).unwrap_or_default();
+    assert!(
+        serial.contains("healthy: slot b committed"),
+        "flipside's verdict on the console: {log}"
+    );
+    eprintln!(
+        "DEBIAN boot trial multi_user_s={:.2} qemu_wall={wall:.1}",
+        seconds_to_multi_user(&boots[0])
+    );
+    assert_bits(&disk, (1, 0, true), (2, 0, true), "after the trial boot")?;
+
+    // Boot 2: b is proven now; the health unit runs and commits nothing.
+    let started = Instant::now();
+    let mut vm = bed.start(&bed.vm_config("proven", &disk))?;
+    let exit = vm.wait_exit(SYSTEMD_BOOT)?;
+    let wall = started.elapsed().as_secs_f64();
+    let log = vm.serial_log().display().to_string();
+    let boots = vm.boots();
+    assert_eq!(
+        boots.iter().map(Boot::summary).collect::<Vec<_>>(),
+        [BootSummary::system(Slot::B, false, 0, 1, "poweroff")],
+        "serial log: {log}"
+    );
+    assert_eq!(exit, QemuExit::PoweredOff, "{log}");
+    assert_healthy_systemd_boot(&boots[0], &log);
+    let serial = std::fs::read_to_string(vm.serial_log()).unwrap_or_default();
+    assert!(
+        serial.contains("healthy: slot b is proven, nothing to commit"),
+        "{log}"
+    );
+    eprintln!(
+        "DEBIAN boot proven multi_user_s={:.2} qemu_wall={wall:.1}",
+        seconds_to_multi_user(&boots[0])
+    );
+    assert_bits(&disk, (1, 0, true), (2, 0, true), "after the proven boot")?;
+    Ok(())
+}
