@@ -7,7 +7,14 @@
 # marker line "FLIPSIDE: initrd EVENT key=value ..." on the console; qemu-tests/README.md lists
 # them.
 #
+# When the firmware stage (flipside-boot) already chose the slot and consumed its try, the slot
+# comes from `flipside.slot=a|b` on the command line or, when the command line says nothing
+# (Secure Boot locks it), from flipside-boot's volatile FlipsideSlot EFI variable; then
+# flipside-select does NOT run (it would consume a second try) and the selection line is made
+# here from the GPT: root-<slot> found by its partition name in /sys/class/block/*/uevent.
+#
 # Kernel command line:
+#   flipside.slot=a|b       flipside-boot's choice (flipside-boot appends it)
 #   flipside.disk=DEV       the disk holding the GPT (default /dev/vda)
 #   flipside.watchdog=SECS  load the i6300esb watchdog and start it with SECS seconds before the
 #                           switch: the system must keep feeding it (or stop it) or the machine
@@ -49,11 +56,57 @@ slot_failed() {
 	fail "$1" 0 poweroff "$2 (proven slot $FLIPSIDE_SLOT: not retrying)"
 }
 
+# bytes DEV OFFSET COUNT FORMAT: COUNT bytes of DEV at OFFSET through od -t FORMAT.
+bytes() {
+	echo $(dd if="$1" bs=1 skip="$2" count="$3" 2>/dev/null | od -An -v -t "$4")
+}
+
+# efivar_slot: the slot in flipside-boot's FlipsideSlot variable (attribute word, then "a" or
+# "b" as UTF-16LE), if efivarfs is there and holds it.
+efivar_slot() {
+	vars=/sys/firmware/efi/efivars
+	[ -d "$vars" ] || return 0
+	mount -t efivarfs efivarfs "$vars" 2>/dev/null
+	file=$vars/FlipsideSlot-04bfef25-d88a-4d8f-bb49-90caf86c6315
+	[ -r "$file" ] || return 0
+	case $(dd if="$file" bs=1 skip=4 count=1 2>/dev/null) in
+	a) echo a ;;
+	b) echo b ;;
+	esac
+}
+
+# firmware_selection SLOT: the flipside-select line for the slot flipside-boot booted, from
+# the primary GPT (512-byte sectors): root-SLOT by name, its PARTUUID, and its bits as the
+# firmware left them (the try of a trial boot is already consumed, so T is the tries left).
+firmware_selection() {
+	part=
+	partn=
+	for ue in /sys/class/block/*/uevent; do
+		grep -qx "PARTNAME=root-$1" "$ue" || continue
+		[ -z "$part" ] || return 1 # two partitions of that name: ambiguous
+		part=/dev/$(sed -n 's/^DEVNAME=//p' "$ue")
+		partn=$(sed -n 's/^PARTN=//p' "$ue")
+	done
+	[ -n "$partn" ] || return 1
+	lba=$(bytes "$disk" $((512 + 72)) 4 u4)
+	size=$(bytes "$disk" $((512 + 84)) 4 u4)
+	entry=$((lba * 512 + (partn - 1) * size))
+	# Attribute bytes 6 and 7: tries (high nibble of 6), successful (bit 0 of 7).
+	set -- $(bytes "$disk" $((entry + 54)) 2 u1)
+	tries=$(($1 >> 4))
+	if [ $(($2 & 1)) = 1 ]; then trial=0 tries=0; else trial=1; fi
+	set -- $(bytes "$disk" $((entry + 16)) 16 x1)
+	uuid=$4$3$2$1-$6$5-$8$7-$9${10}-${11}${12}${13}${14}${15}${16}
+	echo "FLIPSIDE_SLOT=$slot FLIPSIDE_PARTUUID=$uuid FLIPSIDE_PARTITION=$part FLIPSIDE_PARTNUM=$partn FLIPSIDE_TRIAL=$trial FLIPSIDE_TRIES_LEFT=$tries"
+}
+
 disk=/dev/vda
 watchdog=
 probe=
+slot=
 for word in $(cat /proc/cmdline); do
 	case $word in
+	flipside.slot=a | flipside.slot=b) slot=${word#*=} ;;
 	flipside.disk=*) disk=${word#*=} ;;
 	flipside.watchdog=*) watchdog=${word#*=} ;;
 	flipside.probe) probe=1 ;;
@@ -85,17 +138,26 @@ while [ ! -b "$disk" ]; do
 	usleep 100000
 done
 
-selection=$(flipside-select --disk "$disk")
-rc=$?
-case $rc in
-0) ;;
-3) fail select 3 poweroff "no bootable slot on $disk" ;;
-4) fail select 4 poweroff "cannot read the boot table on $disk" ;;
-5) fail select 5 poweroff "cannot record the consumed try on $disk: not booting the trial slot" ;;
-*) fail select "$rc" poweroff "flipside-select failed with exit code $rc" ;;
-esac
+[ -n "$slot" ] || slot=$(efivar_slot)
+if [ -n "$slot" ]; then
+	# flipside-boot chose the slot and recorded its try: do not select again.
+	chooser=flipside-boot
+	selection=$(firmware_selection "$slot") ||
+		fail select 4 poweroff "flipside-boot chose slot $slot but $disk has no single partition root-$slot"
+else
+	chooser=flipside-select
+	selection=$(flipside-select --disk "$disk")
+	rc=$?
+	case $rc in
+	0) ;;
+	3) fail select 3 poweroff "no bootable slot on $disk" ;;
+	4) fail select 4 poweroff "cannot read the boot table on $disk" ;;
+	5) fail select 5 poweroff "cannot record the consumed try on $disk: not booting the trial slot" ;;
+	*) fail select "$rc" poweroff "flipside-select failed with exit code $rc" ;;
+	esac
+fi
 eval "$selection"
-mark "select slot=$FLIPSIDE_SLOT trial=$FLIPSIDE_TRIAL tries_left=$FLIPSIDE_TRIES_LEFT partnum=$FLIPSIDE_PARTNUM partuuid=$FLIPSIDE_PARTUUID"
+mark "select slot=$FLIPSIDE_SLOT trial=$FLIPSIDE_TRIAL tries_left=$FLIPSIDE_TRIES_LEFT partnum=$FLIPSIDE_PARTNUM partuuid=$FLIPSIDE_PARTUUID by=$chooser"
 
 mount -t squashfs -o ro "$FLIPSIDE_PARTITION" /newroot ||
 	slot_failed mount "cannot mount slot $FLIPSIDE_SLOT ($FLIPSIDE_PARTITION) read-only as squashfs"

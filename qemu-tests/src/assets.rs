@@ -7,6 +7,7 @@
 //! | static flipside-select | `cargo build --release --target x86_64-unknown-linux-gnu` with `+crt-static` | `cargo-static/` |
 //! | static flipside (updater), on first use | the same | `cargo-static/` |
 //! | flipside-build | `cargo build --release -p flipside-image-builder` | `cargo/` |
+//! | flipside-boot (UEFI), on first use | `cargo build --release -p flipside-boot --target x86_64-unknown-uefi` | `cargo-uefi/` |
 //! | initramfs | [`crate::initramfs`] | `initramfs.cpio.zst` |
 //!
 //! Every step is idempotent: a cached kernel is reused, cargo rebuilds only what changed, and
@@ -41,6 +42,7 @@ pub struct Assets {
     pub initramfs: PathBuf,
     flipside_build: OnceLock<PathBuf>,
     flipside: OnceLock<PathBuf>,
+    flipside_boot: OnceLock<PathBuf>,
 }
 
 static ASSETS: OnceLock<Assets> = OnceLock::new();
@@ -105,6 +107,34 @@ impl Assets {
     }
 }
 
+/// The UEFI target flipside-boot is built for.
+pub const UEFI_TARGET: &str = "x86_64-unknown-uefi";
+
+impl Assets {
+    /// flipside-boot, the UEFI boot manager (`flipside-boot.efi`), built on first use in its
+    /// own target directory. Needs `rustup target add x86_64-unknown-uefi` (scripts/setup.sh).
+    pub fn flipside_boot(&self) -> Result<&Path> {
+        if let Some(p) = self.flipside_boot.get() {
+            return Ok(p);
+        }
+        let _guard = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = self.flipside_boot.get() {
+            return Ok(p);
+        }
+        let target = self.dir.join("cargo-uefi");
+        cargo_build(
+            &["-p", "flipside-boot", "--target", UEFI_TARGET],
+            &target,
+            None,
+        )?;
+        let bin = target
+            .join(UEFI_TARGET)
+            .join("release")
+            .join("flipside-boot.efi");
+        Ok(self.flipside_boot.get_or_init(|| bin))
+    }
+}
+
 /// Prepares every asset under `dir` (see the module docs).
 pub fn prepare(dir: &Path) -> Result<Assets> {
     fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
@@ -128,6 +158,7 @@ pub fn prepare(dir: &Path) -> Result<Assets> {
         initramfs,
         flipside_build: OnceLock::new(),
         flipside: OnceLock::new(),
+        flipside_boot: OnceLock::new(),
     })
 }
 

@@ -45,6 +45,35 @@ impl Default for DiskLayout {
     }
 }
 
+/// A partition after the data partition (the ESP and the kernel partitions of a UEFI disk,
+/// see [`crate::uefi`]), numbered 4, 5, ... in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtraPartition {
+    /// GPT partition name.
+    pub label: String,
+    /// GPT type GUID.
+    pub type_guid: &'static str,
+    /// Bytes (a multiple of 1 MiB).
+    pub size: u64,
+}
+
+/// The `sgdisk` arguments that partition a disk with `layout` and `extra` partitions. Pure.
+pub fn sgdisk_args_with(layout: &DiskLayout, extra: &[ExtraPartition]) -> Vec<String> {
+    let mut args = sgdisk_args(layout);
+    for (i, p) in extra.iter().enumerate() {
+        let n = i + 4;
+        args.extend([
+            "-n".to_string(),
+            format!("{n}:0:+{}K", p.size / 1024),
+            "-t".to_string(),
+            format!("{n}:{}", p.type_guid),
+            "-c".to_string(),
+            format!("{n}:{}", p.label),
+        ]);
+    }
+    args
+}
+
 /// The `sgdisk` arguments that partition a disk with `layout`. Pure.
 pub fn sgdisk_args(layout: &DiskLayout) -> Vec<String> {
     let kib = |b: u64| format!("+{}K", b / 1024);
@@ -92,12 +121,25 @@ impl TestDisk {
     /// Creates a sparse disk image at `path`: GPT by sgdisk, an empty ext4 data partition
     /// holding the files of `data_dir` when given. Both slots start with P=0, T=0, S=0.
     pub fn create(path: &Path, layout: &DiskLayout, data_dir: Option<&Path>) -> Result<Self> {
+        Self::create_with(path, layout, data_dir, &[])
+    }
+
+    /// [`TestDisk::create`] with `extra` partitions after the data partition (left empty).
+    pub fn create_with(
+        path: &Path,
+        layout: &DiskLayout,
+        data_dir: Option<&Path>,
+        extra: &[ExtraPartition],
+    ) -> Result<Self> {
         let file = File::create(path).map_err(Error::io("create", path))?;
-        file.set_len(disk_size(layout))
+        let extra_size: u64 = extra.iter().map(|p| p.size).sum();
+        file.set_len(disk_size(layout) + extra_size)
             .map_err(Error::io("size", path))?;
         drop(file);
         tool::run(
-            Command::new("sgdisk").args(sgdisk_args(layout)).arg(path),
+            Command::new("sgdisk")
+                .args(sgdisk_args_with(layout, extra))
+                .arg(path),
             "gdisk",
         )?;
         let disk = Self {
@@ -160,6 +202,22 @@ impl TestDisk {
             entry.first_lba * sector,
             (entry.last_lba + 1 - entry.first_lba) * sector,
         ))
+    }
+
+    /// Writes `image` into the partition named `label` (and syncs it); refuses an image larger
+    /// than the partition. Boot state is not touched.
+    pub fn write_partition(&self, label: &str, image: &Path) -> Result<()> {
+        let selector = PartitionSelector::Label(label.into());
+        let (start, len) = self.partition_range(&selector)?;
+        let (_, table) = self.table(false)?;
+        let number = table
+            .find(&selector)
+            .map_err(|source| Error::Gpt {
+                disk: self.path.clone(),
+                source,
+            })?
+            .number;
+        self.write_at(image, start, len, number)
     }
 
     /// The partition number of a slot.
@@ -278,5 +336,30 @@ mod tests {
         assert!(joined.contains("-c 1:root-a") && joined.contains("-c 2:root-b"));
         assert!(joined.contains("-c 3:data"));
         assert_eq!(disk_size(&DiskLayout::default()), 146 * MIB);
+    }
+
+    #[test]
+    fn extra_partitions_follow_the_data_partition() {
+        let extra = [
+            ExtraPartition {
+                label: "esp".into(),
+                type_guid: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+                size: 8 * MIB,
+            },
+            ExtraPartition {
+                label: "kernel-a".into(),
+                type_guid: DATA_TYPE,
+                size: 48 * MIB,
+            },
+        ];
+        let joined = sgdisk_args_with(&DiskLayout::default(), &extra).join(" ");
+        assert!(joined.starts_with(&sgdisk_args(&DiskLayout::default()).join(" ")));
+        assert!(
+            joined.ends_with(
+                "-n 4:0:+8192K -t 4:C12A7328-F81F-11D2-BA4B-00A0C93EC93B -c 4:esp \
+                 -n 5:0:+49152K -t 5:0FC63DAF-8483-4772-8E79-3D69D8477DE4 -c 5:kernel-a"
+            ),
+            "{joined}"
+        );
     }
 }

@@ -63,6 +63,14 @@ pub struct Kernel {
     pub modules: Vec<PathBuf>,
 }
 
+impl Kernel {
+    /// The compressed `vmlinuz` (bzImage), kept beside [`Kernel::image`] in the cache: what an
+    /// EFI stub (a unified kernel image) boots.
+    pub fn bzimage(&self) -> PathBuf {
+        self.image.with_file_name("vmlinuz")
+    }
+}
+
 /// The kernel package `apt-cache depends linux-image-amd64` names, e.g.
 /// `linux-image-6.1.0-56-amd64`. Pure.
 pub fn package_from_depends(output: &str) -> Option<String> {

@@ -11,6 +11,7 @@
 //! - [`ota`], [`server`]: releases carrying the real updater, a real repository, and the
 //!   update server the guest reaches through `guestfwd`.
 //! - [`testbed`]: what a test starts from.
+//! - [`uefi`]: OVMF, an ESP holding flipside-boot, unified kernel images in kernel partitions.
 
 pub mod accel;
 pub mod appliance;
@@ -27,6 +28,7 @@ pub mod paths;
 pub mod server;
 pub mod testbed;
 pub mod tool;
+pub mod uefi;
 pub mod vm;
 
 pub use accel::Accel;

@@ -1,7 +1,9 @@
 //! Serial markers: the lines the initramfs and the test systems print so that the harness can
 //! follow a VM. A marker is `FLIPSIDE: SOURCE EVENT key=value ...` anywhere in a console line
 //! (kernel messages may share the line). Every boot starts with `FLIPSIDE: initrd start`, so
-//! the markers split into [`Boot`]s. Pure: no I/O.
+//! the markers split into [`Boot`]s. The UEFI boot manager's lines `flipside-boot: EVENT
+//! key=value ...` are markers of source `boot`; a boot through it starts at `boot start`.
+//! Pure: no I/O.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -50,6 +52,11 @@ const UPDATER_LINES: &[(&str, &str)] = &[
     ("FLIPSIDE_PROGRESS ", "progress"),
 ];
 
+/// What flipside-boot's console lines start with; read as markers of source `boot`. Its
+/// explanations (`flipside-boot: error: ...`, `warning: ...`) are markers with event `error:`
+/// or `warning:`.
+pub const BOOT_PREFIX: &str = "flipside-boot: ";
+
 /// The one field whose value is the rest of the line (JSON, which has spaces): the system
 /// prints `flipside status --json` with its newlines removed as `... json=<document>`.
 pub const JSON_FIELD: &str = "json";
@@ -64,6 +71,14 @@ pub fn parse(line: &str) -> Option<Marker> {
                 fields: fields(&line[at + prefix.len()..]),
             });
         }
+    }
+    if let Some(at) = line.find(BOOT_PREFIX) {
+        let (event, after) = first_word(&line[at + BOOT_PREFIX.len()..])?;
+        return Some(Marker {
+            source: "boot".into(),
+            event: event.to_string(),
+            fields: fields(after),
+        });
     }
     let at = line.find(PREFIX)?;
     let rest = &line[at + PREFIX.len()..];
@@ -214,11 +229,16 @@ impl BootSummary {
     }
 }
 
-/// Splits markers into boots at each `initrd start`; markers before the first are dropped.
+/// Splits markers into boots at each `boot start` (flipside-boot) and each `initrd start`
+/// that is not the initramfs of a boot flipside-boot started; markers before the first are
+/// dropped.
 pub fn boots(markers: &[Marker]) -> Vec<Boot> {
     let mut out: Vec<Boot> = Vec::new();
     for m in markers {
-        if m.is("initrd", "start") {
+        let firmware_boot_without_initrd = out.last().is_some_and(|b: &Boot| {
+            b.find("boot", "start").is_some() && b.find("initrd", "start").is_none()
+        });
+        if m.is("boot", "start") || (m.is("initrd", "start") && !firmware_boot_without_initrd) {
             out.push(Boot {
                 number: out.len() + 1,
                 markers: Vec::new(),
@@ -302,6 +322,42 @@ mod tests {
         assert_eq!(boots[1].selection(), None);
         assert_eq!(boots[2].ending(), Ending::Unknown);
         assert_eq!(boots[2].system_version(), None);
+    }
+
+    #[test]
+    fn flipside_boot_lines_are_boot_markers_and_start_boots() {
+        let m = parse("\x1b[0mflipside-boot: select slot=b trial=1 tries_left=1 kernel=kernel-b")
+            .unwrap();
+        assert!(m.is("boot", "select"));
+        assert_eq!(m.get("kernel"), Some("kernel-b"));
+        assert!(parse("flipside-boot: error: slot b failed")
+            .unwrap()
+            .is("boot", "error:"));
+        let all = markers(&[
+            "flipside-boot: start version=0.1.0",
+            "flipside-boot: select slot=b trial=0 tries_left=0 kernel=kernel-b",
+            "flipside-boot: boot slot=b",
+            "FLIPSIDE: initrd start kernel=x",
+            "FLIPSIDE: initrd select slot=b trial=0 tries_left=0 partnum=2 by=flipside-boot",
+            "FLIPSIDE: system up name=t version=2 slot=b",
+            "FLIPSIDE: system end action=reboot",
+            "flipside-boot: start version=0.1.0",
+            "flipside-boot: fail stage=kernel slot=b action=fallback",
+            "flipside-boot: select slot=a trial=0 tries_left=0 kernel=kernel-a",
+            "FLIPSIDE: initrd start kernel=x",
+            "FLIPSIDE: initrd start kernel=x",
+        ]);
+        let boots = boots(&all);
+        assert_eq!(boots.len(), 3, "{boots:#?}");
+        assert_eq!(
+            boots[0].summary(),
+            BootSummary::system(Slot::B, false, 0, 2, "reboot")
+        );
+        assert!(boots[0].find("boot", "select").is_some());
+        assert!(boots[1].find("boot", "fail").is_some());
+        assert!(boots[1].find("initrd", "start").is_some());
+        // A second initramfs start without flipside-boot in between is a boot of its own.
+        assert_eq!(boots[2].markers.len(), 1);
     }
 
     #[test]

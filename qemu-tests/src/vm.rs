@@ -54,6 +54,14 @@ pub struct GuestFwd {
     pub busybox: PathBuf,
 }
 
+/// UEFI firmware in two flash devices: OVMF's code (read-only) and a writable copy of its
+/// variable store for this VM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Firmware {
+    pub code: PathBuf,
+    pub vars: PathBuf,
+}
+
 /// How to run one VM.
 #[derive(Clone, Debug)]
 pub struct VmConfig {
@@ -73,6 +81,9 @@ pub struct VmConfig {
     pub memory_mib: u32,
     /// Extra kernel command line words.
     pub extra_cmdline: Vec<String>,
+    /// Boot through UEFI firmware from the disk alone: `kernel`, `initramfs` and the command
+    /// line are then not given to QEMU (the disk's ESP and kernel partitions hold them).
+    pub firmware: Option<Firmware>,
 }
 
 impl VmConfig {
@@ -89,6 +100,7 @@ impl VmConfig {
             network: None,
             memory_mib: 256,
             extra_cmdline: Vec::new(),
+            firmware: None,
         }
     }
 
@@ -127,9 +139,24 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Vec<String> {
         "-serial",
         "chardev:console",
     ]);
-    push(&["-kernel", &cfg.kernel.to_string_lossy()]);
-    push(&["-initrd", &cfg.initramfs.to_string_lossy()]);
-    push(&["-append", &cfg.cmdline()]);
+    match &cfg.firmware {
+        None => {
+            push(&["-kernel", &cfg.kernel.to_string_lossy()]);
+            push(&["-initrd", &cfg.initramfs.to_string_lossy()]);
+            push(&["-append", &cfg.cmdline()]);
+        }
+        Some(fw) => {
+            let code = format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                qemu_escape(&fw.code.to_string_lossy())
+            );
+            let vars = format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                qemu_escape(&fw.vars.to_string_lossy())
+            );
+            push(&["-drive", &code, "-drive", &vars]);
+        }
+    }
     let debug_exit = format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04");
     push(&["-device", &debug_exit]);
     if let Some(disk) = &cfg.disk {
@@ -466,6 +493,7 @@ mod tests {
             network: None,
             memory_mib: 256,
             extra_cmdline: vec![],
+            firmware: None,
         }
     }
 
@@ -527,6 +555,34 @@ mod tests {
             ["-device", "virtio-net-pci,netdev=net0,romfile="]
         ));
         assert!(!args.iter().any(|a| a == "-drive"));
+    }
+
+    #[test]
+    fn uefi_boots_from_the_disk_alone() {
+        let mut cfg = config();
+        cfg.firmware = Some(Firmware {
+            code: "/ovmf/CODE.fd".into(),
+            vars: "/w/vars,1.fd".into(),
+        });
+        let args = qemu_args(&cfg, Accel::Tcg);
+        assert!(!args
+            .iter()
+            .any(|a| a == "-kernel" || a == "-initrd" || a == "-append"));
+        assert!(has(
+            &args,
+            [
+                "-drive",
+                "if=pflash,format=raw,unit=0,readonly=on,file=/ovmf/CODE.fd"
+            ]
+        ));
+        assert!(has(
+            &args,
+            ["-drive", "if=pflash,format=raw,unit=1,file=/w/vars,,1.fd"]
+        ));
+        assert!(has(
+            &args,
+            ["-drive", "file=/d/disk,,1.img,if=none,id=disk0,format=raw"]
+        ));
     }
 
     #[test]
