@@ -262,9 +262,9 @@ fn attempt<D: BlockDevice>(
             error(
                 fw,
                 &format!(
-                    "the firmware refused to load the kernel image in {label} ({status}); \
-                     with Secure Boot on it must be signed by a key the firmware trusts; \
-                     reinstall slot {slot}"
+                    "the firmware refused to load the kernel image in {label} ({status}): {}; \
+                     reinstall slot {slot}",
+                    load_hint(&status)
                 ),
             );
             Err(on_disk)
@@ -283,6 +283,18 @@ fn attempt<D: BlockDevice>(
             );
             Err(on_disk)
         }
+    }
+}
+
+/// What a `LoadImage` status most likely means.
+fn load_hint(status: &str) -> &'static str {
+    match status {
+        "SECURITY_VIOLATION" | "ACCESS_DENIED" => {
+            "Secure Boot is on and the image is not signed by a key the firmware trusts"
+        }
+        "UNSUPPORTED" => "it is not an EFI image for this machine",
+        "OUT_OF_RESOURCES" => "the firmware has not enough memory for it",
+        _ => "it is not a loadable EFI image",
     }
 }
 
@@ -373,4 +385,459 @@ fn warning(fw: &mut impl Firmware, text: &str) {
 /// The first line flipside-boot prints.
 pub fn start_line() -> String {
     format!("{PREFIX}start version={}", env!("CARGO_PKG_VERSION"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::rc::Rc;
+    use alloc::vec;
+    use core::cell::RefCell;
+    use flipside_bootloader_hooks::{BootAttrs, DeviceError};
+    use std::io::Cursor;
+    use std::process::Command;
+
+    const KIB: u64 = 1024;
+    const KERNEL_PART: u64 = 256 * KIB;
+
+    /// What happened, in order: device writes and flushes, and the firmware's actions.
+    type Log = Rc<RefCell<Vec<String>>>;
+
+    /// An in-memory disk that logs writes and flushes and can refuse writes.
+    struct LoggedDisk {
+        inner: Cursor<Vec<u8>>,
+        log: Log,
+        read_only: bool,
+    }
+
+    impl BlockDevice for LoggedDisk {
+        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
+            self.inner.read_at(offset, buf)
+        }
+        fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), DeviceError> {
+            if self.read_only {
+                return Err(DeviceError::other("write protected"));
+            }
+            self.log.borrow_mut().push(format!("write {offset}"));
+            self.inner.write_at(offset, buf)
+        }
+        fn sync(&mut self) -> Result<(), DeviceError> {
+            self.log.borrow_mut().push("sync".into());
+            self.inner.sync()
+        }
+        fn byte_len(&mut self) -> Result<u64, DeviceError> {
+            self.inner.byte_len()
+        }
+    }
+
+    /// A firmware that records what it is asked and refuses images by their contents:
+    /// `REFUSE` fails LoadImage, `RETURN` fails StartImage; anything else "boots".
+    struct FakeFirmware {
+        log: Log,
+        lines: Vec<String>,
+        variable: Option<Slot>,
+        variable_fails: bool,
+        booted: Vec<(Vec<u8>, String)>,
+    }
+
+    impl FakeFirmware {
+        fn new(log: &Log) -> Self {
+            Self {
+                log: log.clone(),
+                lines: Vec::new(),
+                variable: None,
+                variable_fails: false,
+                booted: Vec::new(),
+            }
+        }
+
+        fn events(&self) -> Vec<String> {
+            self.lines
+                .iter()
+                .filter_map(|l| l.strip_prefix(PREFIX))
+                .filter(|l| !l.starts_with("error:") && !l.starts_with("warning:"))
+                .map(|l| {
+                    let event = l.split(' ').next().unwrap_or("");
+                    match l.split(' ').find_map(|w| w.strip_prefix("slot=")) {
+                        Some(slot) => format!("{event} {slot}"),
+                        None => event.to_string(),
+                    }
+                })
+                .collect()
+        }
+
+        fn said(&self, text: &str) -> bool {
+            self.lines.iter().any(|l| l.contains(text))
+        }
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    impl Firmware for FakeFirmware {
+        fn say(&mut self, line: &str) {
+            self.lines.push(line.to_string());
+        }
+        fn set_slot_variable(&mut self, slot: Slot) -> Result<(), String> {
+            if self.variable_fails {
+                return Err("WRITE_PROTECTED".into());
+            }
+            self.variable = Some(slot);
+            Ok(())
+        }
+        fn boot_image(&mut self, image: &[u8], options: &str) -> Result<(), KernelFailure> {
+            self.log.borrow_mut().push("boot".into());
+            self.booted.push((image.to_vec(), options.to_string()));
+            if contains(image, b"REFUSE") {
+                return Err(KernelFailure::Load("SECURITY_VIOLATION".into()));
+            }
+            if contains(image, b"RETURN") {
+                return Err(KernelFailure::Start("LOAD_ERROR".into()));
+            }
+            Ok(())
+        }
+    }
+
+    /// A minimal PE32+ image: 0x400 bytes of headers, then each section's data padded to
+    /// 0x200 bytes.
+    fn pe(sections: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = vec![0u8; 0x400];
+        out[..2].copy_from_slice(b"MZ");
+        out[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+        out[0x80..0x84].copy_from_slice(b"PE\0\0");
+        out[0x84..0x86].copy_from_slice(&0x8664u16.to_le_bytes());
+        out[0x86..0x88].copy_from_slice(&(sections.len() as u16).to_le_bytes());
+        let optional = 112 + 16 * 8;
+        out[0x94..0x96].copy_from_slice(&(optional as u16).to_le_bytes());
+        let opt = 0x98;
+        out[opt..opt + 2].copy_from_slice(&0x20bu16.to_le_bytes());
+        out[opt + 60..opt + 64].copy_from_slice(&0x400u32.to_le_bytes());
+        out[opt + 108..opt + 112].copy_from_slice(&16u32.to_le_bytes());
+        let mut table = opt + optional;
+        for (name, data) in sections {
+            let offset = out.len();
+            let raw = data.len().div_ceil(0x200) * 0x200;
+            out[table..table + name.len()].copy_from_slice(name.as_bytes());
+            out[table + 8..table + 12].copy_from_slice(&(data.len() as u32).to_le_bytes());
+            out[table + 16..table + 20].copy_from_slice(&(raw as u32).to_le_bytes());
+            out[table + 20..table + 24].copy_from_slice(&(offset as u32).to_le_bytes());
+            out.extend_from_slice(data);
+            out.resize(offset + raw, 0);
+            table += 40;
+        }
+        out
+    }
+
+    fn uki(cmdline: &str, linux: &[u8]) -> Vec<u8> {
+        let mut cmd = cmdline.as_bytes().to_vec();
+        cmd.push(0);
+        pe(&[
+            (".osrel", b"ID=testapp\n"),
+            (".cmdline", &cmd),
+            (".linux", linux),
+        ])
+    }
+
+    /// A test disk made by sgdisk: root-a, root-b, kernel-a, kernel-b; kernel partitions
+    /// hold `kernel_a` / `kernel_b` followed by 0xee (an older image's tail), slot bits as given.
+    struct Setup {
+        disk: Disk<LoggedDisk>,
+        log: Log,
+    }
+
+    fn setup(kernel_a: &[u8], kernel_b: &[u8], a: (u8, u8, bool), b: (u8, u8, bool)) -> Setup {
+        Setup::new(disk_bytes(kernel_a, kernel_b, a, b), false)
+    }
+
+    fn disk_bytes(
+        kernel_a: &[u8],
+        kernel_b: &[u8],
+        a: (u8, u8, bool),
+        b: (u8, u8, bool),
+    ) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.img");
+        std::fs::write(&path, vec![0u8; 2 * 1024 * 1024]).unwrap();
+        let out = Command::new("sgdisk")
+            .args(["-o", "-n", "1:2048:+64K", "-c", "1:root-a"])
+            .args(["-n", "2:0:+64K", "-c", "2:root-b"])
+            .args(["-n", "3:0:+256K", "-c", "3:kernel-a"])
+            .args(["-n", "4:0:+256K", "-c", "4:kernel-b"])
+            .arg(&path)
+            .output()
+            .expect("sgdisk (Debian package gdisk) must be installed for these tests");
+        assert!(out.status.success(), "sgdisk: {out:?}");
+        let mut disk = Disk::new("setup", Cursor::new(std::fs::read(&path).unwrap()));
+        let (mut table, state) = disk::load(&mut disk, &SlotLayout::default()).unwrap();
+        let mut dev = disk.into_inner();
+        for (slot, image) in [(Slot::A, kernel_a), (Slot::B, kernel_b)] {
+            let entry = table
+                .find(&PartitionSelector::Label(kernel_label(slot)))
+                .unwrap();
+            let range = entry.byte_range(table.sector_size()).unwrap();
+            assert_eq!(range.end - range.start, KERNEL_PART);
+            let mut contents = image.to_vec();
+            contents.resize(KERNEL_PART as usize, 0xee);
+            dev.write_at(range.start, &contents).unwrap();
+        }
+        let mut disk = Disk::new("setup", dev);
+        let attrs = |(p, t, s)| BootAttrs::new(p, t, s).unwrap();
+        let state = state
+            .with_attrs(Slot::A, attrs(a))
+            .with_attrs(Slot::B, attrs(b));
+        disk::commit(&mut disk, &mut table, &state).unwrap();
+        disk.into_inner().into_inner()
+    }
+
+    impl Setup {
+        fn new(bytes: Vec<u8>, read_only: bool) -> Self {
+            let log: Log = Rc::default();
+            let disk = Disk::new(
+                "test.img",
+                LoggedDisk {
+                    inner: Cursor::new(bytes),
+                    log: log.clone(),
+                    read_only,
+                },
+            );
+            Setup { disk, log }
+        }
+
+        fn bits(&mut self, slot: Slot) -> (u8, u8, bool) {
+            let (_, state) = disk::load(&mut self.disk, &SlotLayout::default()).unwrap();
+            let a = state.attrs(slot);
+            (a.priority(), a.tries(), a.successful())
+        }
+
+        fn run(&mut self) -> (Result<Slot, Failure>, FakeFirmware) {
+            let mut fw = FakeFirmware::new(&self.log);
+            let result = run(&mut fw, &mut self.disk);
+            (result, fw)
+        }
+
+        fn writes(&self) -> usize {
+            self.log
+                .borrow()
+                .iter()
+                .filter(|e| e.starts_with("write"))
+                .count()
+        }
+    }
+
+    const PROVEN: (u8, u8, bool) = (1, 0, true);
+    const PREFERRED: (u8, u8, bool) = (2, 0, true);
+
+    #[test]
+    fn boots_the_preferred_proven_slot_trimmed_with_its_command_line() {
+        let a = uki("console=ttyS0 quiet", b"kernel a");
+        let b = uki("console=ttyS0 panic=-1", b"kernel b");
+        let mut s = setup(&a, &b, PROVEN, PREFERRED);
+        let (result, fw) = s.run();
+        assert_eq!(result, Ok(Slot::B));
+        assert_eq!(fw.booted.len(), 1);
+        let (image, options) = &fw.booted[0];
+        assert_eq!(image, &b, "exactly the UKI, without the partition's tail");
+        assert_eq!(options, "console=ttyS0 panic=-1 flipside.slot=b");
+        assert_eq!(fw.variable, Some(Slot::B));
+        assert_eq!(fw.events(), ["select b", "kernel b", "boot b"]);
+        assert!(fw.said(
+            "flipside-boot: select slot=b trial=0 tries_left=0 kernel=kernel-b reason=select"
+        ));
+        assert!(fw.said(&format!(
+            "flipside-boot: kernel slot=b partition=kernel-b bytes={}",
+            b.len()
+        )));
+        assert_eq!(s.writes(), 0, "a proven slot is never written");
+        assert_eq!(s.bits(Slot::B), PREFERRED);
+        assert_eq!(s.bits(Slot::A), PROVEN);
+    }
+
+    #[test]
+    fn a_trial_try_is_written_and_flushed_before_the_kernel_starts() {
+        let k = uki("console=ttyS0", b"kernel");
+        let mut s = setup(&k, &k, PROVEN, (2, 2, false));
+        let (result, fw) = s.run();
+        assert_eq!(result, Ok(Slot::B));
+        assert!(fw.said("select slot=b trial=1 tries_left=1"));
+        assert!(fw.said("commit slot=b attrs=P=2,T=1,S=0 was=P=2,T=2,S=0"));
+        let log = s.log.borrow().clone();
+        let boot = log.iter().position(|e| e == "boot").unwrap();
+        let last_sync = log.iter().rposition(|e| e == "sync").unwrap();
+        assert!(s.writes() > 0 && last_sync < boot, "{log:?}");
+        assert_eq!(log.len(), boot + 1, "nothing after the boot: {log:?}");
+        assert_eq!(s.bits(Slot::B), (2, 1, false));
+        assert_eq!(s.bits(Slot::A), PROVEN);
+    }
+
+    #[test]
+    fn the_last_try_leaves_the_trial_slot_unbootable_before_it_runs() {
+        let k = uki("console=ttyS0", b"kernel");
+        let mut s = setup(&k, &k, PROVEN, (2, 1, false));
+        let (result, fw) = s.run();
+        assert_eq!(result, Ok(Slot::B));
+        assert!(fw.said("select slot=b trial=1 tries_left=0"));
+        assert_eq!(s.bits(Slot::B), (0, 0, false));
+        assert_eq!(s.bits(Slot::A), PROVEN);
+    }
+
+    #[test]
+    fn garbage_in_the_kernel_partition_falls_back_and_keeps_the_proven_bits() {
+        let a = uki("console=ttyS0", b"kernel a");
+        let mut s = setup(&a, b"garbage, not a kernel", PROVEN, PREFERRED);
+        let (result, fw) = s.run();
+        assert_eq!(result, Ok(Slot::A));
+        assert_eq!(
+            fw.events(),
+            ["select b", "fail b", "select a", "kernel a", "boot a"]
+        );
+        assert!(fw.said("fail stage=kernel slot=b action=fallback"));
+        assert!(fw.said("error: partition kernel-b does not hold a kernel image: no MZ signature"));
+        assert!(fw.said("select slot=a trial=0 tries_left=0 kernel=kernel-a reason=fallback"));
+        assert_eq!(fw.booted.len(), 1);
+        assert_eq!(fw.booted[0].1, "console=ttyS0 flipside.slot=a");
+        assert_eq!(fw.variable, Some(Slot::A));
+        assert_eq!(s.writes(), 0);
+        assert_eq!(s.bits(Slot::B), PREFERRED);
+        assert_eq!(s.bits(Slot::A), PROVEN);
+    }
+
+    #[test]
+    fn a_refused_trial_kernel_spends_its_try_and_the_fallback_boots() {
+        let a = uki("console=ttyS0", b"kernel a");
+        let b = uki("console=ttyS0", b"REFUSE");
+        let mut s = setup(&a, &b, PROVEN, (2, 2, false));
+        let (result, fw) = s.run();
+        assert_eq!(result, Ok(Slot::A));
+        assert_eq!(
+            fw.events(),
+            [
+                "select b", "commit b", "kernel b", "boot b", "fail b", "select a", "kernel a",
+                "boot a"
+            ]
+        );
+        assert!(fw.said("fail stage=load slot=b status=SECURITY_VIOLATION action=fallback"));
+        assert!(fw.said("Secure Boot is on and the image is not signed"));
+        assert_eq!(s.bits(Slot::B), (2, 1, false), "one try spent, no more");
+        assert_eq!(s.bits(Slot::A), PROVEN);
+    }
+
+    #[test]
+    fn a_fallback_on_trial_has_its_try_recorded_too() {
+        let a = uki("console=ttyS0", b"kernel a");
+        let mut s = setup(&a, b"", (1, 1, false), PREFERRED);
+        let (result, fw) = s.run();
+        assert_eq!(result, Ok(Slot::A));
+        assert_eq!(
+            fw.events(),
+            ["select b", "fail b", "select a", "commit a", "kernel a", "boot a"]
+        );
+        assert_eq!(s.bits(Slot::A), (0, 0, false));
+        assert_eq!(s.bits(Slot::B), PREFERRED);
+    }
+
+    #[test]
+    fn both_slots_failing_gives_up_after_two_attempts() {
+        let a = uki("console=ttyS0", b"RETURN");
+        let b = uki("console=ttyS0", b"REFUSE");
+        let mut s = setup(&a, &b, PROVEN, PREFERRED);
+        let (result, fw) = s.run();
+        assert_eq!(result, Err(Failure::NothingStarted));
+        assert_eq!(fw.booted.len(), 2, "never more than two attempts");
+        assert!(fw.said("fail stage=start slot=a status=LOAD_ERROR action=fallback"));
+        assert!(fw.said("error: both slots failed to start"));
+        assert_eq!(s.writes(), 0);
+        assert_eq!(s.bits(Slot::B), PREFERRED);
+        assert_eq!(s.bits(Slot::A), PROVEN);
+    }
+
+    #[test]
+    fn no_fallback_when_the_other_slot_is_not_bootable() {
+        let mut s = setup(b"", b"", (0, 0, false), PREFERRED);
+        let (result, fw) = s.run();
+        assert_eq!(result, Err(Failure::NothingStarted));
+        assert!(fw.said("fail stage=fallback slot=a action=firmware"));
+        assert!(fw.said("slot b failed and slot a is not bootable (P=0 T=0 S=0)"));
+        assert!(fw.booted.is_empty());
+        assert_eq!(s.bits(Slot::B), PREFERRED);
+    }
+
+    #[test]
+    fn no_bootable_slot_returns_to_the_firmware_without_writing() {
+        let mut s = setup(b"", b"", (0, 0, false), (0, 3, false));
+        let (result, fw) = s.run();
+        assert_eq!(result, Err(Failure::NoBootableSlot));
+        assert_eq!(fw.events(), ["fail"]);
+        assert!(fw.said("error: no bootable slot"));
+        assert!(fw.booted.is_empty());
+        assert_eq!(s.writes(), 0);
+    }
+
+    #[test]
+    fn an_unreadable_table_returns_to_the_firmware() {
+        let mut bytes = disk_bytes(b"", b"", PROVEN, PREFERRED);
+        // Both GPT headers destroyed.
+        let len = bytes.len();
+        bytes[512..1024].fill(0);
+        bytes[len - 512..].fill(0);
+        let mut s = Setup::new(bytes, false);
+        let (result, fw) = s.run();
+        assert_eq!(result, Err(Failure::Table));
+        assert!(fw.said("fail stage=table action=firmware"));
+        assert!(fw.said("error: cannot read the boot table"));
+        assert!(fw.booted.is_empty());
+        assert_eq!(s.writes(), 0);
+    }
+
+    #[test]
+    fn an_unrecordable_try_is_not_booted() {
+        let k = uki("console=ttyS0", b"kernel");
+        let mut s = Setup::new(disk_bytes(&k, &k, PROVEN, (2, 2, false)), true);
+        let (result, fw) = s.run();
+        // The trial slot b is skipped; proven a needs no write and boots.
+        assert_eq!(result, Ok(Slot::A));
+        assert_eq!(
+            fw.events(),
+            ["select b", "fail b", "select a", "kernel a", "boot a"]
+        );
+        assert!(fw.said("fail stage=commit slot=b action=fallback"));
+        assert!(fw.said("not booting a trial that would go unrecorded"));
+        assert_eq!(s.bits(Slot::B), (2, 2, false));
+    }
+
+    #[test]
+    fn a_variable_that_cannot_be_set_is_a_warning() {
+        let k = uki("console=ttyS0", b"kernel");
+        let mut s = setup(&k, &k, PROVEN, PREFERRED);
+        let mut fw = FakeFirmware::new(&s.log);
+        fw.variable_fails = true;
+        assert_eq!(run(&mut fw, &mut s.disk), Ok(Slot::B));
+        assert!(fw.said("warning: cannot set the FlipsideSlot EFI variable: WRITE_PROTECTED"));
+        assert_eq!(fw.booted.len(), 1);
+    }
+
+    #[test]
+    fn an_image_longer_than_its_partition_is_refused() {
+        let mut big = uki("console=ttyS0", b"kernel");
+        // .linux's SizeOfRawData claims far more than the partition holds.
+        let linux_header = 0x98 + 112 + 16 * 8 + 2 * 40;
+        big[linux_header + 16..linux_header + 20].copy_from_slice(&(1u32 << 20).to_le_bytes());
+        let a = uki("console=ttyS0", b"kernel a");
+        let mut s = setup(&a, &big, PROVEN, PREFERRED);
+        let (result, fw) = s.run();
+        assert_eq!(result, Ok(Slot::A));
+        assert!(fw.said("past the end of the partition (262144 bytes): it is corrupt"));
+    }
+
+    #[test]
+    fn load_options_replace_any_slot_word_and_survive_a_missing_cmdline() {
+        let k = uki("console=ttyS0  flipside.slot=a quiet ", b"k");
+        assert_eq!(
+            load_options(&k, Slot::B),
+            "console=ttyS0 quiet flipside.slot=b"
+        );
+        let bare = pe(&[(".linux", b"k")]);
+        assert_eq!(load_options(&bare, Slot::A), "flipside.slot=a");
+        assert_eq!(kernel_label(Slot::B), "kernel-b");
+    }
 }
