@@ -34,7 +34,7 @@ fn images(bed: &TestBed) -> Result<[PathBuf; 2]> {
 fn provisioned(bed: &TestBed, name: &str, uki: &Path, images: &[PathBuf; 2]) -> Result<TestDisk> {
     let disk = uefi::disk(bed, name)?;
     for (slot, image) in Slot::ALL.into_iter().zip(images) {
-        disk.write_slot(slot, &image)?;
+        disk.write_slot(slot, image)?;
         disk.write_partition(&kernel_label(slot), uki)?;
     }
     Ok(disk)
