@@ -27,6 +27,9 @@ FLIPSIDE_APT_PACKAGES=(
   "mmdebstrap:mmdebstrap"
   "systemd-boot-efi:/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
   "binutils:objcopy"
+  "ovmf:/usr/share/OVMF/OVMF_CODE_4M.fd"
+  "dosfstools:mkfs.fat"
+  "mtools:mcopy"
 )
 
 flipside_as_root() {
@@ -71,8 +74,24 @@ flipside_check_rust() {
   fi
 }
 
+# Rust targets that are built besides the host's: flipside-boot is a UEFI application.
+FLIPSIDE_RUST_TARGETS=(x86_64-unknown-uefi)
+
+flipside_install_rust_targets() {
+  local target installed
+  command -v rustup >/dev/null 2>&1 || return 0
+  installed="$(rustup target list --installed)"
+  for target in "${FLIPSIDE_RUST_TARGETS[@]}"; do
+    if ! grep -qx "$target" <<<"$installed"; then
+      echo "setup: adding the Rust target $target"
+      rustup target add "$target" >/dev/null
+    fi
+  done
+}
+
 flipside_setup() {
   flipside_check_rust
+  flipside_install_rust_targets
   flipside_install_packages
   flipside_install_python
   export PATH="$PATH:/usr/sbin:/sbin"
