@@ -2,16 +2,19 @@
 //! 1, flipside's units) booted with the direct-kernel harness: Debian's kernel, the test
 //! initramfs, the slot's squashfs as the read-only root, `/init -> /sbin/init` (systemd).
 //!
-//! Root-b holds a trial (P=2 T=1 S=0), root-a the same image proven. The first boot must be
-//! the trial of b: systemd reaches multi-user.target, `flipside-health.service` commits the
-//! slot, boot-complete.target is reached, the test unit reports and powers off; the disk then
-//! reads b P=2 T=0 S=1 (library and cgpt). The second boot runs b as the proven slot: the
-//! health unit runs and changes nothing. Each prints `DEBIAN ...` timings (see `--nocapture`).
+//! Root-b holds release 1 on trial (P=2 T=1 S=0), root-a the same image proven; the data
+//! partition holds a repository (directory mirror) publishing releases 1 and 2. The first
+//! boot must be the trial of b: systemd reaches multi-user.target, `flipside-health.service`
+//! commits the slot, boot-complete.target is reached, the test unit reports and powers off;
+//! the disk then reads b P=2 T=0 S=1 (library and cgpt). The second boot runs b as the proven
+//! slot: the health unit runs and commits nothing; then the shipped `flipside-update.service`
+//! (idle priority, hardened) runs once and installs release 2 into root-a: a P=2 T=2 S=0,
+//! b P=1 T=0 S=1 afterwards. Each step prints `DEBIAN ...` timings (see `--nocapture`).
 
 use std::time::{Duration, Instant};
 
 use flipside_bootloader_hooks::Slot;
-use flipside_qemu_tests::debian::{self, Base};
+use flipside_qemu_tests::debian::{self, Base, Repo};
 use flipside_qemu_tests::markers::Boot;
 use flipside_qemu_tests::{BootSummary, QemuExit, Result, TestBed, TestDisk};
 
@@ -105,7 +108,8 @@ fn debian_appliance_commits_its_trial_boot_with_systemd() -> Result<()> {
     if let Some(took) = base.built_in {
         eprintln!("DEBIAN mmdebstrap+prepare wall={:.1}", took.as_secs_f64());
     }
-    let built = debian::build_image(bed.assets, base, 1, bed.work())?;
+    let mut repo = Repo::create(&bed.work().join("repository"))?;
+    let built = debian::build_image(bed.assets, base, 1, &repo.root_json, bed.work())?;
     let image_len = std::fs::metadata(&built.image)
         .map(|m| m.len())
         .unwrap_or(0);
@@ -120,7 +124,30 @@ fn debian_appliance_commits_its_trial_boot_with_systemd() -> Result<()> {
         base.package_versions()?.lines().count()
     );
 
-    let disk = TestDisk::create(&bed.work().join("disk.img"), &debian::disk_layout(), None)?;
+    let started = Instant::now();
+    let v2 = debian::build_image(bed.assets, base, 2, &repo.root_json, bed.work())?;
+    repo.add(&built.out)?;
+    repo.add(&v2.out)?;
+    eprintln!(
+        "DEBIAN release 2 and repository wall={:.1}",
+        started.elapsed().as_secs_f64()
+    );
+    // The data partition: the repository at MIRROR_DIR (/data/repo).
+    let data = bed.work().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mirror = data.join(debian::MIRROR_DIR.trim_start_matches("/data/"));
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&repo.dir)
+        .arg(&mirror)
+        .status()
+        .unwrap();
+    assert!(cp.success(), "copy the repository into the data partition");
+    let disk = TestDisk::create(
+        &bed.work().join("disk.img"),
+        &debian::disk_layout(),
+        Some(&data),
+    )?;
     disk.write_slot(Slot::A, &built.image)?;
     disk.write_slot(Slot::B, &built.image)?;
     disk.set_slot(Slot::A, 1, 0, true)?;
@@ -151,9 +178,12 @@ fn debian_appliance_commits_its_trial_boot_with_systemd() -> Result<()> {
     );
     assert_bits(&disk, (1, 0, true), (2, 0, true), "after the trial boot")?;
 
-    // Boot 2: b is proven now; the health unit runs and commits nothing.
+    // Boot 2: b is proven now; the health unit runs and commits nothing; then one run of the
+    // update unit installs release 2 into a.
     let started = Instant::now();
-    let mut vm = bed.start(&bed.vm_config("proven", &disk))?;
+    let mut cfg = bed.vm_config("proven", &disk);
+    cfg.extra_cmdline.push("flipside.test-update".into());
+    let mut vm = bed.start(&cfg)?;
     let exit = vm.wait_exit(SYSTEMD_BOOT)?;
     let wall = started.elapsed().as_secs_f64();
     let log = vm.serial_log().display().to_string();
@@ -174,6 +204,15 @@ fn debian_appliance_commits_its_trial_boot_with_systemd() -> Result<()> {
         "DEBIAN boot proven multi_user_s={:.2} qemu_wall={wall:.1}",
         seconds_to_multi_user(&boots[0])
     );
-    assert_bits(&disk, (1, 0, true), (2, 0, true), "after the proven boot")?;
+    assert_eq!(
+        marker(&boots[0], "updater", "install", "code"),
+        Some("0"),
+        "{log}"
+    );
+    assert!(
+        serial.contains("FLIPSIDE_RESULT event=installed slot=a version=2"),
+        "{log}"
+    );
+    assert_bits(&disk, (2, 2, false), (1, 0, true), "after the update")?;
     Ok(())
 }
