@@ -122,6 +122,8 @@ fn flipside_boot_boots_the_slot_cgpt_chose() -> Result<()> {
         BootSummary::system(Slot::B, false, 0, 2, "poweroff"),
         "{log}"
     );
+    // SetVariable(FlipsideSlot) succeeded: flipside-boot warns when it does not.
+    assert!(boot.find("boot", "warning:").is_none(), "{log}");
     let initrd = boot.find("initrd", "select").expect(&log);
     assert_eq!(initrd.get("by"), Some("flipside-boot"), "{log}");
     assert_eq!(initrd.get("partnum"), Some("2"), "{log}");
