@@ -21,6 +21,10 @@ pub enum Error {
     InvalidName { name: String, why: &'static str },
     #[error("invalid sha256 {value:?}: expected 64 lowercase hex digits")]
     InvalidSha256 { value: String },
+    #[error("invalid kernel release {value:?}: expected 1 to 64 printable characters without spaces, as uname -r prints")]
+    InvalidKernelRelease { value: String },
+    #[error("two files of the release have the same name: give the bundle, index and kernel files distinct names")]
+    DuplicateFile,
 }
 
 /// One built image: written next to the image, bundle and index as `release.json`.
@@ -45,6 +49,26 @@ pub struct Release {
     pub init: String,
     /// Every store path in the image, sorted by path.
     pub closure: Vec<ClosureEntry>,
+    /// The kernel side, for devices that boot a kernel from each slot (flipside-boot). Absent in
+    /// releases whose kernel lives outside the slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelPart>,
+}
+
+/// Filesystem name of a kernel part's image: a unified kernel image (PE/COFF), not a file system.
+pub const UKI_FORMAT: &str = "uki";
+
+/// The kernel side of a release: one unified kernel image (systemd's EFI stub with the kernel,
+/// the initramfs, the command line and os-release), written raw to the slot's kernel partition,
+/// shipped as its own bundle and index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelPart {
+    /// The kernel's release as `uname -r` prints it (e.g. `6.1.0-57-amd64`).
+    pub kernel_release: String,
+    /// The UKI (`filesystem` is [`UKI_FORMAT`]).
+    pub image: ImageInfo,
+    pub bundle: FileInfo,
+    pub index: FileInfo,
 }
 
 /// The uncompressed image.
@@ -96,12 +120,34 @@ pub struct SystemInfo {
 
 /// What a TUF target is, in its `custom.flipside` object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum TargetKind {
     /// The bundle (chunks a device streams).
     Bundle,
     /// The bundle's chunk index.
     Index,
+    /// The kernel part's bundle (unknown to devices older than kernel parts, which skip it).
+    KernelBundle,
+    /// The kernel part's chunk index.
+    KernelIndex,
+}
+
+impl TargetKind {
+    /// Whether this target belongs to the kernel part of a release.
+    pub fn is_kernel(self) -> bool {
+        matches!(self, TargetKind::KernelBundle | TargetKind::KernelIndex)
+    }
+}
+
+/// What every target of a release says of its kernel part, so that the device checks the four
+/// targets against each other before it writes anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelTargets {
+    pub kernel_release: String,
+    pub image_length: u64,
+    pub image_sha256: String,
+    pub bundle_target: String,
+    pub index_target: String,
 }
 
 /// `custom.flipside` of a bundle or index target. A device picks its update from these.
@@ -120,6 +166,10 @@ pub struct TargetCustom {
     pub index_target: String,
     /// Target name of the bundle (for both kinds).
     pub bundle_target: String,
+    /// The release's kernel part, on every target of a release that has one. On kernel targets
+    /// the image, index and bundle fields above describe the kernel part itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelTargets>,
 }
 
 impl Release {
@@ -135,11 +185,54 @@ impl Release {
         for sha in [&self.image.sha256, &self.bundle.sha256, &self.index.sha256] {
             check_sha256(sha)?;
         }
+        if let Some(k) = &self.kernel {
+            check_kernel_release(&k.kernel_release)?;
+            check_name(&k.bundle.name)?;
+            check_name(&k.index.name)?;
+            for sha in [&k.image.sha256, &k.bundle.sha256, &k.index.sha256] {
+                check_sha256(sha)?;
+            }
+            let names = [
+                &self.bundle.name,
+                &self.index.name,
+                &k.bundle.name,
+                &k.index.name,
+            ];
+            if (1..names.len()).any(|i| names[..i].contains(&names[i])) {
+                return Err(Error::DuplicateFile);
+            }
+        }
         Ok(())
     }
 
-    /// The custom fields for the target of the given kind.
+    /// Every file the release publishes, with the kind of target it becomes: bundle and index,
+    /// then the kernel part's bundle and index when there is one.
+    pub fn files(&self) -> Vec<(TargetKind, &FileInfo)> {
+        let mut files = vec![
+            (TargetKind::Bundle, &self.bundle),
+            (TargetKind::Index, &self.index),
+        ];
+        if let Some(k) = &self.kernel {
+            files.push((TargetKind::KernelBundle, &k.bundle));
+            files.push((TargetKind::KernelIndex, &k.index));
+        }
+        files
+    }
+
+    /// The custom fields for the target of the given kind. A kernel kind describes the kernel
+    /// part (a release without one gives the root's fields, which no device acts on).
     pub fn target_custom(&self, kind: TargetKind) -> TargetCustom {
+        let kernel = self.kernel.as_ref().map(|k| KernelTargets {
+            kernel_release: k.kernel_release.clone(),
+            image_length: k.image.length,
+            image_sha256: k.image.sha256.clone(),
+            bundle_target: k.bundle.name.clone(),
+            index_target: k.index.name.clone(),
+        });
+        let (image, index, bundle) = match (&self.kernel, kind.is_kernel()) {
+            (Some(k), true) => (&k.image, &k.index, &k.bundle),
+            _ => (&self.image, &self.index, &self.bundle),
+        };
         TargetCustom {
             format: RELEASE_FORMAT,
             kind,
@@ -147,12 +240,24 @@ impl Release {
             version: self.version,
             display_version: self.display_version.clone(),
             hardware_id: self.hardware_id.clone(),
-            filesystem: self.image.filesystem.clone(),
-            image_length: self.image.length,
-            image_sha256: self.image.sha256.clone(),
-            index_target: self.index.name.clone(),
-            bundle_target: self.bundle.name.clone(),
+            filesystem: image.filesystem.clone(),
+            image_length: image.length,
+            image_sha256: image.sha256.clone(),
+            index_target: index.name.clone(),
+            bundle_target: bundle.name.clone(),
+            kernel,
         }
+    }
+}
+
+/// A kernel release string (`uname -r`): 1 to 64 printable ASCII characters without spaces.
+pub fn check_kernel_release(value: &str) -> Result<(), Error> {
+    if !value.is_empty() && value.len() <= 64 && value.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(Error::InvalidKernelRelease {
+            value: value.to_string(),
+        })
     }
 }
 
@@ -166,7 +271,14 @@ impl TargetCustom {
         check_name(&self.hardware_id)?;
         check_name(&self.index_target)?;
         check_name(&self.bundle_target)?;
-        check_sha256(&self.image_sha256)
+        check_sha256(&self.image_sha256)?;
+        if let Some(k) = &self.kernel {
+            check_kernel_release(&k.kernel_release)?;
+            check_name(&k.index_target)?;
+            check_name(&k.bundle_target)?;
+            check_sha256(&k.image_sha256)?;
+        }
+        Ok(())
     }
 }
 
@@ -216,6 +328,14 @@ pub fn file_names(name: &str, version: u64) -> (String, String) {
     )
 }
 
+/// `<name>-<version>.kernel.bundle` and `<name>-<version>.kernel.index`: the kernel part's files.
+pub fn kernel_file_names(name: &str, version: u64) -> (String, String) {
+    (
+        format!("{name}-{version}.kernel.bundle"),
+        format!("{name}-{version}.kernel.index"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +370,70 @@ mod tests {
         let custom = release.target_custom(TargetKind::Bundle);
         custom.validate().unwrap();
         assert_eq!(custom.bundle_target, "kiosk-7.bundle");
+    }
+
+    #[test]
+    fn kernel_part_parses_and_every_target_names_it() {
+        let text = include_str!("../tests/data/release-with-kernel.json");
+        let release: Release = serde_json::from_str(text).unwrap();
+        release.validate().unwrap();
+        let kernel = release.kernel.as_ref().unwrap();
+        assert_eq!(kernel.kernel_release, "6.1.0-57-amd64");
+        let kinds: Vec<_> = release
+            .files()
+            .into_iter()
+            .map(|(k, f)| (k, f.name.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (TargetKind::Bundle, "kiosk-8.bundle"),
+                (TargetKind::Index, "kiosk-8.index"),
+                (TargetKind::KernelBundle, "kiosk-8.kernel.bundle"),
+                (TargetKind::KernelIndex, "kiosk-8.kernel.index"),
+            ]
+        );
+        let root = release.target_custom(TargetKind::Bundle);
+        let kbundle = release.target_custom(TargetKind::KernelBundle);
+        root.validate().unwrap();
+        kbundle.validate().unwrap();
+        assert_eq!(root.kernel, kbundle.kernel);
+        assert_eq!(root.filesystem, "squashfs");
+        assert_eq!(kbundle.filesystem, UKI_FORMAT);
+        assert_eq!(kbundle.bundle_target, "kiosk-8.kernel.bundle");
+        assert_eq!(kbundle.image_length, kernel.image.length);
+        let json = serde_json::to_value(&kbundle).unwrap();
+        assert_eq!(json["kind"], "kernel-bundle");
+        // A target written before kernel parts existed still parses, without one.
+        let old = include_str!("../tests/data/release-format-1.json");
+        let old: Release = serde_json::from_str(old).unwrap();
+        assert_eq!(old.kernel, None);
+        assert_eq!(old.files().len(), 2);
+        assert!(serde_json::to_value(old.target_custom(TargetKind::Bundle))
+            .unwrap()
+            .get("kernel")
+            .is_none());
+    }
+
+    #[test]
+    fn kernel_part_is_checked() {
+        let text = include_str!("../tests/data/release-with-kernel.json");
+        let good: Release = serde_json::from_str(text).unwrap();
+        let mut bad = good.clone();
+        bad.kernel.as_mut().unwrap().kernel_release = "6.1 amd64".into();
+        assert!(matches!(
+            bad.validate(),
+            Err(Error::InvalidKernelRelease { .. })
+        ));
+        let mut bad = good.clone();
+        bad.kernel.as_mut().unwrap().bundle.name = "kiosk-8.index".into();
+        assert_eq!(bad.validate(), Err(Error::DuplicateFile));
+        let mut bad = good.clone();
+        bad.kernel.as_mut().unwrap().index.name = "../x".into();
+        assert!(matches!(bad.validate(), Err(Error::InvalidName { .. })));
+        let mut bad = good;
+        bad.kernel.as_mut().unwrap().image.sha256 = "00".into();
+        assert!(matches!(bad.validate(), Err(Error::InvalidSha256 { .. })));
     }
 
     #[test]

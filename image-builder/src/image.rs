@@ -248,6 +248,7 @@ fn build_in(system: &System, options: &Options, work: &Path) -> Result<Built, cr
         index: file_info(&index_path, index_name)?,
         init,
         closure: entries,
+        kernel: None,
     };
     let release_path = work.join("release.json");
     fs::write(&release_path, to_json(&release)).map_err(io("write", &release_path))?;

@@ -451,6 +451,7 @@ fn release(version: u64, closure: Vec<ClosureEntry>) -> Release {
         },
         init: "/sbin/init".into(),
         closure,
+        kernel: None,
     }
 }
 

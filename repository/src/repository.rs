@@ -202,10 +202,7 @@ impl Repository {
         let release = read_release(release_dir)?;
 
         let mut fresh: Vec<(TargetKind, &FileInfo)> = Vec::new();
-        for (kind, info) in [
-            (TargetKind::Bundle, &release.bundle),
-            (TargetKind::Index, &release.index),
-        ] {
+        for (kind, info) in release.files() {
             match trusted.targets.signed.targets.get(&info.name) {
                 None => fresh.push((kind, info)),
                 Some(existing) => {

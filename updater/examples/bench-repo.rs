@@ -57,6 +57,7 @@ fn main() {
         index: file_info(&index_path, &index_name),
         init: "/sbin/init".into(),
         closure: vec![],
+        kernel: None,
     };
     std::fs::write(
         release_dir.join("release.json"),

@@ -12,6 +12,8 @@
 //! disk = "/dev/vda"
 //! slot_a = { label = "root-a" }       # or { partuuid = "..." }
 //! slot_b = { label = "root-b" }
+//! kernel_a = { label = "kernel-a" }   # each slot's kernel partition (flipside-boot), if the disk has them
+//! kernel_b = { label = "kernel-b" }
 //! # hardware_id = "qemu-x86_64"       # default: the running image's system.json
 //! state_dir = "/var/lib/flipside"
 //! efivars = "/sys/firmware/efi/efivars"  # where flipside-boot's FlipsideSlot variable is read
@@ -150,6 +152,9 @@ pub struct DeviceConfig {
     /// Whole-disk device or GPT disk image holding both slots.
     pub disk: PathBuf,
     pub layout: SlotLayout,
+    /// Each slot's kernel partition, used when the disk has both (a device booted by
+    /// flipside-boot); a disk without them keeps its kernel outside the slots.
+    pub kernel_layout: SlotLayout,
     /// This device's hardware id; `None` takes the running image's.
     pub hardware_id: Option<String>,
     pub state_dir: PathBuf,
@@ -284,6 +289,10 @@ struct FileDevice {
     slot_a: FileSlot,
     #[serde(default = "default_slot_b")]
     slot_b: FileSlot,
+    #[serde(default = "default_kernel_a")]
+    kernel_a: FileSlot,
+    #[serde(default = "default_kernel_b")]
+    kernel_b: FileSlot,
     hardware_id: Option<String>,
     #[serde(default = "default_state_dir")]
     state_dir: PathBuf,
@@ -310,6 +319,12 @@ fn default_slot_a() -> FileSlot {
 }
 fn default_slot_b() -> FileSlot {
     FileSlot::Label("root-b".into())
+}
+fn default_kernel_a() -> FileSlot {
+    FileSlot::Label("kernel-a".into())
+}
+fn default_kernel_b() -> FileSlot {
+    FileSlot::Label("kernel-b".into())
 }
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/flipside")
@@ -407,11 +422,24 @@ impl Config {
             a: selector("device.slot_a", file.device.slot_a)?,
             b: selector("device.slot_b", file.device.slot_b)?,
         };
-        if layout.a == layout.b {
-            return Err(invalid(
-                "device.slot_b",
-                "slot b names the same partition as slot a".into(),
-            ));
+        let kernel_layout = SlotLayout {
+            a: selector("device.kernel_a", file.device.kernel_a)?,
+            b: selector("device.kernel_b", file.device.kernel_b)?,
+        };
+        let all = [&layout.a, &layout.b, &kernel_layout.a, &kernel_layout.b];
+        let fields = [
+            "device.slot_a",
+            "device.slot_b",
+            "device.kernel_a",
+            "device.kernel_b",
+        ];
+        for i in 1..all.len() {
+            if let Some(j) = (0..i).find(|&j| all[j] == all[i]) {
+                return Err(invalid(
+                    fields[i],
+                    format!("it names the same partition as {}", fields[j]),
+                ));
+            }
         }
         if let Some(hw) = &file.device.hardware_id {
             flipside_contract::release::check_name(hw)
@@ -506,6 +534,7 @@ impl Config {
             device: DeviceConfig {
                 disk: abs(file.device.disk),
                 layout,
+                kernel_layout,
                 hardware_id: file.device.hardware_id,
                 state_dir: abs(file.device.state_dir),
                 efivars: abs(file.device.efivars),

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use flipside_bootloader_hooks::{disk, BootState, Disk, GptTable, Slot, SlotLayout};
+
+use crate::config::DeviceConfig;
 use sha2::{Digest, Sha256};
 
 use crate::config::ReadbackMode;
@@ -57,6 +59,49 @@ pub enum Readback {
     Dropped,
 }
 
+/// Which partition of a slot: its root filesystem (which also carries the slot's boot bits) or
+/// its kernel partition (a unified kernel image that flipside-boot loads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Root,
+    Kernel,
+}
+
+/// A partition an install writes: one part of one slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub slot: Slot,
+    pub part: Part,
+}
+
+impl Region {
+    pub fn kernel(slot: Slot) -> Region {
+        Region {
+            slot,
+            part: Part::Kernel,
+        }
+    }
+}
+
+impl From<Slot> for Region {
+    /// A slot's root partition.
+    fn from(slot: Slot) -> Region {
+        Region {
+            slot,
+            part: Part::Root,
+        }
+    }
+}
+
+impl std::fmt::Display for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.part {
+            Part::Root => write!(f, "slot {}", self.slot),
+            Part::Kernel => write!(f, "the kernel partition of slot {}", self.slot),
+        }
+    }
+}
+
 /// An opened disk with its table and boot state.
 pub struct Device {
     path: PathBuf,
@@ -64,6 +109,8 @@ pub struct Device {
     writable: bool,
     table: GptTable,
     state: BootState,
+    /// Partition numbers of the kernel partitions of slots a and b, when the disk has them.
+    kernels: Option<[u32; 2]>,
 }
 
 impl std::fmt::Debug for Device {
@@ -76,8 +123,15 @@ impl std::fmt::Debug for Device {
 }
 
 impl Device {
-    /// Opens the disk (read-write when `writable`) and reads its GPT and the slots' state.
-    pub fn open(path: &Path, layout: &SlotLayout, writable: bool) -> Result<Device> {
+    /// Opens the configured disk (read-write when `writable`), reads its GPT, the slots' state
+    /// and, when the disk has both, the slots' kernel partitions (`device.kernel_layout`).
+    pub fn open(config: &DeviceConfig, writable: bool) -> Result<Device> {
+        let mut device = Device::open_disk(&config.disk, &config.layout, writable)?;
+        device.kernels = kernel_partitions(&device.table, &config.kernel_layout)?;
+        Ok(device)
+    }
+
+    fn open_disk(path: &Path, layout: &SlotLayout, writable: bool) -> Result<Device> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(writable)
@@ -99,7 +153,13 @@ impl Device {
             writable,
             table,
             state,
+            kernels: None,
         })
+    }
+
+    /// Whether each slot has its own kernel partition (booted by flipside-boot).
+    pub fn has_kernel_partitions(&self) -> bool {
+        self.kernels.is_some()
     }
 
     pub fn path(&self) -> &Path {
@@ -127,30 +187,39 @@ impl Device {
         Ok(())
     }
 
-    /// The bytes of the disk `slot` occupies (the table's entries were checked for inverted,
-    /// overlapping and out-of-area ranges when it was loaded; empty if the arithmetic fails).
-    pub fn slot_range(&self, slot: Slot) -> Range<u64> {
-        let number = self.state.slot(slot).partition.number;
+    /// The bytes of the disk a region occupies (the table's entries were checked for inverted,
+    /// overlapping and out-of-area ranges when it was loaded; empty if the arithmetic fails or
+    /// the disk has no kernel partitions).
+    pub fn slot_range(&self, region: impl Into<Region>) -> Range<u64> {
+        let region = region.into();
+        let number = match (region.part, self.kernels) {
+            (Part::Root, _) => self.state.slot(region.slot).partition.number,
+            (Part::Kernel, Some([a, b])) => match region.slot {
+                Slot::A => a,
+                Slot::B => b,
+            },
+            (Part::Kernel, None) => return 0..0,
+        };
         self.table
             .partition(number)
             .and_then(|e| e.byte_range(self.table.sector_size()))
             .unwrap_or(0..0)
     }
 
-    /// Size of `slot` in bytes.
-    pub fn slot_len(&self, slot: Slot) -> u64 {
-        let r = self.slot_range(slot);
+    /// Size of a region in bytes.
+    pub fn slot_len(&self, region: impl Into<Region>) -> u64 {
+        let r = self.slot_range(region);
         r.end - r.start
     }
 
-    fn checked(&self, op: &'static str, slot: Slot, offset: u64, len: u64) -> Result<u64> {
-        let range = self.slot_range(slot);
+    fn checked(&self, op: &'static str, region: Region, offset: u64, len: u64) -> Result<u64> {
+        let range = self.slot_range(region);
         let slot_length = range.end - range.start;
         match offset.checked_add(len) {
             Some(end) if end <= slot_length => Ok(range.start + offset),
             _ => Err(Error::OutOfSlot {
                 op,
-                slot,
+                region,
                 offset,
                 len,
                 slot_length,
@@ -158,9 +227,14 @@ impl Device {
         }
     }
 
-    /// Writes `data` at `offset` inside `slot`.
-    pub fn write_slot(&mut self, slot: Slot, offset: u64, data: &[u8]) -> Result<()> {
-        let at = self.checked("write", slot, offset, data.len() as u64)?;
+    /// Writes `data` at `offset` inside a region.
+    pub fn write_slot(
+        &mut self,
+        region: impl Into<Region>,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<()> {
+        let at = self.checked("write", region.into(), offset, data.len() as u64)?;
         self.file
             .write_all_at(data, at)
             .map_err(|source| Error::DiskIo {
@@ -172,9 +246,9 @@ impl Device {
             })
     }
 
-    /// Reads `buf.len()` bytes at `offset` inside `slot` (through the page cache).
-    pub fn read_slot(&self, slot: Slot, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let at = self.checked("read", slot, offset, buf.len() as u64)?;
+    /// Reads `buf.len()` bytes at `offset` inside a region (through the page cache).
+    pub fn read_slot(&self, region: impl Into<Region>, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let at = self.checked("read", region.into(), offset, buf.len() as u64)?;
         self.file
             .read_exact_at(buf, at)
             .map_err(|source| Error::DiskIo {
@@ -202,12 +276,12 @@ impl Device {
     /// bytes hashed so far.
     pub fn hash_slot_uncached(
         &mut self,
-        slot: Slot,
+        region: impl Into<Region>,
         len: u64,
         mode: ReadbackMode,
         progress: &mut dyn FnMut(u64),
     ) -> Result<([u8; 32], Readback)> {
-        let start = self.checked("read back", slot, 0, len)?;
+        let start = self.checked("read back", region.into(), 0, len)?;
         self.sync()?;
         if mode == ReadbackMode::Auto {
             if let Some(sha) = self.hash_direct(start, len, progress)? {
@@ -346,5 +420,18 @@ impl Device {
             len,
             source,
         }
+    }
+}
+
+/// The kernel partitions `layout` names, if the disk has them: both or neither (one without the
+/// other is a table to repair, not a layout to guess at).
+fn kernel_partitions(table: &GptTable, layout: &SlotLayout) -> Result<Option<[u32; 2]>> {
+    let found = Slot::ALL.map(|slot| table.find(layout.selector(slot)));
+    match found {
+        [Ok(a), Ok(b)] => Ok(Some([a.number, b.number])),
+        [Err(flipside_bootloader_hooks::Error::PartitionNotFound { .. }), Err(flipside_bootloader_hooks::Error::PartitionNotFound { .. })] => {
+            Ok(None)
+        }
+        [Err(e), _] | [_, Err(e)] => Err(e.into()),
     }
 }

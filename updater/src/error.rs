@@ -157,10 +157,10 @@ pub enum Error {
         source: io::Error,
     },
 
-    #[error("refusing to {op} {len} bytes at slot offset {offset}: slot {slot} is {slot_length} bytes (this is a bug)")]
+    #[error("refusing to {op} {len} bytes at offset {offset} of {region}, which is {slot_length} bytes (this is a bug)")]
     OutOfSlot {
         op: &'static str,
-        slot: Slot,
+        region: crate::device::Region,
         offset: u64,
         len: u64,
         slot_length: u64,

@@ -76,7 +76,7 @@ pub fn install(
     factory: &SourceFactory,
 ) -> Result<Option<InstallReport>> {
     let installed = installed(config)?;
-    let device = Device::open(&config.device.disk, &config.device.layout, true)?;
+    let device = Device::open(&config.device, true)?;
     let running = running::running_slot(&config.device, device.state())?;
     let target_slot = !running;
     // Dry run of the first transition: refuses a pending trial or a missing fallback now,

@@ -132,6 +132,57 @@ pub fn index_of<'a>(targets: &'a [TargetInfo], chosen: &Candidate) -> Result<&'a
     Ok(index)
 }
 
+/// The kernel part of a chosen release: its bundle and index targets, found by the names the
+/// root bundle's signed fields give and checked to describe the same release and the same
+/// kernel part. `Ok(None)` for a release without a kernel part.
+pub fn kernel_part_of(targets: &[TargetInfo], chosen: &Candidate) -> Result<Option<KernelPick>> {
+    let Some(kernel) = chosen.custom.kernel.as_ref() else {
+        return Ok(None);
+    };
+    let find = |name: &str, kind: TargetKind| -> Result<(TargetInfo, TargetCustom)> {
+        let mismatch = |why: String| Error::IndexMismatch {
+            target: name.to_string(),
+            why,
+        };
+        let target = targets
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| mismatch("the targets metadata does not list it".into()))?;
+        let custom = custom_of(target).map_err(mismatch)?;
+        let same = custom.kind == kind
+            && custom.name == chosen.custom.name
+            && custom.version == chosen.custom.version
+            && custom.hardware_id == chosen.custom.hardware_id
+            && custom.kernel.as_ref() == Some(kernel)
+            && custom.image_sha256 == kernel.image_sha256
+            && custom.image_length == kernel.image_length
+            && custom.bundle_target == kernel.bundle_target
+            && custom.index_target == kernel.index_target;
+        if !same {
+            return Err(mismatch(
+                "its flipside fields describe another release or kernel".into(),
+            ));
+        }
+        Ok((target.clone(), custom))
+    };
+    let (bundle, custom) = find(&kernel.bundle_target, TargetKind::KernelBundle)?;
+    let (index, _) = find(&kernel.index_target, TargetKind::KernelIndex)?;
+    Ok(Some(KernelPick {
+        bundle,
+        index,
+        custom,
+    }))
+}
+
+/// The kernel part's targets of a chosen release.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelPick {
+    pub bundle: TargetInfo,
+    pub index: TargetInfo,
+    /// The kernel bundle's fields: its image is the UKI.
+    pub custom: TargetCustom,
+}
+
 /// The index target of the installed release, if the repository still lists it (the seed of
 /// a delta from the running slot).
 pub fn installed_index<'a>(
@@ -152,7 +203,7 @@ pub fn installed_index<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flipside_contract::release::RELEASE_FORMAT;
+    use flipside_contract::release::{KernelTargets, RELEASE_FORMAT};
 
     fn custom(kind: TargetKind, name: &str, hw: &str, version: u64) -> TargetCustom {
         TargetCustom {
@@ -167,13 +218,14 @@ mod tests {
             image_sha256: "ab".repeat(32),
             index_target: format!("{name}-{version}.index"),
             bundle_target: format!("{name}-{version}.bundle"),
+            kernel: None,
         }
     }
 
     fn target(c: &TargetCustom) -> TargetInfo {
         let name = match c.kind {
-            TargetKind::Bundle => c.bundle_target.clone(),
-            TargetKind::Index => c.index_target.clone(),
+            TargetKind::Bundle | TargetKind::KernelBundle => c.bundle_target.clone(),
+            TargetKind::Index | TargetKind::KernelIndex => c.index_target.clone(),
         };
         TargetInfo {
             name,
@@ -188,6 +240,94 @@ mod tests {
             target(&custom(TargetKind::Bundle, name, hw, version)),
             target(&custom(TargetKind::Index, name, hw, version)),
         ]
+    }
+
+    /// A release with a kernel part: root bundle and index, kernel bundle and index.
+    fn release_with_kernel(version: u64) -> Vec<TargetInfo> {
+        let kernel = KernelTargets {
+            kernel_release: "6.1.0-57-amd64".into(),
+            image_length: 8192,
+            image_sha256: "cd".repeat(32),
+            bundle_target: format!("kiosk-{version}.kernel.bundle"),
+            index_target: format!("kiosk-{version}.kernel.index"),
+        };
+        let with = |kind: TargetKind| {
+            let mut c = custom(kind, "kiosk", "pc", version);
+            if kind.is_kernel() {
+                c.filesystem = "uki".into();
+                c.image_length = kernel.image_length;
+                c.image_sha256 = kernel.image_sha256.clone();
+                c.bundle_target = kernel.bundle_target.clone();
+                c.index_target = kernel.index_target.clone();
+            }
+            c.kernel = Some(kernel.clone());
+            c
+        };
+        [
+            TargetKind::Bundle,
+            TargetKind::Index,
+            TargetKind::KernelBundle,
+            TargetKind::KernelIndex,
+        ]
+        .map(|k| target(&with(k)))
+        .to_vec()
+    }
+
+    fn chosen_of(targets: &[TargetInfo]) -> Candidate {
+        match choose(targets, &installed(1), Downgrade::Refuse).unwrap() {
+            Decision::Update(c) => *c,
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn kernel_part_is_found_and_checked_against_the_root_bundle() {
+        let targets = release_with_kernel(3);
+        let c = chosen_of(&targets);
+        assert_eq!(
+            c.bundle.name, "kiosk-3.bundle",
+            "a kernel bundle is never the release"
+        );
+        let pick = kernel_part_of(&targets, &c).unwrap().unwrap();
+        assert_eq!(pick.bundle.name, "kiosk-3.kernel.bundle");
+        assert_eq!(pick.index.name, "kiosk-3.kernel.index");
+        assert_eq!(pick.custom.image_length, 8192);
+        // Without a kernel part: none.
+        let plain = release("kiosk", "pc", 3);
+        assert_eq!(kernel_part_of(&plain, &chosen_of(&plain)).unwrap(), None);
+
+        // A missing kernel target, or one whose fields disagree, refuses the release.
+        for (which, break_it) in [
+            (2usize, "missing"),
+            (3, "missing"),
+            (2, "other sha"),
+            (3, "other version"),
+            (2, "wrong kind"),
+        ] {
+            let mut t = release_with_kernel(3);
+            match break_it {
+                "missing" => {
+                    t.remove(which);
+                }
+                _ => {
+                    let mut c: TargetCustom = serde_json::from_value(
+                        t[which].custom.as_ref().unwrap()[CUSTOM_KEY].clone(),
+                    )
+                    .unwrap();
+                    match break_it {
+                        "other sha" => c.image_sha256 = "ef".repeat(32),
+                        "other version" => c.version = 4,
+                        _ => c.kind = TargetKind::KernelIndex,
+                    }
+                    t[which].custom = Some(serde_json::json!({ CUSTOM_KEY: c }));
+                }
+            }
+            let c = chosen_of(&t);
+            assert!(
+                matches!(kernel_part_of(&t, &c), Err(Error::IndexMismatch { .. })),
+                "{which} {break_it}"
+            );
+        }
     }
 
     fn installed(version: u64) -> Installed {

@@ -59,7 +59,7 @@ pub struct SlotRelease {
 
 /// Gathers the status; only a broken configuration or an unreadable disk is an error.
 pub fn gather(config: &Config) -> Result<Status> {
-    let device = Device::open(&config.device.disk, &config.device.layout, false)?;
+    let device = Device::open(&config.device, false)?;
     let state = device.state();
     let state_dir = StateDir::new(&config.device.state_dir);
     let (running, running_unknown) = match running_slot(&config.device, state) {

@@ -94,6 +94,7 @@ pub fn write_release(dir: &Path, version: u64, bundle: &[u8], index: &[u8]) -> R
         },
         init: "/init".to_string(),
         closure: Vec::new(),
+        kernel: None,
     };
     std::fs::write(
         dir.join("release.json"),

@@ -19,7 +19,7 @@ use crate::running::running_slot;
 
 /// The disk opened read-write with the running slot found.
 pub(crate) fn open_running(config: &Config) -> Result<(Device, Slot)> {
-    let device = Device::open(&config.device.disk, &config.device.layout, true)?;
+    let device = Device::open(&config.device, true)?;
     let running = running_slot(&config.device, device.state())?;
     Ok((device, running))
 }

@@ -8,7 +8,7 @@ use crate::record::Event;
 use super::record;
 
 pub fn run(config: &Config) -> Result<()> {
-    let mut device = Device::open(&config.device.disk, &config.device.layout, true)?;
+    let mut device = Device::open(&config.device, true)?;
     let current = device.state().boots_next()?;
     let next = device.state().rollback()?;
     device.commit(&next)?;

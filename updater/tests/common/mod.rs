@@ -179,6 +179,7 @@ pub fn make_release(work: &Path, image: &Path, version: u64, hardware_id: &str) 
         index: info(&index_name, &index_bytes),
         init: "/sbin/init".into(),
         closure: vec![],
+        kernel: None,
     };
     std::fs::write(
         dir.join("release.json"),
