@@ -103,6 +103,13 @@ pub enum Error {
         installed: u64,
     },
 
+    #[error("release {target} carries no kernel part, but this device boots a kernel from each slot (partitions {kernel_a} and {kernel_b}): nothing was written; publish the release with a [kernel] section")]
+    NoKernelPart {
+        target: String,
+        kernel_a: String,
+        kernel_b: String,
+    },
+
     #[error("no release of {system} for hardware id {hardware_id} in the repository ({found}); check device.hardware_id and the repository")]
     Incompatible {
         system: String,
@@ -141,9 +148,9 @@ pub enum Error {
         source: IndexError,
     },
 
-    #[error("slot {slot} read back has sha256 {found}, the release says {expected}: the slot stays unbootable; check the disk, then install again")]
+    #[error("{region} read back has sha256 {found}, the release says {expected}: the slot stays unbootable; check the disk, then install again")]
     ImageHash {
-        slot: Slot,
+        region: crate::device::Region,
         expected: String,
         found: String,
     },
@@ -242,7 +249,9 @@ impl Error {
             Error::Signature { .. } | Error::IndexMismatch { .. } => C::Signature,
             Error::Expired { .. } => C::Expired,
             Error::Rollback { .. } => C::Rollback,
-            Error::Incompatible { .. } | Error::BadTarget { .. } => C::Incompatible,
+            Error::Incompatible { .. } | Error::BadTarget { .. } | Error::NoKernelPart { .. } => {
+                C::Incompatible
+            }
             Error::Index { source, .. } => match source {
                 IndexError::ImageOverLimit { .. }
                 | IndexError::ChunkerOverLimit { .. }

@@ -2,16 +2,24 @@
 //! unverified ever touches it and no failure leaves it bootable:
 //!
 //! 1. refuse early: a trial pending, no proven fallback, other hardware, a rollback, an image
-//!    larger than the slot (all before any write);
-//! 2. fetch the index (TUF-verified, bounded by its signed length) and check it against the
-//!    release's signed fields;
+//!    larger than the slot, a device with kernel partitions offered a release without a kernel
+//!    part (all before any write);
+//! 2. fetch the indexes of the release's parts (root image; the kernel part when the device has
+//!    kernel partitions), each TUF-verified and bounded by its signed length, and check them
+//!    against the release's signed fields;
 //! 3. mark the inactive slot P=0,T=0,S=0 and flush, then journal the install;
-//! 4. place every chunk: keep the ones an interrupted install already wrote (hash of the slot's
-//!    bytes), copy the ones the running image has (delta), stream the rest with coalesced HTTP
-//!    Range requests; every chunk is decompressed and checked against the index before it is
-//!    written at its offset; dropped connections resume from the first missing chunk;
-//! 5. flush, read the whole slot back bypassing the page cache and check the image sha256;
+//! 4. place every chunk of every part (the UKI into the slot's kernel partition, then the root
+//!    image): keep the ones an interrupted install already wrote (hash of the partition's
+//!    bytes), copy the ones the running slot's same part has (delta), stream the rest with
+//!    coalesced HTTP Range requests; every chunk is decompressed and checked against the index
+//!    before it is written at its offset; dropped connections resume from the first missing
+//!    chunk;
+//! 5. flush, read every part back bypassing the page cache and check its sha256;
 //! 6. only then arm the slot for a trial boot (P=top, T=N, S=0, the other lowered) and flush.
+//!
+//! The slot's kernel and root are one transaction: the boot bits live on the root partition and
+//! stay P=0 until both parts are verified, so a power cut at any point leaves the running slot's
+//! kernel and root untouched and the inactive slot unbootable.
 
 use std::collections::BTreeSet;
 use std::sync::mpsc;
@@ -21,14 +29,16 @@ use flipside_bootloader_hooks::Slot;
 use flipside_contract::index::{ChunkIndex, ChunkVerifier, FetchRange, Limits};
 
 use crate::config::{Config, Location, Mirror};
-use crate::device::{Device, Readback};
+use crate::device::{Device, Readback, Region};
 use crate::error::{Error, Result};
 use crate::http::{is_retryable, open_range, read_full, ByteStream, Http};
 use crate::plan::{plan, ChunkSource};
 use crate::progress::Progress;
-use crate::record::{Event, Journal, Outcome, SlotRecord, StateDir};
+use crate::record::{Event, Journal, KernelRecord, Outcome, SlotRecord, StateDir};
 use crate::running;
-use crate::select::{choose, index_of, installed_index, Candidate, Decision, Downgrade};
+use crate::select::{
+    choose, index_of, installed_index, kernel_part_of, Candidate, Decision, Downgrade,
+};
 use crate::source::{SourceFactory, SourceSpec, TargetInfo, UpdateSource};
 use crate::system::{installed, Installed};
 
@@ -54,6 +64,26 @@ pub struct InstallReport {
     /// Image bytes copied from the running slot.
     pub copied: u64,
     pub readback: Readback,
+    /// The kernel release written into the slot's kernel partition, if any.
+    pub kernel_release: Option<String>,
+}
+
+/// One part of the release as it is placed: where it goes, the running slot's same part (the
+/// seed of a delta), its bundle target and its verified index.
+struct Placement {
+    region: Region,
+    seed: Region,
+    bundle: TargetInfo,
+    index: ChunkIndex,
+    index_bytes: Vec<u8>,
+}
+
+/// Byte counts of placed parts.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    fetched: u64,
+    reused: u64,
+    copied: u64,
 }
 
 /// The source spec for a command: configured mirrors, or `--from`.
@@ -141,26 +171,23 @@ struct Job<'a> {
 impl Job<'_> {
     fn run(&mut self, targets: &[TargetInfo]) -> Result<InstallReport> {
         let custom = self.chosen.custom.clone();
-        let slot_length = self.device.slot_len(self.slot);
-        if custom.image_length > slot_length {
-            return Err(Error::SlotTooSmall {
-                target: self.chosen.bundle.name.clone(),
-                slot: self.slot,
-                image_length: custom.image_length,
-                slot_length,
-            });
-        }
-        let index_target = index_of(targets, &self.chosen)?.clone();
-        let (index, index_bytes) = self.fetch_index(&index_target, slot_length)?;
-        self.check_index(&index, &index_target)?;
+        let kernel = self.prepare_kernel(targets)?;
+        let root = self.prepare_root(targets)?;
         log::info!(
-            "installing {} {} ({}) into slot {}: {} bytes, {} chunks",
+            "installing {} {} ({}) into slot {}: {} bytes, {} chunks{}",
             custom.name,
             custom.version,
             custom.display_version,
             self.slot,
             custom.image_length,
-            index.len()
+            root.index.len(),
+            match &kernel {
+                Some((_, k)) => format!(
+                    ", and kernel {} ({} bytes)",
+                    k.kernel_release, k.image_length
+                ),
+                None => String::new(),
+            }
         );
 
         // Nothing is written before the slot is unbootable and that is on disk.
@@ -188,39 +215,22 @@ impl Job<'_> {
 
         let mut progress = Progress::new(self.config.progress.interval);
         let resume = same_image || previous.is_some_and(|j| j.slot == self.slot.name());
-        let present = if resume {
-            self.scan_present(&index, &mut progress)?
-        } else {
-            vec![false; index.len()]
-        };
+        let mut counts = Counts::default();
+        if let Some((part, _)) = &kernel {
+            let seed = self.kernel_seed_index();
+            counts = self.place(part, resume, seed, &mut progress)?;
+        }
         let seed = self.seed_index(targets);
-        let located = seed.as_ref().map(|s| index.locate_in(s));
-        let mut sources = plan(&present, located.as_deref());
-
-        let mut w = Writer::new(self.slot, &self.chosen.bundle.name);
-        progress.phase("write", index.image_length());
-        w.reused = sum_len(&index, &sources, |s| s == ChunkSource::Present);
-        w.done = w.reused;
-        self.copy_from_running(&index, &mut sources, &mut w, &mut progress)?;
-        self.fetch_missing(&index, &sources, &mut w, &mut progress)?;
-        progress.finish();
+        let root_counts = self.place(&root, resume, seed, &mut progress)?;
+        counts.fetched += root_counts.fetched;
+        counts.reused += root_counts.reused;
+        counts.copied += root_counts.copied;
         self.device.sync()?;
 
-        progress.phase("verify", index.image_length());
-        let (sha, readback) = self.device.hash_slot_uncached(
-            self.slot,
-            index.image_length(),
-            self.config.device.readback,
-            &mut |n| progress.update(n, w.fetched),
-        )?;
-        progress.finish();
-        if sha != index.image_sha256() {
-            return Err(Error::ImageHash {
-                slot: self.slot,
-                expected: hex::encode(index.image_sha256()),
-                found: hex::encode(sha),
-            });
+        if let Some((part, _)) = &kernel {
+            self.read_back(part, &mut progress)?;
         }
+        let readback = self.read_back(&root, &mut progress)?;
 
         let armed = self
             .device
@@ -236,9 +246,13 @@ impl Job<'_> {
             image_length: custom.image_length,
             image_sha256: custom.image_sha256.clone(),
             installed_at: Utc::now(),
+            kernel: kernel.as_ref().map(|(_, k)| k.clone()),
         };
-        self.state.set_slot(self.slot, &record, &index_bytes)?;
+        let kernel_index = kernel.as_ref().map(|(p, _)| p.index_bytes.as_slice());
+        self.state
+            .set_slot(self.slot, &record, &root.index_bytes, kernel_index)?;
         self.state.clear_journal()?;
+        let kernel_release = record.kernel.map(|k| k.kernel_release);
         self.state.set_last(&Outcome {
             time: Utc::now(),
             event: Event::Installed,
@@ -246,8 +260,15 @@ impl Job<'_> {
             version: Some(custom.version),
             display_version: Some(custom.display_version.clone()),
             detail: format!(
-                "armed for {} trial boots; downloaded {} bytes, reused {}, copied {}",
-                self.config.update.trial_boots, w.fetched, w.reused, w.copied
+                "armed for {} trial boots{}; downloaded {} bytes, reused {}, copied {}",
+                self.config.update.trial_boots,
+                kernel_release
+                    .as_ref()
+                    .map(|k| format!(" with kernel {k}"))
+                    .unwrap_or_default(),
+                counts.fetched,
+                counts.reused,
+                counts.copied
             ),
             class: None,
         })?;
@@ -256,11 +277,160 @@ impl Job<'_> {
             name: custom.name,
             version: custom.version,
             display_version: custom.display_version,
+            fetched: counts.fetched,
+            reused: counts.reused,
+            copied: counts.copied,
+            readback,
+            kernel_release,
+        })
+    }
+
+    /// The root image's part: refused before any write if it does not fit the slot; its index
+    /// fetched and checked against the chosen release.
+    fn prepare_root(&mut self, targets: &[TargetInfo]) -> Result<Placement> {
+        let custom = self.chosen.custom.clone();
+        let slot_length = self.device.slot_len(self.slot);
+        if custom.image_length > slot_length {
+            return Err(Error::SlotTooSmall {
+                target: self.chosen.bundle.name.clone(),
+                slot: self.slot,
+                image_length: custom.image_length,
+                slot_length,
+            });
+        }
+        let index_target = index_of(targets, &self.chosen)?.clone();
+        let (index, index_bytes) = self.fetch_index(&index_target, slot_length)?;
+        let bundle = self.chosen.bundle.clone();
+        check_index(
+            &index,
+            &index_target,
+            custom.image_length,
+            &custom.image_sha256,
+            bundle.length,
+        )?;
+        Ok(Placement {
+            region: self.slot.into(),
+            seed: self.running.into(),
+            bundle,
+            index,
+            index_bytes,
+        })
+    }
+
+    /// The kernel part, when the device boots a kernel from each slot: the release must have
+    /// one, it must fit the kernel partition, and its index must describe its signed UKI. A
+    /// device that keeps its kernel outside the slots installs the root alone.
+    fn prepare_kernel(
+        &mut self,
+        targets: &[TargetInfo],
+    ) -> Result<Option<(Placement, KernelRecord)>> {
+        let pick = kernel_part_of(targets, &self.chosen)?;
+        if !self.device.has_kernel_partitions() {
+            if let Some(p) = pick {
+                log::info!(
+                    "{} is not installed: this device keeps its kernel outside the slots",
+                    p.bundle.name
+                );
+            }
+            return Ok(None);
+        }
+        let Some(pick) = pick else {
+            let layout = &self.config.device.kernel_layout;
+            return Err(Error::NoKernelPart {
+                target: self.chosen.bundle.name.clone(),
+                kernel_a: layout.a.to_string(),
+                kernel_b: layout.b.to_string(),
+            });
+        };
+        let region = Region::kernel(self.slot);
+        let length = self.device.slot_len(region);
+        let custom = &pick.custom;
+        if custom.image_length > length {
+            return Err(Error::SlotTooSmall {
+                target: pick.bundle.name.clone(),
+                slot: self.slot,
+                image_length: custom.image_length,
+                slot_length: length,
+            });
+        }
+        let (index, index_bytes) = self.fetch_index(&pick.index, length)?;
+        check_index(
+            &index,
+            &pick.index,
+            custom.image_length,
+            &custom.image_sha256,
+            pick.bundle.length,
+        )?;
+        let record = KernelRecord {
+            kernel_release: custom
+                .kernel
+                .as_ref()
+                .map(|k| k.kernel_release.clone())
+                .unwrap_or_default(),
+            image_length: custom.image_length,
+            image_sha256: custom.image_sha256.clone(),
+        };
+        let placement = Placement {
+            region,
+            seed: Region::kernel(self.running),
+            bundle: pick.bundle,
+            index,
+            index_bytes,
+        };
+        Ok(Some((placement, record)))
+    }
+
+    /// Writes every chunk of one part: kept from an interrupted install (`resume`), copied from
+    /// the running slot's same part (`seed`, the index of what it holds), or downloaded.
+    fn place(
+        &mut self,
+        part: &Placement,
+        resume: bool,
+        seed: Option<ChunkIndex>,
+        progress: &mut Progress,
+    ) -> Result<Counts> {
+        let index = &part.index;
+        let present = if resume {
+            self.scan_present(part, progress)?
+        } else {
+            vec![false; index.len()]
+        };
+        let located = seed.as_ref().map(|s| index.locate_in(s));
+        let mut sources = plan(&present, located.as_deref());
+
+        let mut w = Writer::new(part.region, &part.bundle.name);
+        progress.phase("write", index.image_length());
+        w.reused = sum_len(index, &sources, |s| s == ChunkSource::Present);
+        w.done = w.reused;
+        self.copy_from_running(part, &mut sources, &mut w, progress)?;
+        self.fetch_missing(part, &sources, &mut w, progress)?;
+        progress.finish();
+        Ok(Counts {
             fetched: w.fetched,
             reused: w.reused,
             copied: w.copied,
-            readback,
         })
+    }
+
+    /// Reads a written part back past the page cache and checks it against its index's sha256.
+    fn read_back(&mut self, part: &Placement, progress: &mut Progress) -> Result<Readback> {
+        let length = part.index.image_length();
+        progress.phase("verify", length);
+        let (sha, readback) = self.device.hash_slot_uncached(
+            part.region,
+            length,
+            self.config.device.readback,
+            &mut |n| progress.update(n, 0),
+        )?;
+        progress.finish();
+        if sha != part.index.image_sha256() {
+            return Err(Error::ImageHash {
+                region: part.region,
+                expected: hex::encode(part.index.image_sha256()),
+                found: hex::encode(sha),
+            });
+        }
+        Ok(readback)
     }
 
     /// The index, fetched through the source (bounded by its signed length, hash-checked) and
@@ -298,37 +468,9 @@ impl Job<'_> {
         Ok((index, bytes))
     }
 
-    /// The index must describe the signed image and the signed bundle.
-    fn check_index(&self, index: &ChunkIndex, target: &TargetInfo) -> Result<()> {
-        let c = &self.chosen.custom;
-        let mismatch = |why: String| Error::IndexMismatch {
-            target: target.name.clone(),
-            why,
-        };
-        if index.image_length() != c.image_length {
-            return Err(mismatch(format!(
-                "it describes a {}-byte image, the release a {}-byte one",
-                index.image_length(),
-                c.image_length
-            )));
-        }
-        if hex::encode(index.image_sha256()) != c.image_sha256 {
-            return Err(mismatch(
-                "its image sha256 differs from the release's".into(),
-            ));
-        }
-        if index.bundle_length() != self.chosen.bundle.length {
-            return Err(mismatch(format!(
-                "its frames add up to {} bytes, the signed bundle is {}",
-                index.bundle_length(),
-                self.chosen.bundle.length
-            )));
-        }
-        Ok(())
-    }
-
-    /// Which chunks the slot already holds (after an interrupted install into it).
-    fn scan_present(&self, index: &ChunkIndex, progress: &mut Progress) -> Result<Vec<bool>> {
+    /// Which chunks the part's partition already holds (after an interrupted install into it).
+    fn scan_present(&self, part: &Placement, progress: &mut Progress) -> Result<Vec<bool>> {
+        let index = &part.index;
         progress.phase("scan", index.image_length());
         let mut buf = Vec::new();
         let mut present = Vec::with_capacity(index.len());
@@ -336,7 +478,7 @@ impl Job<'_> {
         for entry in index {
             buf.resize(usize::try_from(entry.length).unwrap_or(0), 0);
             self.device
-                .read_slot(self.slot, entry.image_offset, &mut buf)?;
+                .read_slot(part.region, entry.image_offset, &mut buf)?;
             present.push(entry.matches(&buf));
             done += entry.length;
             progress.update(done, 0);
@@ -344,9 +486,9 @@ impl Job<'_> {
         progress.finish();
         let kept = present.iter().filter(|&&p| p).count();
         log::info!(
-            "resuming: {kept} of {} chunks are already in slot {}",
+            "resuming: {kept} of {} chunks are already in {}",
             index.len(),
-            self.slot
+            part.region
         );
         Ok(present)
     }
@@ -383,16 +525,33 @@ impl Job<'_> {
         }
     }
 
-    /// Copies chunks the running image holds; a chunk whose bytes there do not match falls
-    /// back to a download.
+    /// The index of the running slot's kernel part, kept by the install that wrote it. Only a
+    /// hint, like [`Job::seed_index`].
+    fn kernel_seed_index(&mut self) -> Option<ChunkIndex> {
+        let limits = Limits {
+            max_image_length: self.device.slot_len(Region::kernel(self.running)),
+            ..Limits::default()
+        };
+        let cap = self.config.update.max_index_bytes;
+        let bytes = self.state.kernel_index(self.running, cap).ok().flatten()?;
+        ChunkIndex::decode(&bytes, &limits)
+            .inspect_err(|e| {
+                log::warn!("no kernel delta: the running kernel's index is unusable: {e}")
+            })
+            .ok()
+    }
+
+    /// Copies chunks the running slot's same part holds; a chunk whose bytes there do not match
+    /// falls back to a download.
     fn copy_from_running(
         &mut self,
-        index: &ChunkIndex,
+        part: &Placement,
         sources: &mut [ChunkSource],
         w: &mut Writer,
         progress: &mut Progress,
     ) -> Result<()> {
-        let running_length = self.device.slot_len(self.running);
+        let index = &part.index;
+        let running_length = self.device.slot_len(part.seed);
         let mut buf = Vec::new();
         for (i, entry) in index.iter().enumerate() {
             let ChunkSource::Copy { from } = sources[i] else {
@@ -403,11 +562,11 @@ impl Job<'_> {
                 .is_some_and(|end| end <= running_length);
             buf.resize(usize::try_from(entry.length).unwrap_or(0), 0);
             if fits {
-                self.device.read_slot(self.running, from, &mut buf)?;
+                self.device.read_slot(part.seed, from, &mut buf)?;
             }
             if fits && entry.matches(&buf) {
                 self.device
-                    .write_slot(self.slot, entry.image_offset, &buf)?;
+                    .write_slot(part.region, entry.image_offset, &buf)?;
                 w.copied += entry.length;
                 w.done += entry.length;
                 progress.update(w.done, w.fetched);
@@ -421,27 +580,25 @@ impl Job<'_> {
     /// Streams the frames of every chunk still missing.
     fn fetch_missing(
         &mut self,
-        index: &ChunkIndex,
+        part: &Placement,
         sources: &[ChunkSource],
         w: &mut Writer,
         progress: &mut Progress,
     ) -> Result<()> {
+        let index = &part.index;
         let mut wanted: Vec<bool> = sources.iter().map(|&s| s == ChunkSource::Fetch).collect();
         let ranges = index.fetch_ranges(|i, _| wanted[i], self.config.network.range_gap);
         if ranges.is_empty() {
             return Ok(());
         }
-        let locations = self.source.target_locations(&self.chosen.bundle);
+        let locations = self.source.target_locations(&part.bundle);
         if locations.is_empty() {
             return Err(Error::Internal {
-                what: format!(
-                    "the source gives no location for {}",
-                    self.chosen.bundle.name
-                ),
+                what: format!("the source gives no location for {}", part.bundle.name),
             });
         }
         for range in &ranges {
-            self.fetch_range(index, range, &mut wanted, &locations, w, progress)?;
+            self.fetch_range(part, range, &mut wanted, &locations, w, progress)?;
         }
         Ok(())
     }
@@ -451,7 +608,7 @@ impl Job<'_> {
     /// is not asked again.
     fn fetch_range(
         &mut self,
-        index: &ChunkIndex,
+        part: &Placement,
         range: &FetchRange,
         wanted: &mut [bool],
         locations: &[Location],
@@ -459,8 +616,9 @@ impl Job<'_> {
         progress: &mut Progress,
     ) -> Result<()> {
         let policy = self.config.network;
+        let index = &part.index;
         let entries = index.entries();
-        let total = self.chosen.bundle.length;
+        let total = part.bundle.length;
         let mut excluded: BTreeSet<usize> = BTreeSet::new();
         let mut mirror = 0usize;
         let mut failures = 0u32;
@@ -525,6 +683,40 @@ impl Job<'_> {
     }
 }
 
+/// The index must describe the signed image (length, sha256) and the signed bundle (length).
+fn check_index(
+    index: &ChunkIndex,
+    target: &TargetInfo,
+    image_length: u64,
+    image_sha256: &str,
+    bundle_length: u64,
+) -> Result<()> {
+    let mismatch = |why: String| Error::IndexMismatch {
+        target: target.name.clone(),
+        why,
+    };
+    if index.image_length() != image_length {
+        return Err(mismatch(format!(
+            "it describes a {}-byte image, the release a {}-byte one",
+            index.image_length(),
+            image_length
+        )));
+    }
+    if hex::encode(index.image_sha256()) != image_sha256 {
+        return Err(mismatch(
+            "its image sha256 differs from the release's".into(),
+        ));
+    }
+    if index.bundle_length() != bundle_length {
+        return Err(mismatch(format!(
+            "its frames add up to {} bytes, the signed bundle is {}",
+            index.bundle_length(),
+            bundle_length
+        )));
+    }
+    Ok(())
+}
+
 /// Frames queued for each verifier.
 const FRAMES_IN_FLIGHT: usize = 4;
 /// Verified chunks queued from each verifier.
@@ -542,7 +734,7 @@ fn sum_len(index: &ChunkIndex, sources: &[ChunkSource], f: impl Fn(ChunkSource) 
 /// Verifies and writes chunks from a stream of frames, and counts.
 struct Writer {
     target: String,
-    slot: Slot,
+    region: Region,
     done: u64,
     fetched: u64,
     reused: u64,
@@ -550,10 +742,10 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(slot: Slot, target: &str) -> Writer {
+    fn new(region: Region, target: &str) -> Writer {
         Writer {
             target: target.to_string(),
-            slot,
+            region,
             done: 0,
             fetched: 0,
             reused: 0,
@@ -583,7 +775,7 @@ impl Writer {
         let wanted_now: Vec<bool> = wanted[chunks.clone()].to_vec();
         let target = self.target.as_str();
         let n = verifiers();
-        let mut out = RunWriter::new(self.slot);
+        let mut out = RunWriter::new(self.region);
         let result = std::thread::scope(|scope| {
             let mut to_verifiers = Vec::with_capacity(n);
             let mut from_verifiers = Vec::with_capacity(n);
@@ -659,7 +851,7 @@ impl Writer {
 /// Coalesces chunks written at consecutive offsets into large writes that end on a page
 /// boundary, so the page cache rarely has to read a partly overwritten page first.
 struct RunWriter {
-    slot: Slot,
+    region: Region,
     /// Slot offset of `buf[0]`.
     start: u64,
     buf: Vec<u8>,
@@ -671,9 +863,9 @@ const RUN_BYTES: usize = 1 << 20;
 const PAGE: u64 = 4096;
 
 impl RunWriter {
-    fn new(slot: Slot) -> RunWriter {
+    fn new(region: Region) -> RunWriter {
         RunWriter {
-            slot,
+            region,
             start: 0,
             buf: Vec::with_capacity(RUN_BYTES + (256 << 10)),
         }
@@ -692,7 +884,7 @@ impl RunWriter {
             let end = (self.start + self.buf.len() as u64) / PAGE * PAGE;
             let k = usize::try_from(end.saturating_sub(self.start)).unwrap_or(0);
             if k > 0 {
-                device.write_slot(self.slot, self.start, &self.buf[..k])?;
+                device.write_slot(self.region, self.start, &self.buf[..k])?;
                 self.buf.drain(..k);
                 self.start += k as u64;
             }
@@ -702,7 +894,7 @@ impl RunWriter {
 
     fn flush(&mut self, device: &mut Device) -> Result<()> {
         if !self.buf.is_empty() {
-            device.write_slot(self.slot, self.start, &self.buf)?;
+            device.write_slot(self.region, self.start, &self.buf)?;
             self.start += self.buf.len() as u64;
             self.buf.clear();
         }

@@ -7,6 +7,7 @@
 //! STATE_DIR/last.json          Outcome of the last update step (installed, committed, ...)
 //! STATE_DIR/slot-a.json        SlotRecord: the release written into slot a
 //! STATE_DIR/slot-a.index       its chunk index
+//! STATE_DIR/slot-a.kernel.index  the chunk index of its kernel part (kernel partitions only)
 //! STATE_DIR/install.json       Journal: an install into a slot has started and not finished
 //! ```
 
@@ -84,6 +85,19 @@ pub struct SlotRecord {
     pub image_length: u64,
     pub image_sha256: String,
     pub installed_at: DateTime<Utc>,
+    /// The kernel part written into the slot's kernel partition, if the release had one and
+    /// the device has kernel partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelRecord>,
+}
+
+/// The kernel part written into a slot's kernel partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelRecord {
+    /// `uname -r` of the kernel in the slot's UKI.
+    pub kernel_release: String,
+    pub image_length: u64,
+    pub image_sha256: String,
 }
 
 /// An install that has started writing into a slot.
@@ -133,21 +147,37 @@ impl StateDir {
         self.read_json(&Self::slot_file(slot, "json"))
     }
 
-    /// Records what `slot` holds, with its index.
-    pub fn set_slot(&self, slot: Slot, record: &SlotRecord, index: &[u8]) -> Result<()> {
+    /// Records what `slot` holds, with its index and its kernel part's index (the record is
+    /// written last: it is what says the slot is complete).
+    pub fn set_slot(
+        &self,
+        slot: Slot,
+        record: &SlotRecord,
+        index: &[u8],
+        kernel_index: Option<&[u8]>,
+    ) -> Result<()> {
         self.write_atomic(&Self::slot_file(slot, "index"), index)?;
+        if let Some(kernel_index) = kernel_index {
+            self.write_atomic(&Self::slot_file(slot, "kernel.index"), kernel_index)?;
+        }
         self.write_json(&Self::slot_file(slot, "json"), record)
     }
 
     /// Forgets what `slot` held (before it is overwritten).
     pub fn clear_slot(&self, slot: Slot) -> Result<()> {
         self.remove(&Self::slot_file(slot, "json"))?;
+        self.remove(&Self::slot_file(slot, "kernel.index"))?;
         self.remove(&Self::slot_file(slot, "index"))
     }
 
     /// The stored chunk index of `slot`'s image, if any (at most `cap` bytes are read).
     pub fn slot_index(&self, slot: Slot, cap: u64) -> Result<Option<Vec<u8>>> {
         self.read_bytes(&Self::slot_file(slot, "index"), cap)
+    }
+
+    /// The stored chunk index of `slot`'s kernel part, if any (at most `cap` bytes are read).
+    pub fn kernel_index(&self, slot: Slot, cap: u64) -> Result<Option<Vec<u8>>> {
+        self.read_bytes(&Self::slot_file(slot, "kernel.index"), cap)
     }
 
     pub fn journal(&self) -> Result<Option<Journal>> {
@@ -264,14 +294,26 @@ mod tests {
             image_length: 10,
             image_sha256: "00".repeat(32),
             installed_at: Utc::now(),
+            kernel: Some(KernelRecord {
+                kernel_release: "6.1.0-57-amd64".into(),
+                image_length: 20,
+                image_sha256: "11".repeat(32),
+            }),
         };
-        s.set_slot(Slot::B, &r, b"index").unwrap();
+        s.set_slot(Slot::B, &r, b"index", Some(b"kernel index"))
+            .unwrap();
         assert_eq!(s.slot_record(Slot::B).unwrap(), Some(r));
         assert_eq!(s.slot_index(Slot::B, 100).unwrap(), Some(b"index".to_vec()));
+        assert_eq!(
+            s.kernel_index(Slot::B, 100).unwrap(),
+            Some(b"kernel index".to_vec())
+        );
         assert!(s.slot_index(Slot::B, 2).is_err());
         assert_eq!(s.slot_record(Slot::A).unwrap(), None);
+        assert_eq!(s.kernel_index(Slot::A, 100).unwrap(), None);
         s.clear_slot(Slot::B).unwrap();
         assert_eq!(s.slot_record(Slot::B).unwrap(), None);
+        assert_eq!(s.kernel_index(Slot::B, 100).unwrap(), None);
         s.clear_slot(Slot::B).unwrap();
         // No temporary file is left behind.
         let names: Vec<_> = std::fs::read_dir(s.path())

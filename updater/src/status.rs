@@ -55,6 +55,10 @@ pub struct SlotRelease {
     pub display_version: String,
     /// `running-system` (from system.json) or `installed` (recorded by the install).
     pub source: &'static str,
+    /// The kernel release of the slot's kernel part, on a device with kernel partitions: as
+    /// recorded by the install that wrote it, else (the running slot) the running kernel's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_release: Option<String>,
 }
 
 /// Gathers the status; only a broken configuration or an unreadable disk is an error.
@@ -71,27 +75,34 @@ pub fn gather(config: &Config) -> Result<Status> {
     let mut slots = Vec::new();
     for slot in Slot::ALL {
         let s = state.slot(slot);
+        let record = state_dir.slot_record(slot).ok().flatten();
+        let kernel_release = device.has_kernel_partitions().then(|| {
+            record
+                .as_ref()
+                .and_then(|r| r.kernel.as_ref())
+                .map(|k| k.kernel_release.clone())
+                .or_else(|| (Some(slot) == running).then(running_kernel).flatten())
+        });
+        let kernel_release = kernel_release.flatten();
         let release = if Some(slot) == running {
             system.as_ref().map(|i| SlotRelease {
                 name: i.name.clone(),
                 version: i.version,
                 display_version: i.display_version.clone(),
                 source: "running-system",
+                kernel_release: kernel_release.clone(),
             })
         } else {
             None
         };
         let release = release.or_else(|| {
-            state_dir
-                .slot_record(slot)
-                .ok()
-                .flatten()
-                .map(|r| SlotRelease {
-                    name: r.name,
-                    version: r.version,
-                    display_version: r.display_version,
-                    source: "installed",
-                })
+            record.map(|r| SlotRelease {
+                name: r.name,
+                version: r.version,
+                display_version: r.display_version,
+                source: "installed",
+                kernel_release,
+            })
         });
         slots.push(SlotStatus {
             slot: slot.name().into(),
@@ -129,6 +140,12 @@ pub fn gather(config: &Config) -> Result<Status> {
     })
 }
 
+/// `uname -r` of the running kernel.
+fn running_kernel() -> Option<String> {
+    let uname = rustix::system::uname();
+    uname.release().to_str().ok().map(str::to_string)
+}
+
 /// The status as text for people.
 pub fn render_text(s: &Status) -> String {
     let mut out = String::new();
@@ -145,7 +162,11 @@ pub fn render_text(s: &Status) -> String {
             .release
             .as_ref()
             .map_or("unknown contents".to_string(), |r| {
-                format!("{} {} ({})", r.name, r.version, r.display_version)
+                let kernel = r
+                    .kernel_release
+                    .as_ref()
+                    .map_or(String::new(), |k| format!(", kernel {k}"));
+                format!("{} {} ({}){kernel}", r.name, r.version, r.display_version)
             });
         out.push_str(&format!(
             "slot {}: partition {} ({}, PARTUUID {}): P={} T={} S={}{}: {}{}\n",

@@ -34,13 +34,25 @@ pub fn run(
     match install(config, &options, factory)? {
         None => println!("up to date: nothing to install"),
         Some(r) => {
+            let kernel = r.kernel_release.as_deref();
             println!(
-                "installed {} {} ({}) into slot {}: reboot to try it ({} trial boots)",
-                r.name, r.version, r.display_version, r.slot, config.update.trial_boots
+                "installed {} {} ({}){} into slot {}: reboot to try it ({} trial boots)",
+                r.name,
+                r.version,
+                r.display_version,
+                kernel.map_or(String::new(), |k| format!(" with kernel {k}")),
+                r.slot,
+                config.update.trial_boots
             );
             println!(
-                "FLIPSIDE_RESULT event=installed slot={} version={} fetched={} reused={} copied={} readback={:?}",
-                r.slot, r.version, r.fetched, r.reused, r.copied, r.readback
+                "FLIPSIDE_RESULT event=installed slot={} version={} fetched={} reused={} copied={} readback={:?}{}",
+                r.slot,
+                r.version,
+                r.fetched,
+                r.reused,
+                r.copied,
+                r.readback,
+                kernel.map_or(String::new(), |k| format!(" kernel={k}"))
             );
         }
     }

@@ -17,7 +17,9 @@ use std::process::{Command, Output, Stdio};
 use chrono::Utc;
 use flipside_bootloader_hooks::{disk, BootAttrs, BootState, Disk, Slot, SlotLayout};
 use flipside_bundle::{write_bundle, BundleParams};
-use flipside_contract::release::{FileInfo, ImageInfo, Release, SystemInfo, RELEASE_FORMAT};
+use flipside_contract::release::{
+    FileInfo, ImageInfo, KernelPart, Release, SystemInfo, RELEASE_FORMAT, UKI_FORMAT,
+};
 use flipside_repository::{InitSettings, KeyDir, Repository};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -146,8 +148,47 @@ pub fn make_image(work: &Path, version: u64, hardware_id: &str, payload: u64) ->
     image
 }
 
+/// Size of each kernel partition of a world with kernel partitions.
+pub const KERNEL_PART_MIB: u64 = 4;
+
+/// The kernel part's bytes of `version`: a stand-in for a UKI (the updater never parses it),
+/// 1.5 MiB of which most is the same in every version, so a new kernel is mostly a delta.
+pub fn kernel_bytes(version: u64) -> Vec<u8> {
+    // xorshift64: bytes that do not compress, like a compressed kernel and initramfs.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut bytes: Vec<u8> = (0..(3u32 << 19))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    let tail = bytes.len() - (64 << 10);
+    for (i, b) in bytes[tail..].iter_mut().enumerate() {
+        *b = (i as u64).wrapping_mul(version.wrapping_add(7)) as u8;
+    }
+    bytes
+}
+
+/// `uname -r` of the kernel part of `version`.
+pub fn kernel_release(version: u64) -> String {
+    format!("6.1.0-{version}-amd64")
+}
+
 /// Bundle, index and release.json of `image` in a release directory.
 pub fn make_release(work: &Path, image: &Path, version: u64, hardware_id: &str) -> Built {
+    make_release_with(work, image, version, hardware_id, None)
+}
+
+/// As [`make_release`], with a kernel part made of `kernel` when given.
+pub fn make_release_with(
+    work: &Path,
+    image: &Path,
+    version: u64,
+    hardware_id: &str,
+    kernel: Option<&[u8]>,
+) -> Built {
     let dir = work.join(format!("release-{version}-{hardware_id}"));
     std::fs::create_dir_all(&dir).unwrap();
     let (bundle_name, index_name) = flipside_contract::release::file_names(SYSTEM, version);
@@ -164,6 +205,26 @@ pub fn make_release(work: &Path, image: &Path, version: u64, hardware_id: &str) 
         length: bytes.len() as u64,
         sha256: sha256(bytes),
     };
+    let kernel = kernel.map(|bytes| {
+        let (bundle_name, index_name) =
+            flipside_contract::release::kernel_file_names(SYSTEM, version);
+        let uki = dir.join("uki.efi");
+        std::fs::write(&uki, bytes).unwrap();
+        let bundle = dir.join(&bundle_name);
+        let index = write_bundle(&uki, &bundle, &params).unwrap();
+        let index_bytes = index.encode();
+        std::fs::write(dir.join(&index_name), &index_bytes).unwrap();
+        KernelPart {
+            kernel_release: kernel_release(version),
+            image: ImageInfo {
+                filesystem: UKI_FORMAT.into(),
+                length: bytes.len() as u64,
+                sha256: sha256(bytes),
+            },
+            bundle: info(&bundle_name, &std::fs::read(&bundle).unwrap()),
+            index: info(&index_name, &index_bytes),
+        }
+    });
     let release = Release {
         format: RELEASE_FORMAT,
         name: SYSTEM.into(),
@@ -179,7 +240,7 @@ pub fn make_release(work: &Path, image: &Path, version: u64, hardware_id: &str) 
         index: info(&index_name, &index_bytes),
         init: "/sbin/init".into(),
         closure: vec![],
-        kernel: None,
+        kernel,
     };
     std::fs::write(
         dir.join("release.json"),
@@ -208,6 +269,8 @@ pub struct World {
     pub health: PathBuf,
     pub rebooted: PathBuf,
     pub releases: BTreeMap<(u64, String), Built>,
+    /// Releases are published with a kernel part.
+    pub kernels: bool,
 }
 
 /// How to build a world.
@@ -221,6 +284,9 @@ pub struct Setup {
     pub payload: u64,
     /// Write the running release's image into slot a (else zeros: no delta possible).
     pub running_image: bool,
+    /// Give the disk kernel partitions (`kernel-a`, `kernel-b`) and every release a kernel part
+    /// ([`kernel_bytes`]); the running release's kernel is written into `kernel-a`.
+    pub kernels: bool,
 }
 
 impl Default for Setup {
@@ -231,6 +297,7 @@ impl Default for Setup {
             slot_mib: SLOT_MIB,
             payload: 3 << 20,
             running_image: true,
+            kernels: false,
         }
     }
 }
@@ -258,6 +325,7 @@ impl World {
             health: t.join("health.d"),
             rebooted: t.join("rebooted"),
             releases: BTreeMap::new(),
+            kernels: setup.kernels,
             tmp,
         };
         let mut r = Repository::create(&repo).unwrap();
@@ -268,7 +336,7 @@ impl World {
         for (version, hw) in &setup.publish {
             world.publish(*version, hw, setup.payload);
         }
-        world.make_disk(setup.slot_mib);
+        world.make_disk(setup.slot_mib, setup.kernels);
         // Slot a runs `running` (its image when published), proven; slot b holds a sentinel.
         let running_image = world
             .releases
@@ -276,6 +344,9 @@ impl World {
             .map(|b| b.image_bytes());
         if let Some(image) = running_image.filter(|_| setup.running_image) {
             world.write_slot(Slot::A, &image);
+            if setup.kernels {
+                world.write_kernel(Slot::A, &kernel_bytes(setup.running));
+            }
         }
         world.fill_slot(Slot::B, SENTINEL);
         world.set_attrs(Slot::A, BootAttrs::new(2, 0, true).unwrap());
@@ -290,7 +361,8 @@ impl World {
     pub fn publish(&mut self, version: u64, hardware_id: &str, payload: u64) -> Built {
         let work = self.tmp.path().join("work");
         let image = make_image(&work, version, hardware_id, payload);
-        let built = make_release(&work, &image, version, hardware_id);
+        let kernel = self.kernels.then(|| kernel_bytes(version));
+        let built = make_release_with(&work, &image, version, hardware_id, kernel.as_deref());
         let mut r = Repository::open(&self.repo).unwrap();
         r.add(&KeyDir::new(&self.keys), &built.dir, Utc::now())
             .unwrap();
@@ -303,29 +375,59 @@ impl World {
         &self.releases[&(version, HARDWARE.to_string())]
     }
 
-    fn make_disk(&self, slot_mib: u64) {
-        let total = 2 * slot_mib + 4 + 2;
+    fn make_disk(&self, slot_mib: u64, kernels: bool) {
+        let kernel_mib = if kernels { 2 * KERNEL_PART_MIB } else { 0 };
+        let total = 2 * slot_mib + kernel_mib + 4 + 2;
         let f = std::fs::File::create(&self.disk).unwrap();
         f.set_len(total << 20).unwrap();
-        run_ok(
-            Command::new("sgdisk")
-                .arg("-o")
-                .args([
-                    "-n",
-                    &format!("1:2048:+{slot_mib}M"),
-                    "-c",
-                    "1:root-a",
-                    "-n",
-                    &format!("2:0:+{slot_mib}M"),
-                    "-c",
-                    "2:root-b",
-                    "-n",
-                    "3:0:+2M",
-                    "-c",
-                    "3:data",
-                ])
-                .arg(&self.disk),
-        );
+        let mut sgdisk = Command::new("sgdisk");
+        sgdisk.arg("-o").args([
+            "-n",
+            &format!("1:2048:+{slot_mib}M"),
+            "-c",
+            "1:root-a",
+            "-n",
+            &format!("2:0:+{slot_mib}M"),
+            "-c",
+            "2:root-b",
+            "-n",
+            "3:0:+2M",
+            "-c",
+            "3:data",
+        ]);
+        if kernels {
+            let size = format!("+{KERNEL_PART_MIB}M");
+            sgdisk.args(["-n", &format!("4:0:{size}"), "-c", "4:kernel-a"]);
+            sgdisk.args(["-n", &format!("5:0:{size}"), "-c", "5:kernel-b"]);
+        }
+        run_ok(sgdisk.arg(&self.disk));
+    }
+
+    /// Byte range of a slot's kernel partition on the disk.
+    pub fn kernel_range(&self, slot: Slot) -> std::ops::Range<u64> {
+        let mut d = Disk::open(&self.disk, false).unwrap();
+        let (table, _) = disk::load(&mut d, &SlotLayout::default()).unwrap();
+        let label = format!("kernel-{slot}");
+        let e = table
+            .find(&flipside_bootloader_hooks::PartitionSelector::Label(label))
+            .unwrap();
+        e.byte_range(table.sector_size()).unwrap()
+    }
+
+    pub fn write_kernel(&self, slot: Slot, bytes: &[u8]) {
+        let r = self.kernel_range(slot);
+        assert!(bytes.len() as u64 <= r.end - r.start);
+        let f = OpenOptions::new().write(true).open(&self.disk).unwrap();
+        f.write_all_at(bytes, r.start).unwrap();
+        f.sync_all().unwrap();
+    }
+
+    pub fn kernel_partition_bytes(&self, slot: Slot) -> Vec<u8> {
+        let r = self.kernel_range(slot);
+        let f = std::fs::File::open(&self.disk).unwrap();
+        let mut buf = vec![0u8; (r.end - r.start) as usize];
+        f.read_exact_at(&mut buf, r.start).unwrap();
+        buf
     }
 
     /// The boot state on the disk.
