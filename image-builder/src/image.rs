@@ -1,6 +1,9 @@
 //! `flipside-build image`: system description -> store closure -> staged tree -> squashfs ->
-//! bundle + chunk index -> `release.json`; with a `[kernel]` section also `uki.efi` (the unified
-//! kernel image, [`crate::uki`]) and `uki.json` (its length, sha256 and sections).
+//! bundle + chunk index -> `release.json`. With a `[kernel]` section the release also has a
+//! kernel part: `uki.efi` (the unified kernel image, [`crate::uki`]) cut into its own bundle and
+//! chunk index with the same parameters, named by
+//! [`kernel_file_names`](flipside_contract::release::kernel_file_names) and described, with the
+//! kernel release, in `release.json`'s `kernel` object.
 //!
 //! Everything is built under a temporary directory inside the output directory and moved into
 //! place only when complete, `release.json` last: a failure leaves no half-written release.
@@ -12,20 +15,21 @@ use std::path::{Path, PathBuf};
 
 use flipside_bundle::BundleParams;
 use flipside_contract::release::{
-    self, ClosureEntry, FileInfo, ImageInfo, Release, SystemInfo, RELEASE_FORMAT, SYSTEM_INFO_PATH,
+    self, ClosureEntry, FileInfo, ImageInfo, KernelPart, Release, SystemInfo, RELEASE_FORMAT,
+    SYSTEM_INFO_PATH, UKI_FORMAT,
 };
 use flipside_store::BuiltinStore;
 use sha2::{Digest, Sha256};
 
+use crate::bzimage;
 use crate::rootfs::{self, Layout};
-use crate::system::{self, FileRef, RootSource, System};
+use crate::system::{self, FileRef, Kernel, RootSource, System};
 use crate::uki::{self, UkiInfo, UkiParts};
 use crate::Class;
 
-/// The unified kernel image in the output directory.
+/// The unified kernel image in the output directory (its length and sha256 are in
+/// `release.json`'s kernel part).
 pub const UKI_FILE: &str = "uki.efi";
-/// The record of [`UKI_FILE`] (name, length, sha256, sections) in the output directory.
-pub const UKI_RECORD: &str = "uki.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -49,6 +53,19 @@ pub enum Error {
         reference: String,
         why: String,
     },
+    #[error("kernel.image {reference}: {source}; give a bzImage as built, or a kernel image with `release =`")]
+    KernelHeader {
+        reference: String,
+        source: bzimage::Error,
+    },
+    #[error("kernel.image {reference} names no kernel release (it is not an x86 bzImage with a version string); add `release = \"...\"` to [kernel]: the release as `uname -r` prints it on the device")]
+    KernelReleaseUnknown { reference: String },
+    #[error("kernel.release {given:?} disagrees with kernel.image {reference}, whose setup header says {found:?}; correct `release =` or remove it")]
+    KernelReleaseMismatch {
+        reference: String,
+        given: String,
+        found: String,
+    },
 }
 
 impl Error {
@@ -57,7 +74,10 @@ impl Error {
             Error::TooLarge { .. } => Class::TooLarge,
             Error::Io { .. } => Class::Io,
             Error::HostFile { .. } => Class::Store,
-            Error::KernelFile { .. } => Class::Input,
+            Error::KernelFile { .. }
+            | Error::KernelHeader { .. }
+            | Error::KernelReleaseUnknown { .. }
+            | Error::KernelReleaseMismatch { .. } => Class::Input,
         }
     }
 }
@@ -116,16 +136,8 @@ pub fn image_file_name(name: &str, version: u64) -> String {
 pub struct Built {
     /// As written to `release.json`.
     pub release: Release,
-    /// [`UKI_FILE`], when the description has a `[kernel]` section.
+    /// The sections of [`UKI_FILE`], when the description has a `[kernel]` section.
     pub uki: Option<UkiInfo>,
-}
-
-/// `uki.json`: the UKI's file name, then [`UkiInfo`].
-#[derive(serde::Serialize)]
-struct UkiRecord<'a> {
-    name: &'a str,
-    #[serde(flatten)]
-    info: &'a UkiInfo,
 }
 
 /// Builds the release described by `system_toml`; returns what was written.
@@ -184,32 +196,12 @@ fn build_in(system: &System, options: &Options, work: &Path) -> Result<Built, cr
 
     // Before the squashfs, so that a missing stub or kernel fails fast; files of roots are
     // read from the stage, exactly as they are in the image.
-    let uki = match &system.kernel {
+    let (kernel, uki) = match &system.kernel {
         Some(kernel) => {
-            let file = |field, r: &FileRef| stage_file(field, r, &roots, &stage);
-            let (image, initrd) = (
-                file("image", &kernel.image)?,
-                file("initrd", &kernel.initrd)?,
-            );
-            let os_release = uki::os_release(&system.name, system.version, &system.display_version);
-            let parts = UkiParts {
-                stub: &kernel.stub,
-                kernel: &image,
-                initrd: &initrd,
-                cmdline: &kernel.cmdline,
-                os_release: &os_release,
-            };
-            let info = uki::assemble(&parts, &work.join(UKI_FILE))?;
-            let record = UkiRecord {
-                name: UKI_FILE,
-                info: &info,
-            };
-            let record_path = work.join(UKI_RECORD);
-            fs::write(&record_path, to_json(&record)).map_err(io("write", &record_path))?;
-            log::info!("{UKI_FILE}: {} bytes sha256 {}", info.length, info.sha256);
-            Some(info)
+            let (part, info) = build_kernel_part(system, kernel, &roots, &stage, work, options)?;
+            (Some(part), Some(info))
         }
-        None => None,
+        None => (None, None),
     };
 
     let image = work.join("image");
@@ -222,16 +214,14 @@ fn build_in(system: &System, options: &Options, work: &Path) -> Result<Built, cr
     make_writable(&stage);
     fs::remove_dir_all(&stage).map_err(io("remove", &stage))?;
 
-    let (bundle_name, index_name) = release::file_names(&system.name, system.version);
-    let bundle = work.join("bundle");
-    let index = flipside_bundle::write_bundle(&image, &bundle, &options.bundle)?;
-    let index_path = work.join("index");
-    fs::write(&index_path, index.encode()).map_err(io("write", &index_path))?;
-    // The bundle is written through a temporary file, created 0600; give it the mode the index
-    // was created with (0666 less the umask), like the image and release.json.
-    let created = fs::metadata(&index_path).map_err(io("read permissions of", &index_path))?;
-    fs::set_permissions(&bundle, created.permissions())
-        .map_err(io("set permissions of", &bundle))?;
+    let root = write_part(
+        &image,
+        "squashfs",
+        release::file_names(&system.name, system.version),
+        work,
+        &options.bundle,
+    )?;
+    debug_assert_eq!(root.image.length, size);
 
     let release = Release {
         format: RELEASE_FORMAT,
@@ -239,40 +229,161 @@ fn build_in(system: &System, options: &Options, work: &Path) -> Result<Built, cr
         version: system.version,
         display_version: system.display_version.clone(),
         hardware_id: system.hardware_id.clone(),
-        image: ImageInfo {
-            filesystem: "squashfs".into(),
-            length: size,
-            sha256: hex::encode(index.image_sha256()),
-        },
-        bundle: file_info(&bundle, bundle_name)?,
-        index: file_info(&index_path, index_name)?,
+        image: root.image,
+        bundle: root.bundle,
+        index: root.index,
         init,
         closure: entries,
-        kernel: None,
+        kernel,
     };
     let release_path = work.join("release.json");
     fs::write(&release_path, to_json(&release)).map_err(io("write", &release_path))?;
 
+    // Everything else first: release.json appears only when all it names is in place.
     let out = &options.out_dir;
-    if uki.is_some() {
-        for name in [UKI_FILE, UKI_RECORD] {
-            let to = out.join(name);
-            fs::rename(work.join(name), &to).map_err(io("move into place", &to))?;
-        }
+    let mut names: Vec<&str> = Vec::new();
+    if let Some(k) = &release.kernel {
+        names.extend([UKI_FILE, k.bundle.name.as_str(), k.index.name.as_str()]);
+    }
+    names.extend([release.bundle.name.as_str(), release.index.name.as_str()]);
+    for name in names {
+        let to = out.join(name);
+        fs::rename(work.join(name), &to).map_err(io("move into place", &to))?;
     }
     for (from, to) in [
         (
             image,
             out.join(image_file_name(&system.name, system.version)),
         ),
-        (bundle, out.join(&release.bundle.name)),
-        (index_path, out.join(&release.index.name)),
         (release_path, out.join("release.json")),
     ] {
         fs::rename(&from, &to).map_err(io("move into place", &to))?;
     }
     sync_dir(out)?;
     Ok(Built { release, uki })
+}
+
+/// The kernel part in `work`: [`UKI_FILE`] assembled from `kernel`, its bundle and index.
+fn build_kernel_part(
+    system: &System,
+    kernel: &Kernel,
+    roots: &BTreeMap<String, String>,
+    stage: &Path,
+    work: &Path,
+    options: &Options,
+) -> Result<(KernelPart, UkiInfo), crate::Error> {
+    let file = |field, r: &FileRef| stage_file(field, r, roots, stage);
+    let (image, initrd) = (
+        file("image", &kernel.image)?,
+        file("initrd", &kernel.initrd)?,
+    );
+    let os_release = uki::os_release(&system.name, system.version, &system.display_version);
+    let parts = UkiParts {
+        stub: &kernel.stub,
+        kernel: &image,
+        initrd: &initrd,
+        cmdline: &kernel.cmdline,
+        os_release: &os_release,
+    };
+    let uki_path = work.join(UKI_FILE);
+    let info = uki::assemble(&parts, &uki_path)?;
+    // After assembly, which has refused a missing or empty kernel with its own message.
+    let header = read_prefix(&image, bzimage::HEADER_WINDOW)?;
+    let kernel_release = choose_release(
+        &kernel.image.to_string(),
+        kernel.release.as_deref(),
+        bzimage::kernel_release(&header),
+    )?;
+    let part = write_part(
+        &uki_path,
+        UKI_FORMAT,
+        release::kernel_file_names(&system.name, system.version),
+        work,
+        &options.bundle,
+    )?;
+    log::info!(
+        "{UKI_FILE}: kernel {kernel_release}, {} bytes sha256 {}, kernel bundle {} bytes",
+        part.image.length,
+        part.image.sha256,
+        part.bundle.length
+    );
+    let part = KernelPart {
+        kernel_release,
+        image: part.image,
+        bundle: part.bundle,
+        index: part.index,
+    };
+    Ok((part, info))
+}
+
+/// The kernel release of a kernel part: the one the kernel image's setup header names
+/// (`found`), the one `release =` gives, or both when they agree. Pure.
+pub fn choose_release(
+    reference: &str,
+    given: Option<&str>,
+    found: Result<Option<String>, bzimage::Error>,
+) -> Result<String, Error> {
+    let found = found.map_err(|source| Error::KernelHeader {
+        reference: reference.to_string(),
+        source,
+    })?;
+    match (given, found) {
+        (Some(given), Some(found)) if given != found => Err(Error::KernelReleaseMismatch {
+            reference: reference.to_string(),
+            given: given.to_string(),
+            found,
+        }),
+        (_, Some(found)) => Ok(found),
+        (Some(given), None) => Ok(given.to_string()),
+        (None, None) => Err(Error::KernelReleaseUnknown {
+            reference: reference.to_string(),
+        }),
+    }
+}
+
+/// The first `max` bytes of `path` (all of it if shorter).
+fn read_prefix(path: &Path, max: usize) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::with_capacity(max);
+    fs::File::open(path)
+        .and_then(|f| f.take(max as u64).read_to_end(&mut bytes))
+        .map_err(io("read", path))?;
+    Ok(bytes)
+}
+
+/// A bundle and its index in the work directory, with what `release.json` says of them.
+struct Part {
+    image: ImageInfo,
+    bundle: FileInfo,
+    index: FileInfo,
+}
+
+/// Cuts `image` into `work/<bundle name>` and `work/<index name>` (`names`) with `params`.
+fn write_part(
+    image: &Path,
+    filesystem: &str,
+    names: (String, String),
+    work: &Path,
+    params: &BundleParams,
+) -> Result<Part, crate::Error> {
+    let (bundle_name, index_name) = names;
+    let bundle = work.join(&bundle_name);
+    let index = flipside_bundle::write_bundle(image, &bundle, params)?;
+    let index_path = work.join(&index_name);
+    fs::write(&index_path, index.encode()).map_err(io("write", &index_path))?;
+    // The bundle is written through a temporary file, created 0600; give it the mode the index
+    // was created with (0666 less the umask), like the image and release.json.
+    let created = fs::metadata(&index_path).map_err(io("read permissions of", &index_path))?;
+    fs::set_permissions(&bundle, created.permissions())
+        .map_err(io("set permissions of", &bundle))?;
+    Ok(Part {
+        image: ImageInfo {
+            filesystem: filesystem.to_string(),
+            length: index.image_length(),
+            sha256: hex::encode(index.image_sha256()),
+        },
+        bundle: file_info(&bundle, bundle_name)?,
+        index: file_info(&index_path, index_name)?,
+    })
 }
 
 /// The host file a `[kernel]` file reference names: a host path as it is, a file of a root
@@ -426,6 +537,55 @@ fn make_writable(dir: &Path) {
             for entry in entries.flatten() {
                 make_writable(&entry.path());
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_release_comes_from_the_header_or_from_release_and_both_must_agree() {
+        let found = || Ok(Some("6.1.0-57-amd64".to_string()));
+        let r = "@linux/boot/vmlinuz";
+        assert_eq!(choose_release(r, None, found()).unwrap(), "6.1.0-57-amd64");
+        assert_eq!(
+            choose_release(r, Some("6.1.0-57-amd64"), found()).unwrap(),
+            "6.1.0-57-amd64"
+        );
+        assert_eq!(
+            choose_release(r, Some("6.12.0-arm64"), Ok(None)).unwrap(),
+            "6.12.0-arm64"
+        );
+        let err = choose_release(r, Some("6.1.0-58-amd64"), found()).unwrap_err();
+        assert!(
+            matches!(&err, Error::KernelReleaseMismatch { given, found, .. }
+                if given == "6.1.0-58-amd64" && found == "6.1.0-57-amd64"),
+            "{err}"
+        );
+        let err = choose_release(r, None, Ok(None)).unwrap_err();
+        assert!(matches!(err, Error::KernelReleaseUnknown { .. }), "{err}");
+        assert!(err.to_string().contains("add `release = \"...\"`"), "{err}");
+        // A broken header is refused even when `release =` is given: the file is suspect.
+        let broken = Err(bzimage::Error::Unterminated { offset: 0x300 });
+        let err = choose_release(r, Some("6.1.0-57-amd64"), broken).unwrap_err();
+        assert!(matches!(err, Error::KernelHeader { .. }), "{err}");
+        for err in [
+            Error::KernelReleaseUnknown {
+                reference: r.into(),
+            },
+            Error::KernelHeader {
+                reference: r.into(),
+                source: bzimage::Error::Unterminated { offset: 0 },
+            },
+            Error::KernelReleaseMismatch {
+                reference: r.into(),
+                given: "a".into(),
+                found: "b".into(),
+            },
+        ] {
+            assert_eq!(crate::Error::from(err).class().exit_code(), 3);
         }
     }
 }

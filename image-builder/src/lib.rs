@@ -4,6 +4,7 @@
 //! I/O lives at the edges (`store`, `rootfs`, `repo`); the rules (hashing, closure, chunk
 //! index, metadata) are pure functions the tests exercise without a disk where they can.
 
+pub mod bzimage;
 pub mod commands;
 pub mod error;
 pub mod image;

@@ -27,19 +27,30 @@
 //! name = "app"
 //! path = "/nix/store/0c0aq1rx8hwbzj1l1lvxv3f1pz3vmd4y-app"
 //!
-//! [kernel]                    # optional: also build uki.efi, a unified kernel image
+//! [kernel]                    # optional: also build the kernel part (a unified kernel image)
 //! image = "@linux/boot/vmlinuz"      # the kernel: a file of a root ("@ROOT/path") ...
 //! initrd = "initrd.img"              # ... or a file of the build host (relative: to this file)
 //! cmdline = "console=ttyS0 ro"       # printable ASCII, at most 2047 bytes
 //! stub = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"   # optional; this is the default
+//! release = "6.1.0-57-amd64"         # optional for an x86 bzImage, required otherwise
 //! ```
 //!
-//! With `[kernel]`, `flipside-build image` also writes `uki.efi` (see [`crate::uki`]): the EFI
-//! stub with the kernel, the initrd, the command line and an os-release text generated from
-//! `name`, `version` and `display_version` ([`crate::uki::os_release`]: `NAME`, `ID`,
-//! `IMAGE_ID`, `VERSION`, `VERSION_ID`, `IMAGE_VERSION` (the release number) and
-//! `PRETTY_NAME`). A file of a root must be a regular file reached without symlinks, and it is
-//! in the root image too, like everything of the root's closure.
+//! With `[kernel]`, a release has a kernel part besides the root image, for devices that boot
+//! a kernel from each slot (flipside-boot): `flipside-build image` writes `uki.efi` (see
+//! [`crate::uki`]): the EFI stub with the kernel, the initrd, the command line and an
+//! os-release text generated from `name`, `version` and `display_version`
+//! ([`crate::uki::os_release`]: `NAME`, `ID`, `IMAGE_ID`, `VERSION`, `VERSION_ID`,
+//! `IMAGE_VERSION` (the release number) and `PRETTY_NAME`); then cuts it into
+//! `<name>-<version>.kernel.bundle` and `.kernel.index` with the same chunking and zstd level
+//! as the root image, and describes them in `release.json`'s `kernel` object (the kernel
+//! release, the UKI's length and sha256, the two files). A device writes the UKI raw to the
+//! slot's kernel partition in the same install as the root image.
+//!
+//! `release` is the kernel's release as `uname -r` prints it. An x86 bzImage names its own in
+//! its setup header ([`crate::bzimage`]); `release`, when given too, must agree with it. Other
+//! kernel images (arm64 `Image`) carry none: give it. A file of a root must be a regular file
+//! reached without symlinks, and it is in the root image too, like everything of the root's
+//! closure.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
@@ -103,13 +114,16 @@ pub struct System {
 /// What goes into the unified kernel image (`uki.efi`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kernel {
-    /// The kernel image (bzImage).
+    /// The kernel image (an x86 bzImage, an arm64 `Image`, ...), as the stub boots it.
     pub image: FileRef,
     pub initrd: FileRef,
     /// Checked by [`crate::uki::check_cmdline`].
     pub cmdline: String,
     /// systemd's EFI stub on the build host (default [`crate::uki::DEFAULT_STUB`]).
     pub stub: PathBuf,
+    /// The kernel's release (`uname -r`) as given by `release =`; checked against the image's
+    /// own when it is a bzImage, required when it is not.
+    pub release: Option<String>,
 }
 
 /// A file named in the description.
@@ -119,6 +133,16 @@ pub enum FileRef {
     InRoot { root: String, path: String },
     /// A file of the build host, resolved against the description's directory.
     Host(PathBuf),
+}
+
+impl std::fmt::Display for FileRef {
+    /// As written in the description (`@ROOT/path`), or the resolved host path.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileRef::InRoot { root, path } => write!(f, "@{root}/{path}"),
+            FileRef::Host(path) => write!(f, "{}", path.display()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +191,7 @@ struct RawKernel {
     initrd: String,
     cmdline: String,
     stub: Option<PathBuf>,
+    release: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -349,6 +374,10 @@ fn validate_kernel(raw: RawKernel, base: &Path, roots: &BTreeSet<String>) -> Res
         crate::uki::Error::Cmdline { why, .. } => invalid("kernel.cmdline", why),
         other => invalid("kernel.cmdline", other.to_string()),
     })?;
+    if let Some(release) = &raw.release {
+        flipside_contract::release::check_kernel_release(release)
+            .map_err(|e| invalid("kernel.release", e.to_string()))?;
+    }
     Ok(Kernel {
         image: file_ref("kernel.image", &raw.image, base, roots)?,
         initrd: file_ref("kernel.initrd", &raw.initrd, base, roots)?,
@@ -356,6 +385,7 @@ fn validate_kernel(raw: RawKernel, base: &Path, roots: &BTreeSet<String>) -> Res
         stub: raw
             .stub
             .map_or_else(|| PathBuf::from(crate::uki::DEFAULT_STUB), |s| base.join(s)),
+        release: raw.release,
     })
 }
 
@@ -634,6 +664,13 @@ mod tests {
         let with_stub = text.replace("ro\"", "ro\"\nstub = \"stub.efi\"");
         let kernel = parse(&with_stub, Path::new("/x")).unwrap().kernel.unwrap();
         assert_eq!(kernel.stub, Path::new("/x/stub.efi"));
+        assert_eq!(kernel.release, None);
+        let with_release = text.replace("ro\"", "ro\"\nrelease = \"6.1.0-57-amd64\"");
+        let kernel = parse(&with_release, Path::new("/x"))
+            .unwrap()
+            .kernel
+            .unwrap();
+        assert_eq!(kernel.release.as_deref(), Some("6.1.0-57-amd64"));
         assert_eq!(parse(MINIMAL, Path::new("/x")).unwrap().kernel, None);
 
         for (edit, expected) in [
@@ -652,6 +689,14 @@ mod tests {
             (text.replace("\"initrd.img\"", "\"\""), "kernel.initrd"),
             (text.replace("console=ttyS0 ro", ""), "kernel.cmdline"),
             (text.replace("cmdline", "cmd_line"), "cmd_line"),
+            (
+                text.replace("ro\"", "ro\"\nrelease = \"6.1 amd64\""),
+                "kernel.release: invalid kernel release",
+            ),
+            (
+                text.replace("ro\"", "ro\"\nrelease = \"\""),
+                "kernel.release",
+            ),
         ] {
             let err = parse_err(&edit);
             assert!(err.contains(expected), "expected {expected:?} in {err:?}");

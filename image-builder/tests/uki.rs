@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
+use flipside_bundle::Limits;
+use flipside_contract::release::{kernel_file_names, FileInfo, Release, UKI_FORMAT};
 use flipside_image_builder::uki::{self, UkiParts, DEFAULT_STUB};
-use flipside_image_builder::Error;
+use flipside_image_builder::{bzimage, Error};
 use sha2::{Digest, Sha256};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flipside-build");
@@ -502,8 +504,23 @@ fn appliance_with_kernel(dir: &Path, kernel_section: &str) -> PathBuf {
     toml
 }
 
+/// The fake kernel is no bzImage, so its release is given.
 const KERNEL_SECTION: &str = "[kernel]\nimage = \"@linux/boot/vmlinuz\"\n\
-    initrd = \"initrd.img\"\ncmdline = \"console=ttyS0 ro\"\n";
+    initrd = \"initrd.img\"\ncmdline = \"console=ttyS0 ro\"\nrelease = \"6.1.0-test\"\n";
+
+/// A synthetic x86 bzImage: boot sector signature, setup header magic, boot protocol 2.15
+/// and a version string at 0x200 + 0x1000, then filler.
+fn synthetic_bzimage(version: &str) -> Vec<u8> {
+    let mut b: Vec<u8> = (0..200_003u32).map(|i| (i * 13 + i / 509) as u8).collect();
+    b[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+    b[0x202..0x206].copy_from_slice(b"HdrS");
+    b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    b[0x20e..0x210].copy_from_slice(&0x1000u16.to_le_bytes());
+    let at = 0x1200;
+    b[at..at + version.len()].copy_from_slice(version.as_bytes());
+    b[at + version.len()] = 0;
+    b
+}
 
 fn build_image(dir: &Path) -> Output {
     run(
@@ -520,12 +537,40 @@ fn build_image(dir: &Path) -> Output {
     )
 }
 
+/// Reads release.json of a build.
+fn release_of(out: &Path) -> Release {
+    let release: Release =
+        serde_json::from_slice(&fs::read(out.join("release.json")).unwrap()).unwrap();
+    release.validate().unwrap();
+    release
+}
+
+/// Length and sha256 of a file as release.json must give them.
+fn assert_describes(out: &Path, info: &FileInfo) {
+    let bytes = fs::read(out.join(&info.name)).unwrap();
+    assert_eq!(info.length, bytes.len() as u64, "{}", info.name);
+    assert_eq!(info.sha256, sha256(&bytes), "{}", info.name);
+}
+
+fn listing(dir: &Path) -> Vec<(String, Vec<u8>, u32)> {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let mode = e.metadata().unwrap().permissions().mode() & 0o7777;
+            let name = e.file_name().into_string().unwrap();
+            (name, fs::read(e.path()).unwrap(), mode)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 #[test]
-fn the_image_command_writes_a_reproducible_uki_beside_the_image() {
+fn the_image_command_writes_a_reproducible_kernel_part_beside_the_image() {
     stub();
     let one = tempfile::tempdir().unwrap();
     let two = tempfile::tempdir().unwrap();
-    let mut ukis = Vec::new();
     for dir in [one.path(), two.path()] {
         appliance_with_kernel(dir, KERNEL_SECTION);
         let out = build_image(dir);
@@ -535,55 +580,130 @@ fn the_image_command_writes_a_reproducible_uki_beside_the_image() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(stdout.contains("uki.efi: "), "{stdout}");
-        ukis.push(fs::read(dir.join("out/uki.efi")).unwrap());
+        assert!(stdout.contains("kernel 6.1.0-test: uki.efi "), "{stdout}");
     }
-    assert!(ukis[0] == ukis[1], "two builds made different UKIs");
-    let bytes = &ukis[0];
-    let pe = read_pe(bytes);
-    assert_sane_layout(bytes, &pe);
-    assert_eq!(contents(bytes, &pe, ".linux"), &kernel_bytes()[..]);
-    assert_eq!(contents(bytes, &pe, ".initrd"), &initrd_bytes()[..]);
-    assert_eq!(contents(bytes, &pe, ".cmdline"), b"console=ttyS0 ro\0");
-    let osrel = String::from_utf8(contents(bytes, &pe, ".osrel").to_vec()).unwrap();
+    // Two builds in different directories: every output file is byte-identical.
+    let out = one.path().join("out");
+    let files = listing(&out);
+    assert!(
+        files == listing(&two.path().join("out")),
+        "two builds differ"
+    );
+    let names: Vec<&str> = files.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "appliance-1.bundle",
+            "appliance-1.index",
+            "appliance-1.kernel.bundle",
+            "appliance-1.kernel.index",
+            "appliance-1.squashfs",
+            "release.json",
+            "uki.efi",
+        ]
+    );
+    for (name, _, mode) in &files {
+        assert_eq!(*mode, 0o644, "{name} under umask 022");
+    }
+
+    let bytes = fs::read(out.join("uki.efi")).unwrap();
+    let pe = read_pe(&bytes);
+    assert_sane_layout(&bytes, &pe);
+    assert_eq!(contents(&bytes, &pe, ".linux"), &kernel_bytes()[..]);
+    assert_eq!(contents(&bytes, &pe, ".initrd"), &initrd_bytes()[..]);
+    assert_eq!(contents(&bytes, &pe, ".cmdline"), b"console=ttyS0 ro\0");
+    let osrel = String::from_utf8(contents(&bytes, &pe, ".osrel").to_vec()).unwrap();
     assert_eq!(
         osrel,
         "NAME=\"appliance\"\nID=appliance\nIMAGE_ID=appliance\nVERSION=\"1.0.0\"\n\
          VERSION_ID=1.0.0\nIMAGE_VERSION=1\nPRETTY_NAME=\"appliance 1.0.0\"\n"
     );
 
-    // uki.json records the file; release.json is as before.
-    let out = one.path().join("out");
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(out.join("uki.json")).unwrap()).unwrap();
-    assert_eq!(record["name"], "uki.efi");
-    assert_eq!(record["length"], bytes.len() as u64);
-    assert_eq!(record["sha256"], sha256(bytes));
-    let linux = record["sections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == ".linux")
-        .unwrap();
-    assert_eq!(linux["sha256"], sha256(&kernel_bytes()));
-    let release: flipside_contract::release::Release =
-        serde_json::from_slice(&fs::read(out.join("release.json")).unwrap()).unwrap();
-    release.validate().unwrap();
-    let mut names: Vec<String> = fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
+    // release.json's kernel part describes the files exactly.
+    let release = release_of(&out);
+    let kernel = release
+        .kernel
+        .as_ref()
+        .expect("release.json has no kernel part");
+    assert_eq!(kernel.kernel_release, "6.1.0-test");
+    assert_eq!(kernel.image.filesystem, UKI_FORMAT);
+    assert_eq!(kernel.image.length, bytes.len() as u64);
+    assert_eq!(kernel.image.sha256, sha256(&bytes));
+    let (bundle_name, index_name) = kernel_file_names("appliance", 1);
     assert_eq!(
-        names,
-        [
-            "appliance-1.bundle",
-            "appliance-1.index",
-            "appliance-1.squashfs",
-            "release.json",
-            "uki.efi",
-            "uki.json"
-        ]
+        (&kernel.bundle.name, &kernel.index.name),
+        (&bundle_name, &index_name)
+    );
+    for info in [
+        &kernel.bundle,
+        &kernel.index,
+        &release.bundle,
+        &release.index,
+    ] {
+        assert_describes(&out, info);
+    }
+    assert_eq!(release.files().len(), 4);
+
+    // The kernel bundle decodes, through the bundle crate's reader, to uki.efi bit for bit;
+    // it was cut with the same parameters as the root's.
+    let index = flipside_bundle::read_index(&out.join(&index_name), &Limits::default()).unwrap();
+    let root_index =
+        flipside_bundle::read_index(&out.join(&release.index.name), &Limits::default()).unwrap();
+    assert_eq!(index.image_length(), bytes.len() as u64);
+    assert_eq!(hex::encode(index.image_sha256()), kernel.image.sha256);
+    assert_eq!(index.chunker(), root_index.chunker());
+    assert_eq!(index.zstd_level(), root_index.zstd_level());
+    let mut decoded = Vec::new();
+    flipside_bundle::read_bundle(&out.join(&bundle_name), &index, &mut decoded).unwrap();
+    assert!(
+        decoded == bytes,
+        "the kernel bundle does not decode to uki.efi"
+    );
+}
+
+#[test]
+fn the_release_comes_from_a_bzimage_header_or_release_and_must_agree() {
+    stub();
+    let dir = tempfile::tempdir().unwrap();
+    appliance_with_kernel(
+        dir.path(),
+        &KERNEL_SECTION.replace("release = \"6.1.0-test\"\n", ""),
+    );
+    let vmlinuz = synthetic_bzimage("6.6.6-synthetic (builder@example) #1 SMP PREEMPT_DYNAMIC");
+    fs::write(dir.path().join("appliance/vmlinuz"), &vmlinuz).unwrap();
+    let out = build_image(dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let release = release_of(&dir.path().join("out"));
+    assert_eq!(release.kernel.unwrap().kernel_release, "6.6.6-synthetic");
+
+    // The same with `release =` agreeing gives the same release.json.
+    let toml = dir.path().join("appliance/system.toml");
+    let text = fs::read_to_string(&toml).unwrap();
+    fs::write(&toml, format!("{text}release = \"6.6.6-synthetic\"\n")).unwrap();
+    let before = listing(&dir.path().join("out"));
+    let out = build_image(dir.path());
+    assert!(out.status.success());
+    assert!(listing(&dir.path().join("out")) == before);
+
+    // Disagreeing: refused with both releases named, the previous build left as it was.
+    fs::write(&toml, format!("{text}release = \"6.6.7-synthetic\"\n")).unwrap();
+    let out = build_image(dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(
+            "kernel.release \"6.6.7-synthetic\" disagrees with kernel.image @linux/boot/vmlinuz, \
+             whose setup header says \"6.6.6-synthetic\"; correct `release =` or remove it"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        listing(&dir.path().join("out")) == before,
+        "a refused build changed the output"
     );
 }
 
@@ -604,6 +724,17 @@ fn the_image_command_refuses_a_missing_kernel_or_stub_and_leaves_nothing() {
             format!("{KERNEL_SECTION}stub = \"/nonexistent/linuxx64.efi.stub\"\n"),
             9,
             "install systemd-boot-efi",
+        ),
+        (
+            KERNEL_SECTION.replace("release = \"6.1.0-test\"\n", ""),
+            3,
+            "names no kernel release (it is not an x86 bzImage with a version string); \
+             add `release = \"...\"` to [kernel]",
+        ),
+        (
+            KERNEL_SECTION.replace("6.1.0-test", "6.1 test"),
+            3,
+            "kernel.release: invalid kernel release",
         ),
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -711,4 +842,112 @@ fn debians_real_kernel_becomes_a_reproducible_uki() {
     // A bzImage: the setup header's magic, and an EFI handover-capable kernel.
     assert_eq!(&linux[0x202..0x206], b"HdrS");
     assert_eq!(u16_at(linux, 0x1fe), 0xaa55);
+}
+
+#[test]
+fn debians_real_kernel_names_its_release() {
+    let kernel = debian_kernel();
+    let bytes = fs::read(&kernel).unwrap();
+    let release = bzimage::kernel_release(&bytes[..bzimage::HEADER_WINDOW.min(bytes.len())])
+        .unwrap()
+        .expect("Debian's vmlinuz has a version string in its setup header");
+    // The whole file reads the same as the window the builder reads.
+    assert_eq!(bzimage::kernel_release(&bytes), Ok(Some(release.clone())));
+    let name = kernel.file_name().unwrap().to_string_lossy().into_owned();
+    match name
+        .strip_prefix("linux-image-")
+        .and_then(|n| n.strip_suffix(".vmlinuz"))
+    {
+        // The package is named after the release: linux-image-6.1.0-57-amd64.
+        Some(from_package) => assert_eq!(release, from_package),
+        None => assert!(
+            release.starts_with(|c: char| c.is_ascii_digit()),
+            "{release}"
+        ),
+    }
+    eprintln!("{}: kernel release {release}", kernel.display());
+}
+
+/// `$FLIPSIDE_UKI_INITRD` (e.g. the QEMU harness's `target/qemu-assets/initramfs.cpio.zst`),
+/// else 2 MiB of incompressible bytes, about a compressed initramfs's size.
+fn real_sized_initrd(dir: &Path) -> PathBuf {
+    if let Some(path) = std::env::var_os("FLIPSIDE_UKI_INITRD").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let path = dir.join("initrd.img");
+    let mut bytes = Vec::with_capacity(2 << 20);
+    let mut block = Sha256::digest(b"initrd");
+    while bytes.len() < 2 << 20 {
+        bytes.extend_from_slice(&block);
+        block = Sha256::digest(block);
+    }
+    fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn debians_real_kernel_becomes_a_kernel_part() {
+    stub();
+    let kernel = debian_kernel();
+    let expected_release = {
+        let bytes = fs::read(&kernel).unwrap();
+        bzimage::kernel_release(&bytes).unwrap().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // No `release =`: the bzImage's header gives it.
+    appliance_with_kernel(
+        dir.path(),
+        &KERNEL_SECTION.replace("release = \"6.1.0-test\"\n", ""),
+    );
+    fs::copy(&kernel, dir.path().join("appliance/vmlinuz")).unwrap();
+    let initrd = real_sized_initrd(dir.path());
+    fs::copy(&initrd, dir.path().join("appliance/initrd.img")).unwrap();
+    let started = Instant::now();
+    let out = build_image(dir.path());
+    let whole = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out_dir = dir.path().join("out");
+    let release = release_of(&out_dir);
+    let part = release.kernel.as_ref().unwrap();
+    assert_eq!(part.kernel_release, expected_release);
+    let uki = fs::read(out_dir.join("uki.efi")).unwrap();
+    assert_eq!(part.image.sha256, sha256(&uki));
+    let index =
+        flipside_bundle::read_index(&out_dir.join(&part.index.name), &Limits::default()).unwrap();
+    let mut decoded = Vec::new();
+    flipside_bundle::read_bundle(&out_dir.join(&part.bundle.name), &index, &mut decoded).unwrap();
+    assert!(
+        decoded == uki,
+        "the kernel bundle does not decode to uki.efi"
+    );
+
+    // The kernel part's own cost: assembling the UKI, then cutting it as `image` does.
+    let i = Inputs {
+        kernel: kernel.clone(),
+        initrd,
+        os_release: dir.path().join("unused"),
+    };
+    let started = Instant::now();
+    let info = assemble(&i, "console=ttyS0 ro", &dir.path().join("uki.efi")).unwrap();
+    let assembled = started.elapsed();
+    let started = Instant::now();
+    let params = flipside_bundle::BundleParams::default();
+    let again =
+        flipside_bundle::write_bundle(&dir.path().join("uki.efi"), &dir.path().join("b"), &params)
+            .unwrap();
+    let bundled = started.elapsed();
+    assert_eq!(again.image_length(), info.length);
+    eprintln!(
+        "kernel part of {}: UKI {} bytes assembled in {assembled:?}, bundle {} bytes ({} chunks, \
+         zstd {}) in {bundled:?}; whole `flipside-build image` {whole:?}",
+        kernel.display(),
+        info.length,
+        fs::metadata(dir.path().join("b")).unwrap().len(),
+        again.len(),
+        params.zstd_level,
+    );
 }

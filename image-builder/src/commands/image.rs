@@ -12,8 +12,9 @@ use crate::Error;
     after_help = "Example:\n  flipside-build image examples/appliance/system.toml -o out/v1\n\n\
 Writes OUTDIR/<name>-<version>.squashfs (the root filesystem), .bundle (its chunks, each\n\
 zstd-compressed), .index (the chunk index) and release.json (what `repo add` publishes).\n\
-With a [kernel] section also uki.efi (kernel, initrd, command line and os-release in\n\
-systemd's EFI stub) and uki.json (its length, sha256 and sections)."
+With a [kernel] section also the kernel part: uki.efi (kernel, initrd, command line and\n\
+os-release in systemd's EFI stub), cut like the image into <name>-<version>.kernel.bundle and\n\
+.kernel.index, and described with the kernel release in release.json."
 )]
 pub struct ImageArgs {
     /// The system description (TOML; see examples/).
@@ -63,12 +64,14 @@ pub fn run(args: ImageArgs) -> Result<(), Error> {
         release.bundle.length,
         args.out.display()
     );
-    if let Some(uki) = &built.uki {
+    if let Some(kernel) = &release.kernel {
         println!(
-            "{}: {} bytes sha256 {}",
+            "kernel {}: {} {} bytes sha256 {}, kernel bundle {} bytes",
+            kernel.kernel_release,
             image::UKI_FILE,
-            uki.length,
-            uki.sha256
+            kernel.image.length,
+            kernel.image.sha256,
+            kernel.bundle.length
         );
     }
     Ok(())
