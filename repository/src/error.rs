@@ -88,6 +88,11 @@ pub enum Error {
         existing: String,
         new: String,
     },
+    /// A target of this name exists with the same content but other flipside fields (say the
+    /// release was published before without its kernel part): publishing the rest would leave
+    /// targets of one release that disagree.
+    #[error("target {name} is already published with other flipside fields ({why}); a published release never changes: build it with a new version")]
+    CustomConflict { name: String, why: String },
     /// Keys, thresholds or expiry settings are out of range.
     #[error("invalid settings: {why}")]
     Settings { why: String },

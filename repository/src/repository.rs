@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use flipside_contract::release::{FileInfo, TargetKind, CUSTOM_KEY};
+use flipside_contract::release::{FileInfo, TargetCustom, TargetKind, CUSTOM_KEY};
 use flipside_tuf::{KeyId, Role, RoleKeys, Root, SigningKey, TargetFile, Targets};
 
 use crate::keys::KeyDir;
@@ -188,9 +188,14 @@ impl Repository {
         published.map(|()| plan.versions)
     }
 
-    /// Publishes the bundle and index of `RELEASE_DIR/release.json` as targets, with new
-    /// targets, snapshot and timestamp versions. A release already published with the same
-    /// content changes nothing; a name published with other content is refused.
+    /// Publishes every file of `RELEASE_DIR/release.json` ([`Release::files`]: the bundle and
+    /// index, and the kernel part's bundle and index when there is one) as targets with their
+    /// `custom.flipside` fields, in new targets, snapshot and timestamp versions. Every file
+    /// published is staged and checked against `release.json` first; one mismatch refuses the
+    /// whole release. A release already published with the same content changes nothing; a
+    /// name published with other content or other custom fields is refused.
+    ///
+    /// [`Release::files`]: flipside_contract::release::Release::files
     pub fn add(
         &mut self,
         keys: &KeyDir,
@@ -214,6 +219,7 @@ impl Repository {
                             new: info.sha256.clone(),
                         });
                     }
+                    check_custom(&info.name, existing, &release.target_custom(kind))?;
                 }
             }
         }
@@ -485,6 +491,33 @@ impl Repository {
             })
             .collect()
     }
+}
+
+/// Refuses an already published target whose flipside fields are not `wanted`: the same
+/// bytes, but published as part of a different release description.
+fn check_custom(name: &str, existing: &TargetFile, wanted: &TargetCustom) -> Result<(), Error> {
+    let conflict = |why: String| {
+        Err(Error::CustomConflict {
+            name: name.to_string(),
+            why,
+        })
+    };
+    let Some(value) = existing.custom.as_ref().and_then(|c| c.get(CUSTOM_KEY)) else {
+        return conflict(format!("it has no custom.{CUSTOM_KEY}"));
+    };
+    let found: TargetCustom = match serde_json::from_value(value.clone()) {
+        Ok(found) => found,
+        Err(e) => return conflict(format!("its custom.{CUSTOM_KEY} does not parse: {e}")),
+    };
+    if found == *wanted {
+        return Ok(());
+    }
+    let why = match (&found.kernel, &wanted.kernel) {
+        (None, Some(_)) => "it was published without the kernel part this release has".into(),
+        (Some(_), None) => "it was published with a kernel part this release does not have".into(),
+        _ => "its release description differs".into(),
+    };
+    conflict(why)
 }
 
 /// The new keys of a rotated role, else the kept ones.

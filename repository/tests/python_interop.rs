@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chrono::Utc;
-use common::{listing, sha256_hex, Fixture};
+use common::{listing, sha256_hex, Fixture, PartFiles};
 use flipside_repository::{Error, InitSettings, Repository};
 use flipside_tuf::Role;
 use sha2::{Digest, Sha256};
@@ -45,14 +45,19 @@ enum Outcome {
     Refused,
 }
 
+/// What the python client checks besides refreshing.
+#[derive(Default)]
+struct Checks<'a> {
+    /// Targets to download, each compared with a file.
+    downloads: &'a [(&'a str, &'a Path)],
+    /// Targets that must not exist.
+    absent: &'a [&'a str],
+    /// Targets whose `custom.flipside.kind` must be the given one.
+    kinds: &'a [(&'a str, &'a str)],
+}
+
 /// Runs the python client; panics on anything but success or a TUF refusal.
-fn client(
-    repo: &Path,
-    root: &Path,
-    cache: &Path,
-    downloads: &[(&str, &Path)],
-    absent: &[&str],
-) -> (Outcome, String) {
+fn client(repo: &Path, root: &Path, cache: &Path, checks: &Checks) -> (Outcome, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/client.py");
     let mut cmd = Command::new(python());
     cmd.arg(script)
@@ -62,12 +67,15 @@ fn client(
         .arg(root)
         .arg("--cache")
         .arg(cache);
-    for (name, file) in downloads {
+    for (name, file) in checks.downloads {
         cmd.arg("--download")
             .arg(format!("{name}={}", file.display()));
     }
-    for name in absent {
+    for name in checks.absent {
         cmd.arg("--absent").arg(name);
+    }
+    for (name, kind) in checks.kinds {
+        cmd.arg("--kind").arg(format!("{name}={kind}"));
     }
     let out = cmd
         .output()
@@ -133,13 +141,16 @@ impl Interop {
     }
 
     fn run(&self, cache: &str, downloads: &[(&str, &Path)], absent: &[&str]) -> (Outcome, String) {
-        client(
-            &self.f.repo,
-            &self.trusted_root,
-            &self.cache(cache),
+        let checks = Checks {
             downloads,
             absent,
-        )
+            ..Checks::default()
+        };
+        self.check(cache, &checks)
+    }
+
+    fn check(&self, cache: &str, checks: &Checks) -> (Outcome, String) {
+        client(&self.f.repo, &self.trusted_root, &self.cache(cache), checks)
     }
 }
 
@@ -164,6 +175,60 @@ fn python_client_downloads_a_published_release() {
         text.contains("downloaded kiosk-1.bundle: 1572864 bytes, identical"),
         "{text}"
     );
+}
+
+#[test]
+fn python_client_downloads_all_four_targets_of_a_release_with_a_kernel_part() {
+    let it = Interop::new();
+    let (bundle, index) = (content("bundle 2", 3 << 19), content("index 2", 4099));
+    let (kernel_bundle, kernel_index) = (
+        content("kernel bundle 2", 11 << 20),
+        content("kernel index 2", 2053),
+    );
+    let dir = it.f.release_with_kernel(
+        2,
+        &PartFiles {
+            bundle: &bundle,
+            index: &index,
+            kernel_bundle: &kernel_bundle,
+            kernel_index: &kernel_index,
+        },
+    );
+    let published = it.f.open().add(&it.f.keys, &dir, Utc::now()).unwrap();
+    assert_eq!(published.added.len(), 4);
+    let names = [
+        ("kiosk-2.bundle", "bundle"),
+        ("kiosk-2.index", "index"),
+        ("kiosk-2.kernel.bundle", "kernel-bundle"),
+        ("kiosk-2.kernel.index", "kernel-index"),
+    ];
+    let files: Vec<_> = names.iter().map(|(n, _)| (*n, dir.join(n))).collect();
+    let downloads: Vec<(&str, &Path)> = files.iter().map(|(n, p)| (*n, p.as_path())).collect();
+    let (outcome, text) = it.check(
+        "kernel",
+        &Checks {
+            downloads: &downloads,
+            kinds: &names,
+            ..Checks::default()
+        },
+    );
+    assert_eq!(outcome, Outcome::Ok, "{text}");
+    assert!(
+        text.contains("refreshed: root 1 timestamp 3 snapshot 3 targets 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("downloaded kiosk-2.kernel.bundle: 11534336 bytes, identical"),
+        "{text}"
+    );
+    for (name, kind) in names {
+        assert!(
+            text.contains(&format!(
+                "custom {name}: kind {kind}, kernel 6.1.0-57-amd64 kiosk-2.kernel.bundle kiosk-2.kernel.index"
+            )),
+            "{text}"
+        );
+    }
 }
 
 #[test]

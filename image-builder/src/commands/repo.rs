@@ -268,6 +268,7 @@ pub(crate) fn class(e: &RepoError) -> Class {
         | E::Release { .. }
         | E::ReleaseMismatch { .. }
         | E::TargetConflict { .. }
+        | E::CustomConflict { .. }
         | E::Settings { .. } => Class::Input,
         E::NotARepository { .. }
         | E::Locked { .. }

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use flipside_contract::release::{file_names, FileInfo, ImageInfo, Release, RELEASE_FORMAT};
+use flipside_contract::release::{
+    file_names, kernel_file_names, FileInfo, ImageInfo, KernelPart, Release, RELEASE_FORMAT,
+    UKI_FORMAT,
+};
 use flipside_repository::layout::LOCK_FILE;
 use flipside_repository::{InitSettings, KeyDir, Repository};
 use sha2::{Digest, Sha256};
@@ -96,6 +99,55 @@ pub fn write_release(dir: &Path, version: u64, bundle: &[u8], index: &[u8]) -> R
         closure: Vec::new(),
         kernel: None,
     };
+    std::fs::write(
+        dir.join("release.json"),
+        serde_json::to_vec_pretty(&release).unwrap(),
+    )
+    .unwrap();
+    release
+}
+
+impl Fixture {
+    /// A release directory `releases/<version>` whose release has a kernel part.
+    pub fn release_with_kernel(&self, version: u64, files: &PartFiles) -> PathBuf {
+        let dir = self.tmp.path().join("releases").join(version.to_string());
+        write_release_with_kernel(&dir, version, files);
+        dir
+    }
+}
+
+/// The bytes of the four files of a release with a kernel part.
+pub struct PartFiles<'a> {
+    pub bundle: &'a [u8],
+    pub index: &'a [u8],
+    pub kernel_bundle: &'a [u8],
+    pub kernel_index: &'a [u8],
+}
+
+/// [`write_release`] plus a kernel part (`kiosk-<version>.kernel.bundle` and `.kernel.index`).
+pub fn write_release_with_kernel(dir: &Path, version: u64, files: &PartFiles) -> Release {
+    let mut release = write_release(dir, version, files.bundle, files.index);
+    let (bundle_name, index_name) = kernel_file_names("kiosk", version);
+    std::fs::write(dir.join(&bundle_name), files.kernel_bundle).unwrap();
+    std::fs::write(dir.join(&index_name), files.kernel_index).unwrap();
+    release.kernel = Some(KernelPart {
+        kernel_release: "6.1.0-57-amd64".to_string(),
+        image: ImageInfo {
+            filesystem: UKI_FORMAT.to_string(),
+            length: 11 << 20,
+            sha256: sha256_hex(b"uki"),
+        },
+        bundle: FileInfo {
+            name: bundle_name,
+            length: files.kernel_bundle.len() as u64,
+            sha256: sha256_hex(files.kernel_bundle),
+        },
+        index: FileInfo {
+            name: index_name,
+            length: files.kernel_index.len() as u64,
+            sha256: sha256_hex(files.kernel_index),
+        },
+    });
     std::fs::write(
         dir.join("release.json"),
         serde_json::to_vec_pretty(&release).unwrap(),

@@ -4,9 +4,11 @@ Serves REPO with http.server on 127.0.0.1 (port chosen by the OS) in a thread, b
 tuf.ngclient.Updater with the given trusted root, refreshes, and downloads targets.
 
 Usage: client.py --repo DIR --root FILE --cache DIR [--download NAME=FILE]... [--absent NAME]...
+                 [--kind NAME=KIND]...
   --cache keeps the client's trusted metadata between runs (reuse it to test key rotations).
   --download checks that target NAME downloads and is byte-identical to FILE.
   --absent checks that the repository has no target NAME.
+  --kind checks that target NAME's custom.flipside.kind is KIND and prints its kernel part.
 
 Exit status: 0 all checks passed; 2 python-tuf refused the repository (printed); 1 any other
 failure; 3 the tuf package is missing.
@@ -39,6 +41,7 @@ def main() -> int:
     parser.add_argument("--cache", required=True)
     parser.add_argument("--download", action="append", default=[])
     parser.add_argument("--absent", action="append", default=[])
+    parser.add_argument("--kind", action="append", default=[])
     args = parser.parse_args()
 
     handler = functools.partial(QuietHandler, directory=args.repo)
@@ -102,6 +105,21 @@ def run(args, base: str) -> int:
                     print(f"target {name} differs from {expected_path}", file=sys.stderr)
                     return 1
             print(f"downloaded {name}: {info.length} bytes, identical")
+        for spec in args.kind:
+            name, kind = spec.split("=", 1)
+            info = updater.get_targetinfo(name)
+            if info is None:
+                print(f"target {name} is not in the repository", file=sys.stderr)
+                return 1
+            flipside = info.custom.get("flipside", {})
+            if flipside.get("kind") != kind:
+                print(f"target {name} has kind {flipside.get('kind')!r}, not {kind!r}", file=sys.stderr)
+                return 1
+            kernel = flipside.get("kernel") or {}
+            print(
+                f"custom {name}: kind {kind}, kernel {kernel.get('kernel_release')} "
+                f"{kernel.get('bundle_target')} {kernel.get('index_target')}"
+            )
         for name in args.absent:
             if updater.get_targetinfo(name) is not None:
                 print(f"target {name} is in the repository but should not be", file=sys.stderr)
