@@ -10,6 +10,7 @@ use crate::commands;
 use crate::config::{Config, DEFAULT_PATH};
 use crate::error::Result;
 use crate::exit::{table, ExitClass};
+use crate::lock::UpdateLock;
 use crate::source::SourceFactory;
 
 /// flipside: A/B image updates for this device.
@@ -97,17 +98,26 @@ pub fn main_with(factory: &SourceFactory) -> ExitCode {
 pub fn run(cli: &Cli, factory: &SourceFactory) -> Result<()> {
     // `flipside tuf` works on its own directories, without the device's configuration.
     let config = || Config::load(&cli.config);
+    // Commands that change the device hold the state directory's lock for their whole run.
+    let locked = || -> Result<(Config, UpdateLock)> {
+        let config = config()?;
+        let lock = UpdateLock::acquire(&config.device.state_dir)?;
+        Ok((config, lock))
+    };
     match &cli.command {
         Command::Check => commands::check::run(&config()?, factory),
         Command::Install {
             from,
             allow_downgrade,
-        } => commands::install::run(&config()?, from.as_deref(), *allow_downgrade, factory),
+        } => {
+            let (config, _lock) = locked()?;
+            commands::install::run(&config, from.as_deref(), *allow_downgrade, factory)
+        }
         Command::Status { json } => commands::status::run(&config()?, *json),
-        Command::MarkGood => commands::mark::good(&config()?, "marked good by hand"),
-        Command::MarkBad => commands::mark::bad(&config()?, "marked bad by hand"),
-        Command::Rollback => commands::rollback::run(&config()?),
-        Command::Health => commands::health::run(&config()?),
+        Command::MarkGood => commands::mark::good(&locked()?.0, "marked good by hand"),
+        Command::MarkBad => commands::mark::bad(&locked()?.0, "marked bad by hand"),
+        Command::Rollback => commands::rollback::run(&locked()?.0),
+        Command::Health => commands::health::run(&locked()?.0),
         Command::Tuf(args) => commands::tuf::run(args),
     }
 }

@@ -111,6 +111,7 @@ pub struct Device {
     state: BootState,
     /// Partition numbers of the kernel partitions of slots a and b, when the disk has them.
     kernels: Option<[u32; 2]>,
+    layout: SlotLayout,
 }
 
 impl std::fmt::Debug for Device {
@@ -154,6 +155,7 @@ impl Device {
             table,
             state,
             kernels: None,
+            layout: layout.clone(),
         })
     }
 
@@ -182,6 +184,18 @@ impl Device {
             });
         }
         let mut disk = Disk::new(self.path.display().to_string(), &mut self.file);
+        // Only a change of the state this command read: anything else that wrote the bits
+        // since (another tool, a command that did not take the lock) wins, and nothing is
+        // written over it.
+        let (table, on_disk) = disk::load(&mut disk, &self.layout)?;
+        if on_disk != self.state {
+            return Err(Error::BootStateChanged {
+                disk: self.path.clone(),
+                expected: self.state.to_string().replace('\n', "; "),
+                found: on_disk.to_string().replace('\n', "; "),
+            });
+        }
+        self.table = table;
         disk::commit(&mut disk, &mut self.table, next)?;
         self.state = next.clone();
         Ok(())

@@ -173,6 +173,16 @@ pub enum Error {
         slot_length: u64,
     },
 
+    #[error("another flipside command{} is changing this device (lock {}): nothing was done; wait for it to finish, then run this again", holder.map(|p| format!(" (pid {p})")).unwrap_or_default(), lock.display())]
+    Busy { lock: PathBuf, holder: Option<u32> },
+
+    #[error("the boot state on {} changed under this command: it read {expected}, the disk now says {found}; nothing was written; run the command again", disk.display())]
+    BootStateChanged {
+        disk: PathBuf,
+        expected: String,
+        found: String,
+    },
+
     #[error("state directory {}: cannot {op}: {source}; check that it exists and is writable", path.display())]
     StateIo {
         op: &'static str,
@@ -236,6 +246,8 @@ impl Error {
             | Error::Reboot { .. } => C::Config,
             Error::RunningSlotUnknown { .. }
             | Error::StateIo { .. }
+            | Error::Busy { .. }
+            | Error::BootStateChanged { .. }
             | Error::StateParse { .. }
             | Error::NotOnTrial { .. } => C::State,
             Error::Boot { source } => boot_class(source),

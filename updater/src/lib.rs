@@ -16,6 +16,7 @@ pub mod fallback;
 pub mod health;
 pub mod http;
 pub mod install;
+pub mod lock;
 pub mod plan;
 pub mod progress;
 pub mod record;
