@@ -1,11 +1,14 @@
 //! Unified kernel images: bit-for-bit reproducible, each section holding exactly its input,
 //! a sane PE layout (read back here and by `objdump`), typed refusals with their exit codes
-//! through the real `flipside-build`, `uki.efi` from `flipside-build image`, and Debian's real
-//! kernel.
+//! through the real `flipside-build`; the kernel part of `flipside-build image` (uki.efi, its
+//! bundle and index, release.json's `kernel`, the kernel release from a bzImage header or
+//! `release =`), published by `repo add` and downloaded by python-tuf; and Debian's real kernel.
 //!
-//! Needs systemd's EFI stub (Debian package `systemd-boot-efi`) and `objdump` (`binutils`);
-//! `scripts/setup.sh` installs both. The real-kernel test downloads Debian's current kernel
-//! package once into `<target>/tmp/uki-kernel/`.
+//! Needs systemd's EFI stub (Debian package `systemd-boot-efi`), `objdump` (`binutils`) and
+//! python-tuf (`$FLIPSIDE_TEST_PYTHON`, default `python3`); `scripts/setup.sh` and
+//! `scripts/test.sh` install them. The real-kernel tests download Debian's current kernel
+//! package once into `<target>/tmp/uki-kernel/`; `$FLIPSIDE_UKI_INITRD` gives them a real
+//! initramfs (else 2 MiB of incompressible bytes stand in).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -704,6 +707,89 @@ fn the_release_comes_from_a_bzimage_header_or_release_and_must_agree() {
     assert!(
         listing(&dir.path().join("out")) == before,
         "a refused build changed the output"
+    );
+}
+
+#[test]
+fn a_built_kernel_part_is_published_and_python_tuf_downloads_all_four_targets() {
+    stub();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    appliance_with_kernel(d, KERNEL_SECTION);
+    let out = build_image(d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for args in [
+        &["repo", "init", "--repo", "repo", "--keys", "keys"][..],
+        &["repo", "add", "--repo", "repo", "--keys", "keys", "out"],
+    ] {
+        let out = run(args, "022", d);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let python = std::env::var("FLIPSIDE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../repository/tests/python/client.py");
+    let mut cmd = Command::new(&python);
+    cmd.arg(script)
+        .args([
+            "--repo",
+            "repo",
+            "--root",
+            "repo/metadata/1.root.json",
+            "--cache",
+            "cache",
+        ])
+        .current_dir(d);
+    let kinds = [
+        ("appliance-1.bundle", "bundle"),
+        ("appliance-1.index", "index"),
+        ("appliance-1.kernel.bundle", "kernel-bundle"),
+        ("appliance-1.kernel.index", "kernel-index"),
+    ];
+    for (name, kind) in kinds {
+        cmd.arg("--download").arg(format!("{name}=out/{name}"));
+        cmd.arg("--kind").arg(format!("{name}={kind}"));
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}; run scripts/test.sh"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "python-tuf: {text}");
+    for (name, kind) in kinds {
+        assert!(text.contains(&format!("downloaded {name}: ")), "{text}");
+        assert!(
+            text.contains(&format!(
+                "custom {name}: kind {kind}, kernel 6.1.0-test \
+                 appliance-1.kernel.bundle appliance-1.kernel.index"
+            )),
+            "{text}"
+        );
+    }
+    // Publishing the same build again changes nothing.
+    let metadata = fs::read_dir(d.join("repo/metadata")).unwrap().count();
+    let out = run(
+        &["repo", "add", "--repo", "repo", "--keys", "keys", "out"],
+        "022",
+        d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_dir(d.join("repo/metadata")).unwrap().count(),
+        metadata
     );
 }
 
