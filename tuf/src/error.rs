@@ -25,9 +25,6 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// A string is not in Unicode normalisation form C; implementations disagree on how to sign it.
-    #[error("the string {string:?} is not in Unicode normalisation form C; TUF implementations would disagree on its signature, so write it in NFC")]
-    NotNfc { string: String },
     /// `_type` names another role than the one expected.
     #[error("expected {expected} metadata but `_type` is {found:?}; the file is misnamed or was substituted")]
     WrongType { expected: Role, found: String },

@@ -85,6 +85,10 @@ def main() -> None:
         {"nested": {"z": [3, 2, 1], "y": None, "x": True, "w": False}, "empty": {}, "list": []},
         {"escapes": "quote\" backslash\\ newline\n tab\t ctrl\u0001", "unicode": "caf\u00e9 \u2603 \U0001f600"},
         {"ints": [0, -1, 9007199254740993, 18446744073709551615], "\u00e9": 1, "e": 2, "Z": 3},
+        # Keys that sort differently by code point than by their quoted bytes.
+        {"a": 1, "a b": 2, "a!": 3, "a\"": 4, "a\\": 5, "ab": 6, "": 7},
+        # Strings are kept as they are: no Unicode normalisation.
+        {"e\u0301": "e\u0301 stays as it is (not NFC)", "\u00e9": "precomposed", "\U0001f600": 1, "\uffff": 2},
     ]
     with open(os.path.join(HERE, "canonical-vectors.json"), "w", encoding="utf-8") as f:
         json.dump(
