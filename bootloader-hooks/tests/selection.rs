@@ -30,6 +30,20 @@ fn all_attrs() -> impl Iterator<Item = BootAttrs> {
         .flat_map(|p| (0u8..=15).flat_map(move |t| [false, true].map(move |s| attrs(p, t, s))))
 }
 
+/// Every state of two slots, in both partition orders, with other bits set on every second
+/// value: (partition numbers, a, b, state).
+fn every_state() -> impl Iterator<Item = ((u32, u32), BootAttrs, BootAttrs, BootState)> {
+    [(2u32, 3u32), (5, 4)].into_iter().flat_map(|numbers| {
+        all_attrs().enumerate().flat_map(move |(i, a)| {
+            let a = BootAttrs::from_raw(a.raw() | NOISE[i % 2]);
+            all_attrs().enumerate().map(move |(j, b)| {
+                let b = BootAttrs::from_raw(b.raw() | NOISE[j % 2]);
+                (numbers, a, b, state_with(numbers, a, b))
+            })
+        })
+    })
+}
+
 fn pts(a: BootAttrs) -> (u8, u8, bool) {
     (a.priority(), a.tries(), a.successful())
 }
@@ -48,33 +62,26 @@ fn reference_after_boot(a: BootAttrs) -> (u8, u8, bool) {
 #[test]
 fn select_matches_reference_on_every_state() {
     let mut checked = 0u64;
-    for numbers in [(2u32, 3u32), (5, 4)] {
-        for (i, a) in all_attrs().enumerate() {
-            let a = BootAttrs::from_raw(a.raw() | NOISE[i % 2]);
-            for (j, b) in all_attrs().enumerate() {
-                let b = BootAttrs::from_raw(b.raw() | NOISE[j % 2]);
-                let state = state_with(numbers, a, b);
-                let ra = (numbers.0, a.priority(), a.tries(), a.successful());
-                let rb = (numbers.1, b.priority(), b.tries(), b.successful());
-                let want = reference_choice(ra, rb);
-                match (state.select(), want) {
-                    (Err(Error::NoBootableSlot { a: ea, b: eb }), None) => {
-                        assert_eq!((ea, eb), (a, b));
-                        assert!(state.boots_next().is_err());
-                    }
-                    (Ok((choice, next)), Some(slot)) => check_one(
-                        &state,
-                        &next,
-                        choice.slot,
-                        slot,
-                        choice.trial,
-                        choice.tries_left,
-                    ),
-                    (got, want) => panic!("{a:?} {b:?}: got {got:?}, reference {want:?}"),
-                }
-                checked += 1;
+    for (numbers, a, b, state) in every_state() {
+        let ra = (numbers.0, a.priority(), a.tries(), a.successful());
+        let rb = (numbers.1, b.priority(), b.tries(), b.successful());
+        let want = reference_choice(ra, rb);
+        match (state.select(), want) {
+            (Err(Error::NoBootableSlot { a: ea, b: eb }), None) => {
+                assert_eq!((ea, eb), (a, b));
+                assert!(state.boots_next().is_err());
             }
+            (Ok((choice, next)), Some(slot)) => check_one(
+                &state,
+                &next,
+                choice.slot,
+                slot,
+                choice.trial,
+                choice.tries_left,
+            ),
+            (got, want) => panic!("{a:?} {b:?}: got {got:?}, reference {want:?}"),
         }
+        checked += 1;
     }
     assert_eq!(checked, 2 * 512 * 512);
 }
@@ -85,38 +92,30 @@ fn select_matches_reference_on_every_state() {
 #[test]
 fn select_other_matches_select_without_the_failed_slot_on_every_state() {
     let mut fell_back = 0u64;
-    for numbers in [(2u32, 3u32), (5, 4)] {
-        for (i, a) in all_attrs().enumerate() {
-            let a = BootAttrs::from_raw(a.raw() | NOISE[i % 2]);
-            for (j, b) in all_attrs().enumerate() {
-                let b = BootAttrs::from_raw(b.raw() | NOISE[j % 2]);
-                let state = state_with(numbers, a, b);
-                let Ok((first, after_first)) = state.select() else {
-                    continue;
-                };
-                let failed = first.slot;
-                let without_failed =
-                    after_first.with_attrs(failed, after_first.attrs(failed).cleared());
-                match (after_first.select_other(failed), without_failed.select()) {
-                    (Ok((choice, next)), Ok((want, want_next))) => {
-                        assert_eq!(choice, want, "{state}");
-                        assert_eq!(choice.slot, !failed);
-                        assert_eq!(next.attrs(failed), after_first.attrs(failed));
-                        assert_eq!(next.attrs(!failed), want_next.attrs(!failed));
-                        check_one(
-                            &after_first.with_attrs(failed, BootAttrs::default()),
-                            &next.with_attrs(failed, BootAttrs::default()),
-                            choice.slot,
-                            !failed,
-                            choice.trial,
-                            choice.tries_left,
-                        );
-                        fell_back += 1;
-                    }
-                    (Err(Error::NoBootableSlot { .. }), Err(Error::NoBootableSlot { .. })) => {}
-                    (got, want) => panic!("{state}: got {got:?}, want {want:?}"),
-                }
+    for (_, _, _, state) in every_state() {
+        let Ok((first, after_first)) = state.select() else {
+            continue;
+        };
+        let failed = first.slot;
+        let without_failed = after_first.with_attrs(failed, after_first.attrs(failed).cleared());
+        match (after_first.select_other(failed), without_failed.select()) {
+            (Ok((choice, next)), Ok((want, want_next))) => {
+                assert_eq!(choice, want, "{state}");
+                assert_eq!(choice.slot, !failed);
+                assert_eq!(next.attrs(failed), after_first.attrs(failed));
+                assert_eq!(next.attrs(!failed), want_next.attrs(!failed));
+                check_one(
+                    &after_first.with_attrs(failed, BootAttrs::default()),
+                    &next.with_attrs(failed, BootAttrs::default()),
+                    choice.slot,
+                    !failed,
+                    choice.trial,
+                    choice.tries_left,
+                );
+                fell_back += 1;
             }
+            (Err(Error::NoBootableSlot { .. }), Err(Error::NoBootableSlot { .. })) => {}
+            (got, want) => panic!("{state}: got {got:?}, want {want:?}"),
         }
     }
     assert!(fell_back > 100_000, "{fell_back}");

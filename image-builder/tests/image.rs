@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_flipside-build");
+mod common;
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/appliance")
@@ -16,18 +16,7 @@ fn example_dir() -> PathBuf {
 
 /// Runs flipside-build with a umask, from `cwd`.
 fn build(args: &[&str], umask: &str, cwd: &Path) -> Output {
-    let mut script = format!("umask {umask}; exec \"$0\"");
-    for i in 1..=args.len() {
-        script.push_str(&format!(" \"${i}\""));
-    }
-    Command::new("sh")
-        .current_dir(cwd)
-        .arg("-c")
-        .arg(script)
-        .arg(BIN)
-        .args(args)
-        .output()
-        .expect("run flipside-build")
+    common::build_with_umask(args, umask, cwd)
 }
 
 fn sha256(path: &Path) -> String {
@@ -56,20 +45,7 @@ fn tool(name: &str) -> Command {
 }
 
 fn listing(image: &Path) -> String {
-    let out = tool("unsquashfs")
-        .arg("-l")
-        .arg("-d")
-        .arg("")
-        .arg(image)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "unsquashfs refused {}: {}",
-        image.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::unsquashfs_listing(image, "-l")
 }
 
 fn outputs(dir: &Path) -> Vec<String> {
@@ -461,20 +437,7 @@ fn every_output_file_has_the_mode_the_umask_gives() {
 
 /// `unsquashfs -lls`: one line per entry, ending in ` <path>` or ` <path> -> <target>`.
 fn long_listing(image: &Path) -> String {
-    let out = tool("unsquashfs")
-        .arg("-lls")
-        .arg("-d")
-        .arg("")
-        .arg(image)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "unsquashfs refused {}: {}",
-        image.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::unsquashfs_listing(image, "-lls")
 }
 
 /// A root tree with absolute links (as Debian's packages have them) and links to a directory

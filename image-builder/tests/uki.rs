@@ -22,7 +22,9 @@ use flipside_image_builder::uki::{self, UkiParts, DEFAULT_STUB};
 use flipside_image_builder::{bzimage, Error};
 use sha2::{Digest, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_flipside-build");
+mod common;
+
+use common::BIN;
 const CMDLINE: &str = "console=ttyS0 root=PARTLABEL=slot-a ro quiet";
 
 fn stub() -> &'static Path {
@@ -345,18 +347,7 @@ fn the_checksum_of_debians_stub_is_the_one_its_linker_wrote() {
 
 /// Runs `flipside-build` under `umask` in `cwd`.
 fn run(args: &[&str], umask: &str, cwd: &Path) -> Output {
-    let mut script = format!("umask {umask}; exec \"$0\"");
-    for i in 1..=args.len() {
-        script.push_str(&format!(" \"${{{i}}}\""));
-    }
-    Command::new("sh")
-        .current_dir(cwd)
-        .arg("-c")
-        .arg(script)
-        .arg(BIN)
-        .args(args)
-        .output()
-        .unwrap()
+    common::build_with_umask(args, umask, cwd)
 }
 
 fn uki_args<'a>(stub: &'a str, kernel: &'a str) -> Vec<&'a str> {

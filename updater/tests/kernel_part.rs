@@ -17,12 +17,6 @@ fn kernel_world() -> World {
     })
 }
 
-fn status_json(w: &World) -> serde_json::Value {
-    let run = w.run(&["status", "--json"]);
-    run.expect(code::OK);
-    serde_json::from_str(&run.stdout).unwrap()
-}
-
 #[test]
 fn kernel_and_root_are_installed_into_one_slot_and_armed_together() {
     let w = kernel_world();
@@ -61,7 +55,7 @@ fn kernel_and_root_are_installed_into_one_slot_and_armed_together() {
     );
 
     // status shows each slot's kernel release next to its version.
-    let s = status_json(&w);
+    let s = w.status_json();
     let b = &s["slots"][1];
     assert_eq!(b["release"]["version"], 2);
     assert_eq!(b["release"]["kernel_release"], kernel_release(2));
@@ -142,7 +136,7 @@ fn device_with_the_kernel_outside_the_slots_installs_the_root_alone() {
     assert!(!run.stdout.contains("kernel="), "{}", run.stdout);
     let image = w.release(3).image_bytes();
     assert!(w.read_slot(Slot::B, image.len() as u64) == image);
-    let s = status_json(&w);
+    let s = w.status_json();
     assert!(s["slots"][1]["release"].get("kernel_release").is_none());
 }
 

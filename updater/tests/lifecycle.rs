@@ -16,12 +16,6 @@ fn attrs(p: u8, t: u8, s: bool) -> BootAttrs {
     BootAttrs::new(p, t, s).unwrap()
 }
 
-fn status_json(w: &World) -> serde_json::Value {
-    let run = w.run(&["status", "--json"]);
-    run.expect(code::OK);
-    serde_json::from_str(&run.stdout).unwrap()
-}
-
 #[test]
 fn install_from_nginx_then_health_check_commits() {
     let w = World::new(Setup::default());
@@ -74,7 +68,7 @@ fn install_from_nginx_then_health_check_commits() {
         nginx.access_log()
     );
 
-    let s = status_json(&w);
+    let s = w.status_json();
     assert_eq!(s["trial_pending"], true);
     assert_eq!(s["boots_next"], "b");
     assert_eq!(s["slots"][1]["release"]["version"], 2);
@@ -96,7 +90,7 @@ fn install_from_nginx_then_health_check_commits() {
     let state = w.boot_state();
     assert_eq!(state.attrs(Slot::B), attrs(2, 0, true));
     assert_eq!(state.attrs(Slot::A), attrs(1, 0, true));
-    let s = status_json(&w);
+    let s = w.status_json();
     assert_eq!(s["last"]["event"], "committed");
     assert_eq!(s["running"], "b");
     assert_eq!(s["running_on_trial"], false);
@@ -109,7 +103,7 @@ fn install_from_nginx_then_health_check_commits() {
     // Manual rollback to the other proven slot, and back.
     w.run(&["rollback"]).expect(code::OK);
     assert_eq!(w.boot_state().boots_next().unwrap(), Slot::A);
-    assert_eq!(status_json(&w)["last"]["event"], "rolled-back");
+    assert_eq!(w.status_json()["last"]["event"], "rolled-back");
     w.run(&["rollback"]).expect(code::OK);
     assert_eq!(w.boot_state().boots_next().unwrap(), Slot::B);
     let text = w.run(&["status"]);
@@ -137,7 +131,7 @@ fn failed_health_check_marks_bad_and_reboots_into_the_old_slot() {
     let state = w.boot_state();
     assert_eq!(state.attrs(Slot::B), attrs(0, 0, false));
     assert_eq!(state.boots_next().unwrap(), Slot::A);
-    let s = status_json(&w);
+    let s = w.status_json();
     assert_eq!(s["last"]["event"], "marked-bad");
     assert!(s["last"]["detail"].as_str().unwrap().contains("20-broken"));
     // The next power-up boots the old slot, which is still proven.
@@ -312,7 +306,7 @@ fn running_slot_from_root_partuuid() {
         format!("root=PARTUUID={} ro\n", partuuid.hyphenated()),
     )
     .unwrap();
-    let s = status_json(&w);
+    let s = w.status_json();
     assert_eq!(s["running"], "a");
     w.run(&["install"]).expect(code::OK);
     assert_eq!(w.boot_state().boots_next().unwrap(), Slot::B);
@@ -333,7 +327,7 @@ fn running_slot_from_the_firmware_variable_first() {
     let mut bytes = efivar::SLOT_VARIABLE_ATTRIBUTES.to_le_bytes().to_vec();
     bytes.extend(efivar::encode_slot(Slot::A));
     std::fs::write(&var, &bytes).unwrap();
-    assert_eq!(status_json(&w)["running"], "a");
+    assert_eq!(w.status_json()["running"], "a");
     w.run(&["install"]).expect(code::OK);
     assert_eq!(w.boot_state().boots_next().unwrap(), Slot::B);
 

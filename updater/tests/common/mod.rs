@@ -558,6 +558,13 @@ interval_secs = 0.05
     }
 
     /// `flipside --config CONFIG ARGS...` as a process.
+    /// `flipside status --json`, which must succeed.
+    pub fn status_json(&self) -> serde_json::Value {
+        let run = self.run(&["status", "--json"]);
+        run.expect(code::OK);
+        serde_json::from_str(&run.stdout).unwrap()
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(flipside_exe());
         c.arg("--config").arg(&self.config).args(args);
