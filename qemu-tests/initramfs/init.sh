@@ -127,6 +127,11 @@ while read -r module; do
 		[ -n "$watchdog" ] || continue
 		args="heartbeat=$watchdog"
 		;;
+	efivarfs)
+		# Only under UEFI firmware (flipside-boot): systemd mounts efivarfs, the updater reads
+		# FlipsideSlot there.
+		[ -d /sys/firmware/efi ] || continue
+		;;
 	esac
 	insmod "/lib/modules/$module.ko" $args || mark "warn module=$module"
 done </lib/modules/load-order

@@ -147,26 +147,10 @@ timeout_secs = 60
 
 /// The report script of the test unit: markers for the harness, then power off. Pure.
 pub fn report_script() -> String {
-    r#"#!/bin/sh
-# qemu-tests: report this boot as FLIPSIDE markers on the console, then power off.
-[ -r /run/flipside/boot ] && . /run/flipside/boot
-field() {
-	sed -n "s/^  \"$1\": \"\{0,1\}\([^\",]*\).*/\1/p" /.flipside/system.json | head -n 1
-}
-show() {
-	systemctl show -P "$2" "$1"
-}
-echo "FLIPSIDE: system up name=$(field name) version=$(field version) slot=${FLIPSIDE_SLOT:-unknown} trial=${FLIPSIDE_TRIAL:-unknown} init=$(cat /proc/1/comm)"
-echo "FLIPSIDE: systemd target name=multi-user.target state=$(systemctl is-active multi-user.target) at_us=$(show multi-user.target ActiveEnterTimestampMonotonic)"
-echo "FLIPSIDE: updater health code=$(show flipside-health.service ExecMainStatus) result=$(show flipside-health.service Result) state=$(systemctl is-active flipside-health.service)"
-echo "FLIPSIDE: systemd target name=boot-complete.target state=$(systemctl is-active boot-complete.target)"
-failed=$(systemctl list-units --state=failed --no-legend --plain | cut -d' ' -f1 | tr '\n' ',')
-echo "FLIPSIDE: systemd failed units=${failed:-none}"
-transient=no
-mountpoint -q /etc/machine-id && transient=yes
-echo "FLIPSIDE: systemd machine-id id=$(cat /etc/machine-id) transient=$transient"
-echo "FLIPSIDE: systemd mounts root=$(findmnt -n -o FSTYPE,OPTIONS / | tr ' ' ':') var=$(findmnt -n -o FSTYPE /var) tmp=$(findmnt -n -o FSTYPE /tmp) data=$(findmnt -n -o FSTYPE /data)"
-# flipside.test-update on the kernel command line: one run of the shipped update unit.
+    format!(
+        "{}{}",
+        report_head("sh"),
+        r#"# flipside.test-update on the kernel command line: one run of the shipped update unit.
 if grep -qw flipside.test-update /proc/cmdline; then
 	systemctl start flipside-update.service
 	echo "FLIPSIDE: updater install code=$(show flipside-update.service ExecMainStatus) result=$(show flipside-update.service Result)"
@@ -174,7 +158,35 @@ fi
 echo "FLIPSIDE: system end action=poweroff"
 systemctl --no-block poweroff
 "#
-    .to_string()
+    )
+}
+
+/// The first part of every report script (`#!/bin/SHELL`): the boot as FLIPSIDE markers (the
+/// system, its kernel, the targets, the health unit's verdict, failed units, machine-id,
+/// mounts, efivarfs), and the helpers `field` and `show`. Pure.
+pub fn report_head(shell: &str) -> String {
+    format!(
+        "#!/bin/{shell}\n{}",
+        r#"# qemu-tests: report this boot as FLIPSIDE markers on the console.
+[ -r /run/flipside/boot ] && . /run/flipside/boot
+field() {
+	sed -n "s/^  \"$1\": \"\{0,1\}\([^\",]*\).*/\1/p" /.flipside/system.json | head -n 1
+}
+show() {
+	systemctl show -P "$2" "$1"
+}
+echo "FLIPSIDE: system up name=$(field name) version=$(field version) slot=${FLIPSIDE_SLOT:-unknown} trial=${FLIPSIDE_TRIAL:-unknown} init=$(cat /proc/1/comm) kernel=$(uname -r)"
+echo "FLIPSIDE: systemd target name=multi-user.target state=$(systemctl is-active multi-user.target) at_us=$(show multi-user.target ActiveEnterTimestampMonotonic)"
+echo "FLIPSIDE: updater health code=$(show flipside-health.service ExecMainStatus) result=$(show flipside-health.service Result) state=$(systemctl is-active flipside-health.service) at_us=$(show flipside-health.service ExecMainExitTimestampMonotonic)"
+echo "FLIPSIDE: systemd target name=boot-complete.target state=$(systemctl is-active boot-complete.target)"
+failed=$(systemctl list-units --state=failed --no-legend --plain | cut -d' ' -f1 | tr '\n' ',')
+echo "FLIPSIDE: systemd failed units=${failed:-none}"
+transient=no
+mountpoint -q /etc/machine-id && transient=yes
+echo "FLIPSIDE: systemd machine-id id=$(cat /etc/machine-id) transient=$transient"
+echo "FLIPSIDE: systemd mounts root=$(findmnt -n -o FSTYPE,OPTIONS / | tr ' ' ':') var=$(findmnt -n -o FSTYPE /var) tmp=$(findmnt -n -o FSTYPE /tmp) data=$(findmnt -n -o FSTYPE /data) efivars=$(findmnt -n -o FSTYPE /sys/firmware/efi/efivars || echo none)"
+"#
+    )
 }
 
 /// The test-only unit: after the boot's verdict, report and power off. Like the health unit
@@ -212,9 +224,35 @@ pub fn update_dropin() -> &'static str {
     "# qemu-tests: the state lives on /data; output in the serial log too.\n[Service]\nReadWritePaths=/data/flipside\nStandardOutput=journal+console\nStandardError=journal+console\n"
 }
 
+/// What a variant of the test image replaces or adds (the UEFI chain scenarios: a network
+/// mirror, a step loop, a kernel part; see `crate::chain`).
+#[derive(Clone, Debug, Default)]
+pub struct Variant {
+    /// `/etc/flipside/config.toml` instead of [`config_toml`].
+    pub config_toml: Option<String>,
+    /// The report unit's script instead of [`report_script`].
+    pub report_script: Option<String>,
+    /// More files: (path in the image without the leading `/`, contents, mode).
+    pub files: Vec<(String, String, u32)>,
+    /// More units to enable.
+    pub enable: Vec<String>,
+    /// The `[kernel]` section of `system.toml` (without the header line).
+    pub kernel: Option<String>,
+}
+
 /// The image's `system.toml`: one root (the whole tree as a store path), its top-level
 /// entries linked at `/`, the rest mountpoints. Pure.
 pub fn system_toml(version: u64, store_path: &str, tops: &[String]) -> String {
+    system_toml_with(version, store_path, tops, None)
+}
+
+/// [`system_toml`] with a `[kernel]` section. Pure.
+pub fn system_toml_with(
+    version: u64,
+    store_path: &str,
+    tops: &[String],
+    kernel: Option<&str>,
+) -> String {
     let links: String = tops
         .iter()
         .map(|t| format!("\"/{t}\" = \"@debian/{t}\"\n"))
@@ -239,7 +277,10 @@ name = "debian"
 path = "{store_path}"
 
 [symlinks]
-{links}"#
+{links}{kernel}"#,
+        kernel = kernel
+            .map(|k| format!("\n[kernel]\n{k}"))
+            .unwrap_or_default()
     )
 }
 
@@ -435,6 +476,18 @@ pub fn build_image(
     root_json: &str,
     work: &Path,
 ) -> Result<Built> {
+    build_variant(assets, base, version, root_json, work, &Variant::default())
+}
+
+/// [`build_image`] with what `variant` replaces or adds.
+pub fn build_variant(
+    assets: &Assets,
+    base: &Base,
+    version: u64,
+    root_json: &str,
+    work: &Path,
+    variant: &Variant,
+) -> Result<Built> {
     // The binaries first, so that the timings below hold no cargo build.
     let flipside = assets.flipside()?;
     let builder = assets.flipside_build()?;
@@ -464,22 +517,23 @@ pub fn build_image(
             0o644,
         )?;
     }
-    write_file(
-        &stage.join("etc/flipside/config.toml"),
-        &config_toml(),
-        0o644,
-    )?;
+    let config = variant.config_toml.clone().unwrap_or_else(config_toml);
+    write_file(&stage.join("etc/flipside/config.toml"), &config, 0o644)?;
     write_file(&stage.join("etc/flipside/root.json"), root_json, 0o644)?;
     write_file(
         &stage.join("etc/systemd/system/flipside-update.service.d/state-on-data.conf"),
         update_dropin(),
         0o644,
     )?;
+    let report = variant.report_script.clone().unwrap_or_else(report_script);
     write_file(
         &stage.join("usr/local/sbin/flipside-test-report"),
-        &report_script(),
+        &report,
         0o755,
     )?;
+    for (path, text, mode) in &variant.files {
+        write_file(&stage.join(path), text, *mode)?;
+    }
     write_file(
         &stage.join("etc/systemd/system").join(REPORT_UNIT),
         &report_unit(),
@@ -492,6 +546,7 @@ pub fn build_image(
     )?;
     let mut enable = vec!["enable"];
     enable.extend(ENABLED_UNITS);
+    enable.extend(variant.enable.iter().map(String::as_str));
     systemctl(&stage, &enable)?;
 
     let store = work.join("store");
@@ -521,7 +576,8 @@ pub fn build_image(
 
     let started = Instant::now();
     let toml = work.join(format!("{NAME}-{version}.toml"));
-    write_file(&toml, &system_toml(version, &store_path, &tops), 0o644)?;
+    let text = system_toml_with(version, &store_path, &tops, variant.kernel.as_deref());
+    write_file(&toml, &text, 0o644)?;
     let out = work.join(format!("{NAME}-{version}-out"));
     build_with(builder, &toml, &out, &store)?;
     // The stage is no longer needed (the store holds the tree).

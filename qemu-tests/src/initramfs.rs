@@ -47,6 +47,11 @@ pub enum Entry {
 
 /// The members of the archive, keyed by path without the leading slash.
 pub fn entries(inputs: &Inputs) -> Result<BTreeMap<String, Entry>> {
+    entries_with_init(inputs, INIT_SCRIPT)
+}
+
+/// The members of an archive whose `/init` is `init` (a broken initramfs for a failure test).
+pub fn entries_with_init(inputs: &Inputs, init: &str) -> Result<BTreeMap<String, Entry>> {
     let mut tree = BTreeMap::new();
     for dir in [
         "bin",
@@ -65,7 +70,7 @@ pub fn entries(inputs: &Inputs) -> Result<BTreeMap<String, Entry>> {
         "init".into(),
         Entry::File {
             mode: 0o755,
-            contents: INIT_SCRIPT.as_bytes().to_vec(),
+            contents: init.as_bytes().to_vec(),
         },
     );
     tree.insert("bin/busybox".into(), executable(&inputs.busybox)?);
@@ -148,7 +153,12 @@ pub fn write_archive(tree: &BTreeMap<String, Entry>) -> std::io::Result<Vec<u8>>
 /// Builds the compressed initramfs of `inputs` at `out` (written to a temporary file next to
 /// it, then renamed, so a reader never sees half an archive).
 pub fn build(inputs: &Inputs, out: &Path) -> Result<()> {
-    let tree = entries(inputs)?;
+    build_with_init(inputs, INIT_SCRIPT, out)
+}
+
+/// [`build`] with `init` as `/init`.
+pub fn build_with_init(inputs: &Inputs, init: &str, out: &Path) -> Result<()> {
+    let tree = entries_with_init(inputs, init)?;
     let archive = write_archive(&tree).map_err(Error::io("assemble the initramfs", out))?;
     let compressed = zstd::bulk::compress(&archive, ZSTD_LEVEL)
         .map_err(Error::io("compress the initramfs", out))?;

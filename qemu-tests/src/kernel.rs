@@ -17,7 +17,9 @@ use crate::tool;
 
 /// Modules the initramfs loads, in this order (each after the modules it depends on): virtio
 /// PCI and block, squashfs for the slots, ext4 for the data partition, virtio-net for the
-/// update scenarios, and the i6300esb watchdog (loaded only when a VM asks for a watchdog).
+/// update scenarios, the i6300esb watchdog (loaded only when a VM asks for a watchdog), and
+/// efivarfs (loaded only under UEFI firmware: systemd mounts it, the updater reads
+/// flipside-boot's `FlipsideSlot` there, and the Debian roots carry no modules of their own).
 pub const MODULES: &[&str] = &[
     "virtio_ring",
     "virtio",
@@ -37,6 +39,7 @@ pub const MODULES: &[&str] = &[
     "virtio_net",
     "watchdog",
     "i6300esb",
+    "efivarfs",
 ];
 
 /// The metapackage whose dependency names the current kernel package.
@@ -152,9 +155,30 @@ pub fn prepare(assets: &Path) -> Result<Kernel> {
         Ok(p) if !p.is_empty() => p,
         _ => resolve_package()?,
     };
+    prepare_package(assets, &package)
+}
+
+/// Kernel package `package` (`linux-image-6.1.0-NN-amd64`), from the cache or fetched and
+/// unpacked into `<assets>/kernel/<release>/`. A cached directory that lacks a module of
+/// [`MODULES`] (the list grew) is unpacked again.
+pub fn prepare_package(assets: &Path, package: &str) -> Result<Kernel> {
     let release = package.trim_start_matches("linux-image-").to_string();
     let root = assets.join("kernel");
     let dir = root.join(&release);
+    if dir.is_dir() {
+        match load(&dir, &release) {
+            Err(Error::ModuleMissing { .. }) => {
+                eprintln!(
+                    "qemu-tests: {} lacks a module of MODULES: unpacking again",
+                    dir.display()
+                );
+                let stale = root.join(format!(".stale-{release}-{}", std::process::id()));
+                fs::rename(&dir, &stale).map_err(Error::io("move aside", &dir))?;
+                fs::remove_dir_all(&stale).map_err(Error::io("remove", &stale))?;
+            }
+            loaded => return loaded,
+        }
+    }
     if !dir.is_dir() {
         fs::create_dir_all(&root).map_err(Error::io("create directory", &root))?;
         let work = tempfile::Builder::new()
@@ -162,7 +186,7 @@ pub fn prepare(assets: &Path) -> Result<Kernel> {
             .tempdir_in(&root)
             .map_err(Error::io("create a directory in", &root))?;
         let staging = work.path().join("kernel");
-        unpack(&package, &release, work.path(), &staging)?;
+        unpack(package, &release, work.path(), &staging)?;
         // The rename publishes a complete directory; a concurrent run may have won the race.
         if let Err(e) = fs::rename(&staging, &dir) {
             if !dir.is_dir() {
@@ -171,6 +195,46 @@ pub fn prepare(assets: &Path) -> Result<Kernel> {
         }
     }
     load(&dir, &release)
+}
+
+/// The second kernel of the tests that update the kernel: `FLIPSIDE_QEMU_KERNEL2_PACKAGE`, else
+/// the newest `linux-image-6.1.0-NN-amd64` apt knows that is older than `current` (Debian's
+/// registry serves several bookworm builds at once).
+pub fn previous_package(current: &Kernel) -> Result<String> {
+    if let Ok(p) = std::env::var("FLIPSIDE_QEMU_KERNEL2_PACKAGE") {
+        if !p.is_empty() {
+            return Ok(p);
+        }
+    }
+    let out = tool::run_text(
+        Command::new("apt-cache").args([
+            "search",
+            "--names-only",
+            "^linux-image-6\\.1\\.0-[0-9]+-amd64$",
+        ]),
+        "apt",
+    )?;
+    older_build(&out, &current.release).ok_or(Error::KernelPackage { output: out })
+}
+
+/// The ABI number of a release `6.1.0-NN-amd64`. Pure.
+fn abi(release: &str) -> Option<u32> {
+    let rest = release.strip_prefix("6.1.0-")?;
+    let (n, flavour) = rest.split_once('-')?;
+    (flavour == "amd64").then(|| n.parse().ok()).flatten()
+}
+
+/// From `apt-cache search` lines (`linux-image-6.1.0-NN-amd64 - ...`), the package of the
+/// newest build older than `current` (a release such as `6.1.0-57-amd64`). Pure.
+pub fn older_build(search: &str, current: &str) -> Option<String> {
+    let now = abi(current)?;
+    search
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|p| Some((abi(p.strip_prefix("linux-image-")?)?, p)))
+        .filter(|(n, _)| *n < now)
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, p)| p.to_string())
 }
 
 fn resolve_package() -> Result<String> {
@@ -353,6 +417,25 @@ fn find_recursive(dir: &Path, name: &str) -> Result<Option<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_older_build_is_the_newest_below_the_current() {
+        let search = "linux-image-6.1.0-55-amd64 - Linux 6.1 for 64-bit PCs (signed)\n\
+                      linux-image-6.1.0-57-amd64 - Linux 6.1 for 64-bit PCs (signed)\n\
+                      linux-image-6.1.0-56-cloud-amd64 - Linux 6.1 for x86-64 cloud (signed)\n\
+                      linux-image-6.1.0-9-amd64 - Linux 6.1 for 64-bit PCs (signed)\n\
+                      linux-image-6.1.0-56-amd64 - Linux 6.1 for 64-bit PCs (signed)\n";
+        assert_eq!(
+            older_build(search, "6.1.0-57-amd64").as_deref(),
+            Some("linux-image-6.1.0-56-amd64")
+        );
+        assert_eq!(
+            older_build(search, "6.1.0-56-amd64").as_deref(),
+            Some("linux-image-6.1.0-55-amd64")
+        );
+        assert_eq!(older_build(search, "6.1.0-9-amd64"), None);
+        assert_eq!(older_build(search, "weird"), None);
+    }
 
     #[test]
     fn kernel_package_from_apt_cache() {

@@ -12,10 +12,13 @@
 //!   update server the guest reaches through `guestfwd`.
 //! - [`testbed`]: what a test starts from.
 //! - [`uefi`]: OVMF, an ESP holding flipside-boot, unified kernel images in kernel partitions.
+//! - [`chain`]: the whole chain (OVMF, flipside-boot, UKIs from kernel partitions, systemd)
+//!   updated over the network: Debian appliance releases with kernel parts.
 
 pub mod accel;
 pub mod appliance;
 pub mod assets;
+pub mod chain;
 pub mod debian;
 pub mod disk;
 pub mod elf;

@@ -68,6 +68,8 @@ struct State {
     throttle: Option<u64>,
     /// Bundle body bytes written so far, counted as they go out.
     bundle_bytes: u64,
+    /// The same per request path.
+    bundle_bytes_by_path: std::collections::BTreeMap<String, u64>,
     log: Vec<Request>,
 }
 
@@ -139,6 +141,17 @@ impl UpdateServer {
     /// Bundle body bytes sent so far, also of responses still being sent.
     pub fn bundle_bytes_sent(&self) -> u64 {
         self.lock().bundle_bytes
+    }
+
+    /// Bundle body bytes sent so far for paths ending with `suffix` (`.kernel.bundle`: the
+    /// kernel parts), also of responses still being sent.
+    pub fn bundle_bytes_sent_for(&self, suffix: &str) -> u64 {
+        self.lock()
+            .bundle_bytes_by_path
+            .iter()
+            .filter(|(p, _)| p.ends_with(suffix))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// Body bytes sent for paths under `targets/` so far (finished responses).
@@ -297,7 +310,9 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             }
             sent += want as u64;
             if bundle {
-                lock(state).bundle_bytes += want as u64;
+                let mut s = lock(state);
+                s.bundle_bytes += want as u64;
+                *s.bundle_bytes_by_path.entry(path.clone()).or_default() += want as u64;
             }
             if throttle.is_some() {
                 std::thread::sleep(Duration::from_millis(100));

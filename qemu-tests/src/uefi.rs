@@ -112,8 +112,13 @@ pub fn build_uki(bed: &TestBed, out: &Path, cmdline: &str, version: u64) -> Resu
 /// A fresh UEFI test disk `<name>.img`: the default layout plus [`partitions`], the ESP holding
 /// flipside-boot, kernel partitions empty, both slots P=0 T=0 S=0.
 pub fn disk(bed: &TestBed, name: &str) -> Result<TestDisk> {
+    disk_with(bed, name, &DiskLayout::default())
+}
+
+/// [`disk`] with `layout`'s slot and data sizes.
+pub fn disk_with(bed: &TestBed, name: &str, layout: &DiskLayout) -> Result<TestDisk> {
     let path = bed.work().join(format!("{name}.img"));
-    let disk = TestDisk::create_with(&path, &DiskLayout::default(), None, &partitions())?;
+    let disk = TestDisk::create_with(&path, layout, None, &partitions())?;
     let app = bed.assets.flipside_boot()?;
     let esp = bed.work().join(format!("{name}.esp.img"));
     esp_image(app, &esp, ESP_SIZE)?;
