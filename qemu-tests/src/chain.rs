@@ -569,8 +569,8 @@ impl Row {
 /// When each stage of one boot began, in seconds since QEMU started (from the VM's timeline).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stages {
-    /// The reset: the kernel's `reboot: Restarting system` or the end of its panic message
-    /// (QEMU's start for the first boot).
+    /// The reset: the kernel's `reboot: Restarting system` or its `Kernel panic - not
+    /// syncing` line (`panic=-1` resets at once); QEMU's start for the first boot.
     pub reset: f64,
     /// `flipside-boot: start`.
     pub flipside_boot: Option<f64>,
@@ -622,7 +622,8 @@ pub fn stages(timeline: &str) -> Vec<Stages> {
         let Ok(secs) = secs.parse::<f64>() else {
             continue;
         };
-        if text.contains("reboot: Restarting system") || text.contains("end Kernel panic") {
+        if text.contains("reboot: Restarting system") || text.contains("Kernel panic - not syncing")
+        {
             reset = secs;
         }
         if text.contains("flipside-boot: start") {
