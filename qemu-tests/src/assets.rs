@@ -22,6 +22,7 @@ use std::sync::{Mutex, OnceLock};
 use crate::error::{Error, Result};
 use crate::initramfs;
 use crate::kernel::{self, Kernel};
+use crate::once::get_or_build;
 use crate::paths;
 use crate::tool;
 
@@ -52,34 +53,21 @@ static BUILDING: Mutex<()> = Mutex::new(());
 impl Assets {
     /// The assets, prepared on first call in this process (later calls share them).
     pub fn get() -> Result<&'static Assets> {
-        if let Some(a) = ASSETS.get() {
-            return Ok(a);
-        }
-        let _guard = PREPARING.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(a) = ASSETS.get() {
-            return Ok(a);
-        }
-        let assets = prepare(&paths::assets_dir())?;
-        Ok(ASSETS.get_or_init(|| assets))
+        get_or_build(&ASSETS, &PREPARING, || prepare(&paths::assets_dir()))
     }
 
     /// The `flipside-build` binary, built (release) on first use.
     pub fn flipside_build(&self) -> Result<&Path> {
-        if let Some(p) = self.flipside_build.get() {
-            return Ok(p);
-        }
-        let _guard = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = self.flipside_build.get() {
-            return Ok(p);
-        }
-        let target = self.dir.join("cargo");
-        cargo_build(
-            &["-p", "flipside-image-builder", "--bin", "flipside-build"],
-            &target,
-            None,
-        )?;
-        let bin = target.join("release/flipside-build");
-        Ok(self.flipside_build.get_or_init(|| bin))
+        let bin = get_or_build(&self.flipside_build, &BUILDING, || {
+            let target = self.dir.join("cargo");
+            cargo_build(
+                &["-p", "flipside-image-builder", "--bin", "flipside-build"],
+                &target,
+                None,
+            )?;
+            Ok(target.join("release/flipside-build"))
+        })?;
+        Ok(bin)
     }
 }
 
@@ -87,23 +75,18 @@ impl Assets {
     /// The updater, `flipside`, linked statically (it runs inside the appliance images),
     /// built on first use in the same target directory as flipside-select.
     pub fn flipside(&self) -> Result<&Path> {
-        if let Some(p) = self.flipside.get() {
-            return Ok(p);
-        }
-        let _guard = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = self.flipside.get() {
-            return Ok(p);
-        }
-        // FLIPSIDE_QEMU_FLIPSIDE=PATH: a static flipside built elsewhere (another revision).
-        let bin = match std::env::var_os("FLIPSIDE_QEMU_FLIPSIDE") {
-            Some(path) => {
-                let path = PathBuf::from(path);
-                require_static(&path, "FLIPSIDE_QEMU_FLIPSIDE must name a static flipside")?;
-                path
+        let bin = get_or_build(&self.flipside, &BUILDING, || {
+            // FLIPSIDE_QEMU_FLIPSIDE=PATH: a static flipside built elsewhere (another revision).
+            match std::env::var_os("FLIPSIDE_QEMU_FLIPSIDE") {
+                Some(path) => {
+                    let path = PathBuf::from(path);
+                    require_static(&path, "FLIPSIDE_QEMU_FLIPSIDE must name a static flipside")?;
+                    Ok(path)
+                }
+                None => static_build(&self.dir, "flipside-updater", "flipside"),
             }
-            None => static_build(&self.dir, "flipside-updater", "flipside")?,
-        };
-        Ok(self.flipside.get_or_init(|| bin))
+        })?;
+        Ok(bin)
     }
 }
 
@@ -114,24 +97,19 @@ impl Assets {
     /// flipside-boot, the UEFI boot manager (`flipside-boot.efi`), built on first use in its
     /// own target directory. Needs `rustup target add x86_64-unknown-uefi` (scripts/setup.sh).
     pub fn flipside_boot(&self) -> Result<&Path> {
-        if let Some(p) = self.flipside_boot.get() {
-            return Ok(p);
-        }
-        let _guard = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = self.flipside_boot.get() {
-            return Ok(p);
-        }
-        let target = self.dir.join("cargo-uefi");
-        cargo_build(
-            &["-p", "flipside-boot", "--target", UEFI_TARGET],
-            &target,
-            None,
-        )?;
-        let bin = target
-            .join(UEFI_TARGET)
-            .join("release")
-            .join("flipside-boot.efi");
-        Ok(self.flipside_boot.get_or_init(|| bin))
+        let bin = get_or_build(&self.flipside_boot, &BUILDING, || {
+            let target = self.dir.join("cargo-uefi");
+            cargo_build(
+                &["-p", "flipside-boot", "--target", UEFI_TARGET],
+                &target,
+                None,
+            )?;
+            Ok(target
+                .join(UEFI_TARGET)
+                .join("release")
+                .join("flipside-boot.efi"))
+        })?;
+        Ok(bin)
     }
 }
 

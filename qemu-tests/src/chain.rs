@@ -41,6 +41,7 @@ use crate::error::{Error, Result};
 use crate::initramfs;
 use crate::kernel::{self, Kernel};
 use crate::markers::Boot;
+use crate::once::get_or_build;
 use crate::ota::GUEST_PORT;
 use crate::server::UpdateServer;
 use crate::testbed::TestBed;
@@ -223,15 +224,7 @@ static BUILDING: Mutex<()> = Mutex::new(());
 impl World {
     /// The world, built on first use (or found in the cache).
     pub fn get(assets: &Assets) -> Result<&'static World> {
-        if let Some(w) = WORLD.get() {
-            return Ok(w);
-        }
-        let _guard = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(w) = WORLD.get() {
-            return Ok(w);
-        }
-        let world = build_or_load(assets)?;
-        Ok(WORLD.get_or_init(|| world))
+        get_or_build(&WORLD, &BUILDING, || build_or_load(assets))
     }
 
     /// What `flipside-build image` wrote for release `version`.
@@ -492,12 +485,6 @@ impl Rig {
     /// Starts a VM of [`Rig::vm_config`].
     pub fn start(&self, name: &str) -> Result<Vm> {
         self.bed.start(&self.vm_config(name)?)
-    }
-
-    /// `(priority, tries, successful)` of `slot`, read with the library.
-    pub fn bits(&self, slot: Slot) -> Result<(u8, u8, bool)> {
-        let a = self.disk.boot_state()?.attrs(slot);
-        Ok((a.priority(), a.tries(), a.successful()))
     }
 }
 

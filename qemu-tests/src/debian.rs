@@ -46,6 +46,7 @@ use crate::appliance::{build_with, HARDWARE_ID};
 use crate::assets::Assets;
 use crate::disk::DiskLayout;
 use crate::error::{Error, Result};
+use crate::once::get_or_build;
 use crate::paths;
 use crate::tool;
 
@@ -308,15 +309,7 @@ static BUILDING: Mutex<()> = Mutex::new(());
 impl Base {
     /// The tree, built on first use (or found in the cache).
     pub fn get(assets: &Assets) -> Result<&'static Base> {
-        if let Some(b) = BASE.get() {
-            return Ok(b);
-        }
-        let _guard = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = BASE.get() {
-            return Ok(b);
-        }
-        let base = build_or_load(assets)?;
-        Ok(BASE.get_or_init(|| base))
+        get_or_build(&BASE, &BUILDING, || build_or_load(assets))
     }
 
     /// The prepared root tree.

@@ -267,6 +267,22 @@ impl TestDisk {
         Ok(state)
     }
 
+    /// `(priority, tries, successful)` of `slot`, read with the bootloader-hooks library.
+    pub fn bits(&self, slot: Slot) -> Result<(u8, u8, bool)> {
+        let a = self.boot_state()?.attrs(slot);
+        Ok((a.priority(), a.tries(), a.successful()))
+    }
+
+    /// Asserts that the library and cgpt agree on both slots' bits and that they are `a` and
+    /// `b`; `when` names the moment in the failure message.
+    pub fn assert_bits(&self, a: (u8, u8, bool), b: (u8, u8, bool), when: &str) -> Result<()> {
+        assert_eq!(self.bits(Slot::A)?, a, "{when}: slot a (library)");
+        assert_eq!(self.bits(Slot::B)?, b, "{when}: slot b (library)");
+        assert_eq!(self.cgpt_slot(Slot::A)?, a, "{when}: slot a (cgpt)");
+        assert_eq!(self.cgpt_slot(Slot::B)?, b, "{when}: slot b (cgpt)");
+        Ok(())
+    }
+
     /// Sets one slot's priority, tries and successful bit with the bootloader-hooks library
     /// (provisioning: unchecked, like a factory would).
     pub fn set_slot(&self, slot: Slot, priority: u8, tries: u8, successful: bool) -> Result<()> {

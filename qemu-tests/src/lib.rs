@@ -10,7 +10,7 @@
 //! - [`markers`]: the serial protocol, pure.
 //! - [`ota`], [`server`]: releases carrying the real updater, a real repository, and the
 //!   update server the guest reaches through `guestfwd`.
-//! - [`testbed`]: what a test starts from.
+//! - [`testbed`]: what a test starts from; [`once`]: what the tests of one process share.
 //! - [`uefi`]: OVMF, an ESP holding flipside-boot, unified kernel images in kernel partitions.
 //! - [`chain`]: the whole chain (OVMF, flipside-boot, UKIs from kernel partitions, systemd)
 //!   updated over the network: Debian appliance releases with kernel parts.
@@ -26,6 +26,7 @@ pub mod error;
 pub mod initramfs;
 pub mod kernel;
 pub mod markers;
+pub mod once;
 pub mod ota;
 pub mod paths;
 pub mod server;

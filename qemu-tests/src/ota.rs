@@ -38,6 +38,7 @@ use crate::assets::Assets;
 use crate::disk::TestDisk;
 use crate::error::{Error, Result};
 use crate::markers::{Boot, Marker};
+use crate::once::get_or_build;
 use crate::server::{Step, UpdateServer};
 use crate::testbed::TestBed;
 use crate::tool;
@@ -298,15 +299,7 @@ static BUILDING: Mutex<()> = Mutex::new(());
 impl World {
     /// The world, built on first use (or found in the cache).
     pub fn get(assets: &Assets) -> Result<&'static World> {
-        if let Some(w) = WORLD.get() {
-            return Ok(w);
-        }
-        let _guard = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(w) = WORLD.get() {
-            return Ok(w);
-        }
-        let world = build_or_load(assets)?;
-        Ok(WORLD.get_or_init(|| world))
+        get_or_build(&WORLD, &BUILDING, || build_or_load(assets))
     }
 
     /// The squashfs image of a release of the catalogue.
@@ -566,12 +559,6 @@ impl Rig {
     pub fn start(&self, name: &str) -> Result<Vm> {
         self.bed.start(&self.vm_config(name))
     }
-
-    /// `(priority, tries, successful)` of `slot`, read from the disk with the library.
-    pub fn bits(&self, slot: Slot) -> Result<(u8, u8, bool)> {
-        let a = self.disk.boot_state()?.attrs(slot);
-        Ok((a.priority(), a.tries(), a.successful()))
-    }
 }
 
 /// What a boot of an OTA appliance showed, for assertions and the demo's timeline. Pure.
@@ -593,6 +580,16 @@ pub struct OtaBoot {
 }
 
 impl OtaBoot {
+    /// The `keys` fields of this boot's `FLIPSIDE_RESULT event=installed` line, in order
+    /// (`"?"` for a missing one); `None` when nothing was installed.
+    pub fn installed(&self, keys: &[&str]) -> Option<Vec<&str>> {
+        let m = self
+            .results
+            .iter()
+            .find(|m| m.get("event") == Some("installed"))?;
+        Some(keys.iter().map(|k| m.get(k).unwrap_or("?")).collect())
+    }
+
     pub fn from_boot(boot: &Boot) -> Self {
         let code = |m: &Marker| m.get("code").and_then(|c| c.parse().ok());
         Self {
@@ -627,6 +624,18 @@ impl OtaBoot {
                 .is_some_and(|m| m.get("by") == Some("flipside")),
         }
     }
+}
+
+/// Asserts what `status --json` says once the trial of `failed` (release `version`) did not
+/// succeed and the device came back on the other slot: the other slot runs and boots next, and
+/// the last event is the fallback, naming the failed slot and release.
+pub fn assert_fell_back(status: &serde_json::Value, failed: &str, version: u64) {
+    let other = if failed == "a" { "b" } else { "a" };
+    assert_eq!(status["running"], other, "status: {status}");
+    assert_eq!(status["boots_next"], other, "status: {status}");
+    assert_eq!(status["last"]["event"], "fell-back", "status: {status}");
+    assert_eq!(status["last"]["slot"], failed, "status: {status}");
+    assert_eq!(status["last"]["version"], version, "status: {status}");
 }
 
 /// `(priority, tries, successful)` of each slot in a status document, `a` then `b`. Pure.

@@ -10,17 +10,11 @@ use std::net::TcpListener;
 use flipside_bootloader_hooks::Slot;
 use flipside_qemu_tests::{
     Appliance, Behaviour, BootSummary, Ending, GuestFwd, OnReboot, QemuExit, Result, TestBed,
-    TestDisk, BOOT_TIMEOUT,
+    BOOT_TIMEOUT,
 };
 
 /// The isa-debug-exit code the test systems use for "ran to the end".
 const DONE: u8 = 42;
-
-/// (priority, tries, successful) of a slot, read with the bootloader-hooks library.
-fn pts(disk: &TestDisk, slot: Slot) -> Result<(u8, u8, bool)> {
-    let a = disk.boot_state()?.attrs(slot);
-    Ok((a.priority(), a.tries(), a.successful()))
-}
 
 #[test]
 fn image_from_flipside_build_boots_from_root_a() -> Result<()> {
@@ -45,8 +39,8 @@ fn image_from_flipside_build_boots_from_root_a() -> Result<()> {
     // The data partition was found by its label and mounted at /data.
     assert!(vm.boots()[0].find("initrd", "data").is_some());
     // A proven slot is never written by the selector.
-    assert_eq!(pts(&disk, Slot::A)?, (2, 0, true));
-    assert_eq!(pts(&disk, Slot::B)?, (0, 0, false));
+    assert_eq!(disk.bits(Slot::A)?, (2, 0, true));
+    assert_eq!(disk.bits(Slot::B)?, (0, 0, false));
     Ok(())
 }
 
@@ -113,8 +107,8 @@ fn trial_slot_that_never_succeeds_falls_back() -> Result<()> {
         vm.serial_log().display()
     );
     assert_eq!(exit, QemuExit::PoweredOff);
-    assert_eq!(pts(&disk, Slot::A)?, (1, 0, true));
-    assert_eq!(pts(&disk, Slot::B)?, (0, 0, false));
+    assert_eq!(disk.bits(Slot::A)?, (1, 0, true));
+    assert_eq!(disk.bits(Slot::B)?, (0, 0, false));
     assert_eq!(disk.cgpt_slot(Slot::B)?, (0, 0, false));
     Ok(())
 }
@@ -153,7 +147,7 @@ fn hung_trial_is_reset_by_the_watchdog_and_falls_back() -> Result<()> {
         );
     }
     assert_eq!(exit, QemuExit::PoweredOff);
-    assert_eq!(pts(&disk, Slot::B)?, (0, 0, false));
+    assert_eq!(disk.bits(Slot::B)?, (0, 0, false));
     Ok(())
 }
 

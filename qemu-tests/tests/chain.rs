@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use flipside_bootloader_hooks::Slot;
 use flipside_qemu_tests::chain::{self, Rig, Row, UpTo, BOOT, INSTALL_BOOT};
 use flipside_qemu_tests::markers::Boot;
-use flipside_qemu_tests::ota::{status_bits, OtaBoot};
+use flipside_qemu_tests::ota::{assert_fell_back, status_bits, OtaBoot};
 use flipside_qemu_tests::server::Step;
-use flipside_qemu_tests::{Marker, QemuExit, Result, Vm};
+use flipside_qemu_tests::{QemuExit, Result, Vm};
 
 fn report(name: &str, boots: usize, started: Instant) {
     eprintln!(
@@ -32,27 +32,13 @@ fn print_stages(rig: &Rig, vm_name: &str) {
     }
 }
 
-/// Library and cgpt agree on both slots' bits, and they are `a` and `b`.
-fn assert_bits(rig: &Rig, a: (u8, u8, bool), b: (u8, u8, bool), when: &str) -> Result<()> {
-    assert_eq!(rig.bits(Slot::A)?, a, "{when}: slot a (library)");
-    assert_eq!(rig.bits(Slot::B)?, b, "{when}: slot b (library)");
-    assert_eq!(rig.disk.cgpt_slot(Slot::A)?, a, "{when}: slot a (cgpt)");
-    assert_eq!(rig.disk.cgpt_slot(Slot::B)?, b, "{when}: slot b (cgpt)");
-    Ok(())
-}
-
 fn rows(vm: &Vm) -> Vec<Row> {
     vm.boots().iter().map(Row::from_boot).collect()
 }
 
-fn installed(boot: &OtaBoot) -> Option<(String, String, String)> {
-    boot.results
-        .iter()
-        .find(|m| m.get("event") == Some("installed"))
-        .map(|m: &Marker| {
-            let f = |k| m.get(k).unwrap_or("?").to_string();
-            (f("slot"), f("version"), f("kernel"))
-        })
+/// Slot, version and kernel release of a boot's install result.
+fn installed(boot: &OtaBoot) -> Option<Vec<&str>> {
+    boot.installed(&["slot", "version", "kernel"])
 }
 
 /// What every systemd boot of the chain shows: systemd is PID 1, nothing failed, efivarfs is
@@ -121,11 +107,7 @@ fn chain_update_changes_kernel_and_root_together() -> Result<()> {
     let ota: Vec<OtaBoot> = boots.iter().map(OtaBoot::from_boot).collect();
     // Boot 1: kernel and root of v2 into slot b, one install.
     assert_eq!(ota[0].installs, [0], "{log}");
-    assert_eq!(
-        installed(&ota[0]),
-        Some(("b".into(), "2".into(), k2.to_string())),
-        "{log}"
-    );
+    assert_eq!(installed(&ota[0]), Some(vec!["b", "2", k2]), "{log}");
     // Boot 2: flipside-boot wrote the consumed try before starting the kernel; the health
     // unit committed.
     let commit = boots[1].find("boot", "commit").expect(&log);
@@ -144,7 +126,8 @@ fn chain_update_changes_kernel_and_root_together() -> Result<()> {
     // Boot 3: proven, flipside-boot writes nothing.
     assert!(boots[2].find("boot", "commit").is_none(), "{log}");
     assert_eq!(status_bits(&ota[2].statuses[0])["b"], (2, 0, true));
-    assert_bits(&rig, (1, 0, true), (2, 0, true), "after the update")?;
+    rig.disk
+        .assert_bits((1, 0, true), (2, 0, true), "after the update")?;
     Ok(())
 }
 
@@ -191,18 +174,10 @@ fn chain_kernel_that_cannot_start_falls_back() -> Result<()> {
     assert_systemd_boot(&boots[0], &log);
     assert_systemd_boot(&boots[3], &log);
     let ota: Vec<OtaBoot> = boots.iter().map(OtaBoot::from_boot).collect();
-    assert_eq!(
-        installed(&ota[0]),
-        Some(("b".into(), "3".into(), k2.to_string())),
-        "{log}"
-    );
-    let st = &ota[3].statuses[0];
-    assert_eq!(st["running"], "a", "{st}");
-    assert_eq!(st["boots_next"], "a", "{st}");
-    assert_eq!(st["last"]["event"], "fell-back", "{st}");
-    assert_eq!(st["last"]["slot"], "b", "{st}");
-    assert_eq!(st["last"]["version"], 3, "{st}");
-    assert_bits(&rig, (1, 0, true), (0, 0, false), "after the fallback")?;
+    assert_eq!(installed(&ota[0]), Some(vec!["b", "3", k2]), "{log}");
+    assert_fell_back(&ota[3].statuses[0], "b", 3);
+    rig.disk
+        .assert_bits((1, 0, true), (0, 0, false), "after the fallback")?;
     Ok(())
 }
 
@@ -256,8 +231,7 @@ fn chain_power_cuts_while_the_kernel_is_written() -> Result<()> {
         "{}",
         vm.serial_log().display()
     );
-    assert_bits(
-        &rig,
+    rig.disk.assert_bits(
         (2, 0, true),
         (0, 0, false),
         "after a cut in the kernel part",
@@ -287,7 +261,8 @@ fn chain_power_cuts_while_the_kernel_is_written() -> Result<()> {
         "{}",
         vm.serial_log().display()
     );
-    assert_bits(&rig, (1, 0, true), (2, 2, false), "after a cut once armed")?;
+    rig.disk
+        .assert_bits((1, 0, true), (2, 2, false), "after a cut once armed")?;
 
     // Afterwards: v2 boots on trial with its own kernel and is committed.
     rig.server
@@ -310,12 +285,8 @@ fn chain_power_cuts_while_the_kernel_is_written() -> Result<()> {
         "committed",
         "{log}"
     );
-    assert_bits(
-        &rig,
-        (1, 0, true),
-        (2, 0, true),
-        "after the retried install",
-    )?;
+    rig.disk
+        .assert_bits((1, 0, true), (2, 0, true), "after the retried install")?;
     report("chain_power_cuts", boots, started);
     Ok(())
 }

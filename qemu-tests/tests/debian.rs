@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use flipside_bootloader_hooks::Slot;
 use flipside_qemu_tests::debian::{self, Base, Repo};
 use flipside_qemu_tests::markers::Boot;
-use flipside_qemu_tests::{BootSummary, QemuExit, Result, TestBed, TestDisk};
+use flipside_qemu_tests::{BootSummary, QemuExit, Result, TestBed, TestDisk, VmConfig};
 
 /// Upper bound of one systemd boot under TCG on a busy 2-core machine; a guard.
 const SYSTEMD_BOOT: Duration = Duration::from_secs(240);
@@ -31,19 +31,6 @@ fn target<'a>(boot: &'a Boot, name: &str, key: &str) -> Option<&'a str> {
         .iter()
         .find(|m| m.is("systemd", "target") && m.get("name") == Some(name))
         .and_then(|m| m.get(key))
-}
-
-fn bits(disk: &TestDisk, slot: Slot) -> Result<(u8, u8, bool)> {
-    let a = disk.boot_state()?.attrs(slot);
-    Ok((a.priority(), a.tries(), a.successful()))
-}
-
-fn assert_bits(disk: &TestDisk, a: (u8, u8, bool), b: (u8, u8, bool), when: &str) -> Result<()> {
-    assert_eq!(bits(disk, Slot::A)?, a, "{when}: slot a (library)");
-    assert_eq!(bits(disk, Slot::B)?, b, "{when}: slot b (library)");
-    assert_eq!(disk.cgpt_slot(Slot::A)?, a, "{when}: slot a (cgpt)");
-    assert_eq!(disk.cgpt_slot(Slot::B)?, b, "{when}: slot b (cgpt)");
-    Ok(())
 }
 
 /// What every healthy boot of the appliance shows.
@@ -101,6 +88,41 @@ fn seconds_to_multi_user(boot: &Boot) -> f64 {
         .map_or(f64::NAN, |us| us / 1e6)
 }
 
+/// Boots `cfg` once to its power-off: one healthy systemd boot matching `summary`, with
+/// flipside's health `verdict` on the console. Prints the boot's timings; returns the boots,
+/// the serial output and the log's path (for messages).
+fn boot_healthy(
+    bed: &TestBed,
+    cfg: &VmConfig,
+    summary: BootSummary,
+    verdict: &str,
+) -> Result<(Vec<Boot>, String, String)> {
+    let started = Instant::now();
+    let mut vm = bed.start(cfg)?;
+    let exit = vm.wait_exit(SYSTEMD_BOOT)?;
+    let wall = started.elapsed().as_secs_f64();
+    let log = vm.serial_log().display().to_string();
+    let boots = vm.boots();
+    assert_eq!(
+        boots.iter().map(Boot::summary).collect::<Vec<_>>(),
+        [summary],
+        "serial log: {log}"
+    );
+    assert_eq!(exit, QemuExit::PoweredOff, "{log}");
+    assert_healthy_systemd_boot(&boots[0], &log);
+    let serial = std::fs::read_to_string(vm.serial_log()).unwrap_or_default();
+    assert!(
+        serial.contains(verdict),
+        "flipside's verdict on the console: {log}"
+    );
+    eprintln!(
+        "DEBIAN boot {} multi_user_s={:.2} qemu_wall={wall:.1}",
+        cfg.name,
+        seconds_to_multi_user(&boots[0])
+    );
+    Ok((boots, serial, log))
+}
+
 #[test]
 fn debian_appliance_commits_its_trial_boot_with_systemd() -> Result<()> {
     let bed = TestBed::new("debian_appliance_commits_its_trial_boot_with_systemd")?;
@@ -154,56 +176,18 @@ fn debian_appliance_commits_its_trial_boot_with_systemd() -> Result<()> {
     disk.set_slot(Slot::B, 2, 1, false)?;
 
     // Boot 1: the trial of b, committed by flipside-health.service.
-    let started = Instant::now();
-    let mut vm = bed.start(&bed.vm_config("trial", &disk))?;
-    let exit = vm.wait_exit(SYSTEMD_BOOT)?;
-    let wall = started.elapsed().as_secs_f64();
-    let log = vm.serial_log().display().to_string();
-    let boots = vm.boots();
-    assert_eq!(
-        boots.iter().map(Boot::summary).collect::<Vec<_>>(),
-        [BootSummary::system(Slot::B, true, 0, 1, "poweroff")],
-        "serial log: {log}"
-    );
-    assert_eq!(exit, QemuExit::PoweredOff, "{log}");
-    assert_healthy_systemd_boot(&boots[0], &log);
-    let serial = std::fs::read_to_string(vm.serial_log()).unwrap_or_default();
-    assert!(
-        serial.contains("healthy: slot b committed"),
-        "flipside's verdict on the console: {log}"
-    );
-    eprintln!(
-        "DEBIAN boot trial multi_user_s={:.2} qemu_wall={wall:.1}",
-        seconds_to_multi_user(&boots[0])
-    );
-    assert_bits(&disk, (1, 0, true), (2, 0, true), "after the trial boot")?;
+    let trial = bed.vm_config("trial", &disk);
+    let summary = BootSummary::system(Slot::B, true, 0, 1, "poweroff");
+    boot_healthy(&bed, &trial, summary, "healthy: slot b committed")?;
+    disk.assert_bits((1, 0, true), (2, 0, true), "after the trial boot")?;
 
     // Boot 2: b is proven now; the health unit runs and commits nothing; then one run of the
     // update unit installs release 2 into a.
-    let started = Instant::now();
-    let mut cfg = bed.vm_config("proven", &disk);
-    cfg.extra_cmdline.push("flipside.test-update".into());
-    let mut vm = bed.start(&cfg)?;
-    let exit = vm.wait_exit(SYSTEMD_BOOT)?;
-    let wall = started.elapsed().as_secs_f64();
-    let log = vm.serial_log().display().to_string();
-    let boots = vm.boots();
-    assert_eq!(
-        boots.iter().map(Boot::summary).collect::<Vec<_>>(),
-        [BootSummary::system(Slot::B, false, 0, 1, "poweroff")],
-        "serial log: {log}"
-    );
-    assert_eq!(exit, QemuExit::PoweredOff, "{log}");
-    assert_healthy_systemd_boot(&boots[0], &log);
-    let serial = std::fs::read_to_string(vm.serial_log()).unwrap_or_default();
-    assert!(
-        serial.contains("healthy: slot b is proven, nothing to commit"),
-        "{log}"
-    );
-    eprintln!(
-        "DEBIAN boot proven multi_user_s={:.2} qemu_wall={wall:.1}",
-        seconds_to_multi_user(&boots[0])
-    );
+    let mut proven = bed.vm_config("proven", &disk);
+    proven.extra_cmdline.push("flipside.test-update".into());
+    let summary = BootSummary::system(Slot::B, false, 0, 1, "poweroff");
+    let verdict = "healthy: slot b is proven, nothing to commit";
+    let (boots, serial, log) = boot_healthy(&bed, &proven, summary, verdict)?;
     assert_eq!(
         marker(&boots[0], "updater", "install", "code"),
         Some("0"),
@@ -213,6 +197,6 @@ fn debian_appliance_commits_its_trial_boot_with_systemd() -> Result<()> {
         serial.contains("FLIPSIDE_RESULT event=installed slot=a version=2"),
         "{log}"
     );
-    assert_bits(&disk, (2, 2, false), (1, 0, true), "after the update")?;
+    disk.assert_bits((2, 2, false), (1, 0, true), "after the update")?;
     Ok(())
 }

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use flipside_bootloader_hooks::Slot;
-use flipside_qemu_tests::ota::{status_bits, OtaBoot, Rig, Snapshot};
+use flipside_qemu_tests::ota::{assert_fell_back, status_bits, OtaBoot, Rig, Snapshot};
 use flipside_qemu_tests::server::Step;
 use flipside_qemu_tests::{BootSummary, Marker, QemuExit, Result, Vm, BOOT_TIMEOUT};
 
@@ -25,25 +25,9 @@ fn report(name: &str, boots: usize, started: Instant) {
     );
 }
 
-/// Library and cgpt agree on both slots' bits, and they are `a` and `b`.
-fn assert_bits(rig: &Rig, a: (u8, u8, bool), b: (u8, u8, bool), when: &str) -> Result<()> {
-    assert_eq!(rig.bits(Slot::A)?, a, "{when}: slot a (library)");
-    assert_eq!(rig.bits(Slot::B)?, b, "{when}: slot b (library)");
-    assert_eq!(rig.disk.cgpt_slot(Slot::A)?, a, "{when}: slot a (cgpt)");
-    assert_eq!(rig.disk.cgpt_slot(Slot::B)?, b, "{when}: slot b (cgpt)");
-    Ok(())
-}
-
-fn installed(boot: &OtaBoot) -> Option<(String, String)> {
-    boot.results
-        .iter()
-        .find(|m| m.get("event") == Some("installed"))
-        .map(|m: &Marker| {
-            (
-                m.get("slot").unwrap_or("?").to_string(),
-                m.get("version").unwrap_or("?").to_string(),
-            )
-        })
+/// Slot and version of a boot's install result.
+fn installed(boot: &OtaBoot) -> Option<Vec<&str>> {
+    boot.installed(&["slot", "version"])
 }
 
 /// Scenarios 1 and 2 on one disk: v1 (root-a) installs v2 into root-b; v2 boots on trial,
@@ -77,7 +61,7 @@ fn update_commits_then_health_failure_rolls_back() -> Result<()> {
     assert_eq!(exit, QemuExit::PoweredOff);
     // Boot 1: v2 streamed into b.
     assert_eq!(boots[0].installs, [0], "{log}");
-    assert_eq!(installed(&boots[0]), Some(("b".into(), "2".into())));
+    assert_eq!(installed(&boots[0]), Some(vec!["b", "2"]));
     // Boot 2: healthy trial, committed; status shows b proven and running.
     assert_eq!(boots[1].health, Some(0), "{log}");
     let st = &boots[1].statuses[0];
@@ -86,7 +70,7 @@ fn update_commits_then_health_failure_rolls_back() -> Result<()> {
     assert!(status_bits(st)["b"].2, "b successful after commit: {st}");
     // Boot 3: v2 again, proven; installs v3 into a.
     assert_eq!(boots[2].installs, [0], "{log}");
-    assert_eq!(installed(&boots[2]), Some(("a".into(), "3".into())));
+    assert_eq!(installed(&boots[2]), Some(vec!["a", "3"]));
     // Boot 4: v3's health check fails: marked bad, and the updater reboots at once (so
     // `flipside health` never returns to print its exit code).
     assert_eq!(boots[3].health, None, "{log}");
@@ -104,7 +88,8 @@ fn update_commits_then_health_failure_rolls_back() -> Result<()> {
     );
     assert_eq!(status_bits(st)["a"], (0, 0, false));
 
-    assert_bits(&rig, (0, 0, false), (1, 0, true), "after the rollback")?;
+    rig.disk
+        .assert_bits((0, 0, false), (1, 0, true), "after the rollback")?;
     Ok(())
 }
 
@@ -139,16 +124,13 @@ fn boot_failure_uses_up_tries_and_falls_back() -> Result<()> {
         "serial log: {log}"
     );
     assert_eq!(exit, QemuExit::PoweredOff);
-    assert_eq!(installed(&boots[0]), Some(("b".into(), "4".into())));
+    assert_eq!(installed(&boots[0]), Some(vec!["b", "4"]));
     let st = &boots[3].statuses[0];
-    assert_eq!(st["running"], "a");
-    assert_eq!(st["boots_next"], "a");
     assert_eq!(status_bits(st)["b"], (0, 0, false));
     // No flipside ran on b: status tells the failed trial from the record and the bits.
-    assert_eq!(st["last"]["event"], "fell-back", "status: {st}");
-    assert_eq!(st["last"]["slot"], "b", "status: {st}");
-    assert_eq!(st["last"]["version"], 4, "status: {st}");
-    assert_bits(&rig, (1, 0, true), (0, 0, false), "after the fallback")?;
+    assert_fell_back(st, "b", 4);
+    rig.disk
+        .assert_bits((1, 0, true), (0, 0, false), "after the fallback")?;
     Ok(())
 }
 
@@ -188,12 +170,8 @@ fn power_cuts_during_install_leave_a_bootable_device() -> Result<()> {
         vm.serial_log().display()
     );
     eprintln!("cut while streaming after {streamed} bundle bytes");
-    assert_bits(
-        &rig,
-        (2, 0, true),
-        (0, 0, false),
-        "after a cut while streaming",
-    )?;
+    rig.disk
+        .assert_bits((2, 0, true), (0, 0, false), "after a cut while streaming")?;
 
     // Cut 2: right after the install armed slot b, before any reboot. The old slot boots
     // first (b was not bootable), the install resumes and completes.
@@ -216,7 +194,8 @@ fn power_cuts_during_install_leave_a_bootable_device() -> Result<()> {
         result.get("copied").unwrap_or("?"),
         rig.world.bundle_len(2)?
     );
-    assert_bits(&rig, (1, 0, true), (2, 2, false), "after a cut once armed")?;
+    rig.disk
+        .assert_bits((1, 0, true), (2, 2, false), "after a cut once armed")?;
 
     // Cut 3: v2 boots on trial, is committed, installs v5 into a; the power goes at the
     // reboot into it.
@@ -235,13 +214,9 @@ fn power_cuts_during_install_leave_a_bootable_device() -> Result<()> {
     boots += vm.boots().len();
     let first = OtaBoot::from_boot(&vm.boots()[0]);
     assert_eq!(first.health, Some(0), "{}", vm.serial_log().display());
-    assert_eq!(installed(&first), Some(("a".into(), "5".into())));
-    assert_bits(
-        &rig,
-        (2, 2, false),
-        (1, 0, true),
-        "after a cut at the reboot",
-    )?;
+    assert_eq!(installed(&first), Some(vec!["a", "5"]));
+    rig.disk
+        .assert_bits((2, 2, false), (1, 0, true), "after a cut at the reboot")?;
 
     // Afterwards: v5 boots on trial and is committed.
     rig.server
@@ -259,7 +234,8 @@ fn power_cuts_during_install_leave_a_bootable_device() -> Result<()> {
     assert_eq!(after[0].health, Some(0));
     assert_eq!(after[0].statuses[0]["last"]["event"], "committed");
     assert_eq!(exit, QemuExit::PoweredOff);
-    assert_bits(&rig, (2, 0, true), (1, 0, true), "after the last install")?;
+    rig.disk
+        .assert_bits((2, 0, true), (1, 0, true), "after the last install")?;
     report("power_cuts", boots, started);
     Ok(())
 }
@@ -300,6 +276,7 @@ fn refusals_leave_the_device_as_it_was() -> Result<()> {
     let st = &boots[0].statuses[0];
     assert_eq!(st["running"], "a");
     assert_eq!(st["boots_next"], "a");
-    assert_bits(&rig, (2, 0, true), (0, 0, false), "after the refusals")?;
+    rig.disk
+        .assert_bits((2, 0, true), (0, 0, false), "after the refusals")?;
     Ok(())
 }

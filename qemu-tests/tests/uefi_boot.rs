@@ -15,12 +15,6 @@ use flipside_qemu_tests::{
     BOOT_TIMEOUT,
 };
 
-/// (priority, tries, successful) of a slot, read with the bootloader-hooks library.
-fn pts(disk: &TestDisk, slot: Slot) -> Result<(u8, u8, bool)> {
-    let a = disk.boot_state()?.attrs(slot);
-    Ok((a.priority(), a.tries(), a.successful()))
-}
-
 /// Slot images: system version 1 for `a` and 2 for `b`, each powering off.
 fn images(bed: &TestBed) -> Result<[PathBuf; 2]> {
     Ok([
@@ -183,9 +177,9 @@ fn flipside_boot_records_the_trial_try_before_booting() -> Result<()> {
         "{log}"
     );
     assert_eq!(exit, QemuExit::PoweredOff);
-    assert_eq!(pts(&disk, Slot::B)?, (2, 1, false));
+    assert_eq!(disk.bits(Slot::B)?, (2, 1, false));
     assert_eq!(disk.cgpt_slot(Slot::B)?, (2, 1, false));
-    assert_eq!(pts(&disk, Slot::A)?, (1, 0, true));
+    assert_eq!(disk.bits(Slot::A)?, (1, 0, true));
     assert_eq!(disk.cgpt_slot(Slot::A)?, (1, 0, true));
     Ok(())
 }
@@ -257,7 +251,7 @@ fn flipside_boot_falls_back_when_a_kernel_cannot_be_loaded() -> Result<()> {
         assert_eq!(exit, QemuExit::PoweredOff, "{name}");
         assert_eq!(disk.cgpt_slot(Slot::B)?, (2, 0, true), "{name}");
         assert_eq!(disk.cgpt_slot(Slot::A)?, (1, 0, true), "{name}");
-        assert_eq!(pts(&disk, Slot::B)?, (2, 0, true), "{name}");
+        assert_eq!(disk.bits(Slot::B)?, (2, 0, true), "{name}");
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ const MAX_BOOTS: usize = 8;
 
 fn bits_line(rig: &Rig) -> Result<String> {
     let show = |slot: Slot| -> Result<String> {
-        let (p, t, s) = rig.bits(slot)?;
+        let (p, t, s) = rig.disk.bits(slot)?;
         Ok(format!("{slot}: P={p} T={t} S={}", u8::from(s)))
     };
     Ok(format!("{}   {}", show(Slot::A)?, show(Slot::B)?))
