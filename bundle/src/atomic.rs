@@ -1,70 +1,42 @@
-//! Files that appear under their final name only when complete: a temporary file in the same
-//! directory, fsynced, renamed over the target, then the directory fsynced. On any error before
-//! [`AtomicFile::commit`] the temporary file is removed when dropped.
+//! Output files that appear under their final name only when complete, through
+//! `flipside-atomic-file`; this module only maps its failures to this crate's errors.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use tempfile::NamedTempFile;
+use flipside_atomic_file::Step;
 
 use crate::Error;
 
-pub(crate) struct AtomicFile {
-    temp: NamedTempFile,
-    path: PathBuf,
-}
+pub(crate) struct AtomicFile(flipside_atomic_file::AtomicFile);
 
 impl AtomicFile {
     /// A hidden temporary file beside `path` (same file system, so the rename is atomic).
     pub(crate) fn create(path: &Path) -> Result<Self, Error> {
-        let name = path
-            .file_name()
-            .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
-            .tempfile_in(parent(path))
-            .map_err(|source| Error::CreateOutput {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(AtomicFile {
-            temp,
-            path: path.to_path_buf(),
-        })
+        flipside_atomic_file::AtomicFile::create(path)
+            .map(AtomicFile)
+            .map_err(to_error)
     }
 
     pub(crate) fn file(&mut self) -> &mut File {
-        self.temp.as_file_mut()
+        self.0.file()
     }
 
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        self.0.path()
     }
 
     /// Makes the content durable, then gives it the final name.
     pub(crate) fn commit(self) -> Result<(), Error> {
-        let path = self.path;
-        self.temp
-            .as_file()
-            .sync_all()
-            .map_err(|source| Error::WriteOutput {
-                path: path.clone(),
-                source,
-            })?;
-        self.temp.persist(&path).map_err(|e| Error::Persist {
-            path: path.clone(),
-            source: e.error,
-        })?;
-        File::open(parent(&path))
-            .and_then(|dir| dir.sync_all())
-            .map_err(|source| Error::Persist { path, source })
+        self.0.commit().map_err(to_error)
     }
 }
 
-fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+fn to_error(e: flipside_atomic_file::Error) -> Error {
+    let (path, source) = (e.path, e.source);
+    match e.step {
+        Step::Create => Error::CreateOutput { path, source },
+        Step::Write | Step::Sync => Error::WriteOutput { path, source },
+        Step::Rename | Step::SyncDir => Error::Persist { path, source },
     }
 }

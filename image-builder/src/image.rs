@@ -516,9 +516,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), Error> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("sync", dir))
+    flipside_atomic_file::sync_dir(dir).map_err(|e| io("sync", dir)(e.source))
 }
 
 /// Best effort: gives the owner write permission on every directory below `dir`, so that a

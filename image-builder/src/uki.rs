@@ -28,7 +28,6 @@
 //! Inputs are read into memory (the kernel and initramfs of an appliance are tens of MB).
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -598,31 +597,12 @@ pub fn describe(image: &[u8]) -> Result<UkiInfo, String> {
     })
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory: fsync, rename,
-/// fsync of the directory. The file gets mode 0666 less the umask, like any new file.
+/// Writes `bytes` to `path` atomically (`flipside-atomic-file`), mode 0666 less the umask,
+/// like any new file.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map_or_else(|| "uki".into(), |n| n.to_string_lossy().into_owned());
-    let mut temp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .permissions(fs::Permissions::from_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(io("create a temporary file in", dir))?;
-    temp.write_all(bytes)
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(io("write", temp.path()))?;
-    temp.persist(path)
-        .map_err(|e| io("rename into place", path)(e.error))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("sync", dir))
+    let options = flipside_atomic_file::Options::mode(0o666);
+    flipside_atomic_file::write_with(path, bytes, options)
+        .map_err(|e| io(e.step.action(), path)(e.source))
 }
 
 #[cfg(test)]

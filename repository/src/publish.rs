@@ -5,7 +5,6 @@
 //! the previous repository stays intact.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,25 +122,15 @@ pub(crate) fn create_new(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
+/// Writes `bytes` to `path` atomically (world-readable: served over HTTP):
+/// `flipside-atomic-file`.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temp = temp_path(path);
-    let written = create_new(&temp).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
-    let renamed = written.and_then(|()| std::fs::rename(&temp, path));
-    if let Err(e) = renamed {
-        let _ = std::fs::remove_file(&temp);
-        return Err(e);
-    }
-    sync_parent(path)
+    Ok(flipside_atomic_file::write(path, bytes)?)
 }
 
 /// fsync of the directory holding `path`, so that a rename survives a power cut.
 pub(crate) fn sync_parent(path: &Path) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir)?.sync_all()
+    Ok(flipside_atomic_file::sync_parent(path)?)
 }
 
 #[cfg(test)]

@@ -26,9 +26,8 @@
 //! [`crate::path`]); nothing on the build host is followed through them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -375,33 +374,20 @@ impl BuiltinStore {
         })
     }
 
-    /// Writes a record atomically: temp file in `.meta`, fsync, rename, fsync the directory.
+    /// Writes a record atomically (`flipside-atomic-file`); records are as readable as the
+    /// trees they describe.
     fn write_meta(&self, base: &str, meta: &Meta) -> Result<()> {
-        let meta_dir = self.dir.join(META_DIR);
         let target = self.meta_path(base);
         let mut text = serde_json::to_string_pretty(meta)
             .map_err(|e| write_error(&target, io::Error::new(io::ErrorKind::InvalidData, e)))?;
         text.push('\n');
-        let mut tmp =
-            tempfile::NamedTempFile::new_in(&meta_dir).map_err(|e| write_error(&meta_dir, e))?;
-        // Records are as readable as the trees they describe (the temp file starts 0600).
-        tmp.write_all(text.as_bytes())
-            .and_then(|()| {
-                tmp.as_file()
-                    .set_permissions(fs::Permissions::from_mode(0o644))
-            })
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(|e| write_error(tmp.path(), e))?;
-        tmp.persist(&target)
-            .map_err(|e| write_error(&target, e.error))?;
-        sync_dir(&meta_dir)
+        flipside_atomic_file::write(&target, text.as_bytes())
+            .map_err(|e| write_error(&target, e.into()))
     }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| write_error(dir, e))
+    flipside_atomic_file::sync_dir(dir).map_err(|e| write_error(dir, e.into()))
 }
 
 fn read_error(path: &Path, source: io::Error) -> Error {

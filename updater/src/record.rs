@@ -1,7 +1,7 @@
 //! The state directory: what happened last, what each slot holds, the chunk index of each
 //! slot's image (the seed of a delta), and the journal of an install in progress. Every file
-//! is written atomically: a temporary file in the same directory, fsync, rename, fsync of the
-//! directory.
+//! is written atomically with `flipside-atomic-file`: a temporary file with an unpredictable
+//! name in the same directory, fsync, rename, fsync of the directory.
 //!
 //! ```text
 //! STATE_DIR/last.json          Outcome of the last update step (installed, committed, ...)
@@ -12,7 +12,6 @@
 //! ```
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -237,17 +236,16 @@ impl StateDir {
         self.write_atomic(name, &bytes)
     }
 
-    /// Temporary file in the same directory, fsync, rename over `name`, fsync the directory.
+    /// Replaces `name` atomically and durably (`flipside-atomic-file`: an unpredictable
+    /// temporary name, never opened through a link planted in the state directory).
     pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(self.io("create", &self.dir))?;
         let path = self.file(name);
-        let temp = self.file(&format!(".{name}.tmp"));
-        let mut f = File::create(&temp).map_err(self.io("write", &temp))?;
-        f.write_all(bytes).map_err(self.io("write", &temp))?;
-        f.sync_all().map_err(self.io("fsync", &temp))?;
-        drop(f);
-        std::fs::rename(&temp, &path).map_err(self.io("rename", &path))?;
-        self.sync_dir()
+        flipside_atomic_file::write(&path, bytes).map_err(|e| Error::StateIo {
+            op: e.step.action(),
+            path,
+            source: e.source,
+        })
     }
 
     fn remove(&self, name: &str) -> Result<()> {
@@ -260,9 +258,11 @@ impl StateDir {
     }
 
     fn sync_dir(&self) -> Result<()> {
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(self.io("fsync", &self.dir))
+        flipside_atomic_file::sync_dir(&self.dir).map_err(|e| Error::StateIo {
+            op: e.step.action(),
+            path: e.path,
+            source: e.source,
+        })
     }
 }
 
@@ -321,6 +321,22 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("last.json")]);
+    }
+
+    #[test]
+    fn a_link_planted_at_the_old_temporary_name_is_not_written_through() {
+        // The attack: a link at `.last.json.tmp` pointing at a file the updater may write
+        // (it runs as root) had its target overwritten by the next record.
+        let t = tempfile::tempdir().unwrap();
+        let state = t.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, state.join(".last.json.tmp")).unwrap();
+        let s = StateDir::new(&state);
+        s.write_atomic("last.json", b"{}").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(state.join("last.json")).unwrap(), b"{}");
     }
 
     #[test]

@@ -13,9 +13,7 @@
 //! directory; a crash leaves the old file or the new one, never a mix. Only the client writes
 //! metadata here, and only after verifying it.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -100,7 +98,7 @@ impl MetadataStore {
             source,
         };
         match std::fs::remove_file(&path) {
-            Ok(()) => sync_dir(&self.dir).map_err(io),
+            Ok(()) => flipside_atomic_file::sync_dir(&self.dir).map_err(|e| io(e.into())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io(e)),
         }
@@ -193,32 +191,10 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// Temporary file in `dir`, fsync, rename over `name`, fsync `dir`. The temporary name is
-/// unique per process, so concurrent writers in one process are the caller's to avoid.
+/// Temporary file in `dir` (unpredictable name, never through a link), fsync, rename over
+/// `name`, fsync `dir`: `flipside-atomic-file`.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let temp = dir.join(format!(".tmp-{name}.{}", std::process::id()));
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temp, dir.join(name))?;
-        sync_dir(dir)
-    })();
-    if written.is_err() {
-        // Gone already when the rename happened; otherwise do not leave it behind.
-        let _ = std::fs::remove_file(&temp);
-    }
-    written
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    Ok(flipside_atomic_file::write(&dir.join(name), bytes)?)
 }
 
 #[cfg(test)]
@@ -247,6 +223,27 @@ mod tests {
         store.remove(Role::Timestamp).unwrap();
         store.remove(Role::Timestamp).unwrap();
         assert_eq!(store.read(Role::Timestamp).unwrap(), None);
+    }
+
+    #[test]
+    fn links_planted_at_the_old_temporary_names_are_not_written_through() {
+        // The old names were `.tmp-<name>.<pid>`: a link planted for every likely pid had its
+        // target overwritten by the next refresh.
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let store_dir = dir.path().join("metadata");
+        std::fs::create_dir(&store_dir).unwrap();
+        let pid = std::process::id();
+        std::os::unix::fs::symlink(
+            &victim,
+            store_dir.join(format!(".tmp-timestamp.json.{pid}")),
+        )
+        .unwrap();
+        let store = MetadataStore { dir: store_dir };
+        store.write(Role::Timestamp, b"new").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(store.read(Role::Timestamp).unwrap().unwrap(), b"new");
     }
 
     #[test]

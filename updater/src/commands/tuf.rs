@@ -119,19 +119,16 @@ fn download(args: &TufArgs) -> Result<()> {
         move |source| Error::TargetFile { op, path, source }
     };
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    // Verified bytes only ever reach `dest`: the download goes to a temporary file first.
-    let temp = dir.join(format!(".flipside-download-{}", std::process::id()));
-    let result = (|| -> Result<u64> {
-        let mut file = File::create(&temp).map_err(io("create", &temp))?;
-        let length = client.download_target(name, &mut file).map_err(tuf)?;
-        file.sync_all().map_err(io("write", &temp))?;
-        std::fs::rename(&temp, &dest).map_err(io("rename to", &dest))?;
-        Ok(length)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    let length = result?;
+    // Verified bytes only ever reach `dest`: the download goes to a temporary file first
+    // (an unpredictable name, never opened through a link), renamed once verified.
+    let atomic = |e: flipside_atomic_file::Error| Error::TargetFile {
+        op: e.step.action(),
+        path: e.path,
+        source: e.source,
+    };
+    let mut file = flipside_atomic_file::AtomicFile::create(&dest).map_err(atomic)?;
+    let length = client.download_target(name, file.file()).map_err(tuf)?;
+    file.commit().map_err(atomic)?;
     println!(
         "{name}: {length} bytes verified, saved as {}",
         dest.display()
