@@ -271,6 +271,20 @@ pub struct FetchRange {
 }
 
 impl FetchRange {
+    /// One range from the start of `ranges[0]` to the end of the last (non-empty, in order).
+    pub fn spanning(ranges: &[FetchRange]) -> FetchRange {
+        match (ranges.first(), ranges.last()) {
+            (Some(first), Some(last)) => FetchRange {
+                chunks: first.chunks.start..last.chunks.end,
+                bundle: first.bundle.start..last.bundle.end,
+            },
+            _ => FetchRange {
+                chunks: 0..0,
+                bundle: 0..0,
+            },
+        }
+    }
+
     /// The `Range` header value: `bytes=first-last` (inclusive, as HTTP counts).
     pub fn http_range(&self) -> String {
         format!(

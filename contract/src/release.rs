@@ -53,6 +53,11 @@ pub struct Release {
     /// releases whose kernel lives outside the slots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelPart>,
+    /// The publisher's deliberate rollback: devices that committed a newer release may install
+    /// this one, and committing it lowers their anti-rollback floor to its version. Set when
+    /// publishing (`flipside-build repo add --allow-rollback`), signed with the targets.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_rollback: bool,
 }
 
 /// Filesystem name of a kernel part's image: a unified kernel image (PE/COFF), not a file system.
@@ -170,6 +175,9 @@ pub struct TargetCustom {
     /// the image, index and bundle fields above describe the kernel part itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelTargets>,
+    /// [`Release::allow_rollback`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_rollback: bool,
 }
 
 impl Release {
@@ -246,6 +254,7 @@ impl Release {
             index_target: index.name.clone(),
             bundle_target: bundle.name.clone(),
             kernel,
+            allow_rollback: self.allow_rollback,
         }
     }
 }

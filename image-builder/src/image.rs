@@ -235,6 +235,8 @@ fn build_in(system: &System, options: &Options, work: &Path) -> Result<Built, cr
         init,
         closure: entries,
         kernel,
+        // A publishing decision, not part of the build (`repo add --allow-rollback`).
+        allow_rollback: false,
     };
     let release_path = work.join("release.json");
     fs::write(&release_path, to_json(&release)).map_err(io("write", &release_path))?;

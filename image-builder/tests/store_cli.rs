@@ -452,6 +452,7 @@ fn release(version: u64, closure: Vec<ClosureEntry>) -> Release {
         init: "/sbin/init".into(),
         closure,
         kernel: None,
+        allow_rollback: false,
     }
 }
 

@@ -93,6 +93,9 @@ pub enum Error {
     /// targets of one release that disagree.
     #[error("target {name} is already published with other flipside fields ({why}); a published release never changes: build it with a new version")]
     CustomConflict { name: String, why: String },
+    /// `withdraw` of a release the targets metadata does not list.
+    #[error("release {version} of {name} is not published (or was withdrawn already): nothing changed; check the name and version against the targets metadata")]
+    NoSuchRelease { name: String, version: u64 },
     /// Keys, thresholds or expiry settings are out of range.
     #[error("invalid settings: {why}")]
     Settings { why: String },

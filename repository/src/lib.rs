@@ -21,6 +21,6 @@ pub use error::Error;
 pub use keys::KeyDir;
 pub use plan::Versions;
 pub use publish::FaultHook;
-pub use repository::{NewKey, Published, Repository};
+pub use repository::{AddOptions, NewKey, Published, Repository};
 pub use settings::{InitSettings, Policy, RoleSettings};
 pub use state::Trusted;

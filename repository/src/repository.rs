@@ -34,6 +34,8 @@ pub struct Published {
     pub versions: Versions,
     /// Target names added.
     pub added: Vec<String>,
+    /// Target names withdrawn.
+    pub withdrawn: Vec<String>,
     /// Keys created.
     pub new_keys: Vec<NewKey>,
     /// Key files moved to `retired/` by a rotation.
@@ -56,6 +58,16 @@ impl std::fmt::Debug for Repository {
 }
 
 const ONLINE: [Role; 2] = [Role::Snapshot, Role::Timestamp];
+
+/// What the publisher decides when adding a release.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AddOptions {
+    /// A deliberate rollback: devices that committed a newer release may install this one, and
+    /// committing it lowers their anti-rollback floor ([`Release::allow_rollback`]).
+    ///
+    /// [`Release::allow_rollback`]: flipside_contract::release::Release::allow_rollback
+    pub allow_rollback: bool,
+}
 
 impl Repository {
     /// Opens and locks an existing repository directory.
@@ -124,6 +136,7 @@ impl Repository {
             changed: true,
             versions,
             added: Vec::new(),
+            withdrawn: Vec::new(),
             new_keys,
             retired: Vec::new(),
         })
@@ -202,9 +215,21 @@ impl Repository {
         release_dir: &Path,
         now: DateTime<Utc>,
     ) -> Result<Published, Error> {
+        self.add_with(keys, release_dir, AddOptions::default(), now)
+    }
+
+    /// [`Repository::add`] with the publisher's [`AddOptions`].
+    pub fn add_with(
+        &mut self,
+        keys: &KeyDir,
+        release_dir: &Path,
+        options: AddOptions,
+        now: DateTime<Utc>,
+    ) -> Result<Published, Error> {
         let policy = self.policy()?;
         let trusted = load(&DirSource { repo: &self.dir }, now, &ONLINE)?;
-        let release = read_release(release_dir)?;
+        let mut release = read_release(release_dir)?;
+        release.allow_rollback |= options.allow_rollback;
 
         let mut fresh: Vec<(TargetKind, &FileInfo)> = Vec::new();
         for (kind, info) in release.files() {
@@ -271,6 +296,67 @@ impl Repository {
             changed: true,
             versions: plan.versions,
             added: fresh.iter().map(|(_, info)| info.name.clone()).collect(),
+            withdrawn: Vec::new(),
+            new_keys: Vec::new(),
+            retired: Vec::new(),
+        })
+    }
+
+    /// Withdraws release `version` of system `name`: every target of it (bundle, index, the
+    /// kernel part's) leaves the targets metadata, in new targets, snapshot and timestamp
+    /// versions. The files stay under `targets/`, so a device already downloading finishes;
+    /// no device chooses the release again. To send devices back to an older release, withdraw
+    /// the newer ones and publish the older content as a new release, or with `allow_rollback`
+    /// when devices must go below their anti-rollback floor.
+    pub fn withdraw(
+        &mut self,
+        keys: &KeyDir,
+        name: &str,
+        version: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Published, Error> {
+        let policy = self.policy()?;
+        let trusted = load(&DirSource { repo: &self.dir }, now, &ONLINE)?;
+        let mut targets = plan::next_targets(&trusted, &policy, now)?;
+        let withdrawn: Vec<String> = targets
+            .targets
+            .iter()
+            .filter(|(_, t)| {
+                let custom = t.custom.as_ref().and_then(|c| c.get(CUSTOM_KEY));
+                custom
+                    .and_then(|c| serde_json::from_value::<TargetCustom>(c.clone()).ok())
+                    .is_some_and(|c| c.name == name && c.version == version)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        if withdrawn.is_empty() {
+            return Err(Error::NoSuchRelease {
+                name: name.to_string(),
+                version,
+            });
+        }
+        for n in &withdrawn {
+            targets.targets.remove(n);
+        }
+
+        let root = &trusted.root().signed;
+        let targets_keys = keys.signers(root, Role::Targets)?;
+        let snapshot_keys = keys.signers(root, Role::Snapshot)?;
+        let timestamp_keys = keys.signers(root, Role::Timestamp)?;
+        let next = Next {
+            root: None,
+            targets: Some((targets, targets_keys.iter().collect())),
+            snapshot_keys: snapshot_keys.iter().collect(),
+            timestamp_keys: timestamp_keys.iter().collect(),
+        };
+        let plan = plan::plan(Some(&trusted), next, &policy, now)?;
+        self.self_check(&plan, &BTreeMap::new(), now)?;
+        publish(self.metadata_steps(&plan), &mut self.fault)?;
+        Ok(Published {
+            changed: true,
+            versions: plan.versions,
+            added: Vec::new(),
+            withdrawn,
             new_keys: Vec::new(),
             retired: Vec::new(),
         })
@@ -332,6 +418,7 @@ impl Repository {
             changed: true,
             versions: plan.versions,
             added: Vec::new(),
+            withdrawn: Vec::new(),
             new_keys: Vec::new(),
             retired: Vec::new(),
         })
@@ -428,6 +515,7 @@ impl Repository {
             changed: true,
             versions: plan.versions,
             added: Vec::new(),
+            withdrawn: Vec::new(),
             new_keys,
             retired,
         })
@@ -539,6 +627,7 @@ fn unchanged(trusted: &Trusted) -> Published {
             timestamp: trusted.timestamp.signed.version,
         },
         added: Vec::new(),
+        withdrawn: Vec::new(),
         new_keys: Vec::new(),
         retired: Vec::new(),
     }

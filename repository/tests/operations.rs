@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::{days, listing, now, write_release, Fixture};
 use flipside_contract::release::{TargetCustom, TargetKind, CUSTOM_KEY};
-use flipside_repository::{Error, InitSettings, Repository, RoleSettings};
+use flipside_repository::{AddOptions, Error, InitSettings, Repository, RoleSettings};
 use flipside_tuf::{Metadata, Role, Root, SigningKey, Targets};
 
 fn meta(f: &Fixture, name: &str) -> Vec<u8> {
@@ -169,6 +169,59 @@ fn add_publishes_bundle_and_index_with_custom_fields() {
         2
     );
     f.open().verify(now()).unwrap();
+}
+
+#[test]
+fn withdraw_removes_a_release_and_allow_rollback_is_signed_in_its_targets() {
+    let f = Fixture::new();
+    let one = f.release(1, b"bundle 1", b"index 1");
+    let two = f.release(2, b"bundle 2", b"index 2");
+    f.open().add(&f.keys, &one, now()).unwrap();
+    f.open().add(&f.keys, &two, now()).unwrap();
+
+    let w = f.open().withdraw(&f.keys, "kiosk", 2, now()).unwrap();
+    assert!(w.changed);
+    assert_eq!(w.withdrawn, ["kiosk-2.bundle", "kiosk-2.index"]);
+    assert_eq!((w.versions.targets, w.versions.snapshot), (4, 4));
+    let trusted = f.open().verify(now()).unwrap();
+    let names: Vec<&String> = trusted.targets.signed.targets.keys().collect();
+    assert_eq!(names, ["kiosk-1.bundle", "kiosk-1.index"]);
+    // The files stay for downloads in progress.
+    let file = format!("{}.kiosk-2.bundle", common::sha256_hex(b"bundle 2"));
+    assert!(f.repo.join("targets").join(file).is_file());
+
+    let before = listing(&f.repo);
+    for (name, version) in [("kiosk", 2), ("kiosk", 9), ("other", 1)] {
+        let err = f
+            .open()
+            .withdraw(&f.keys, name, version, now())
+            .unwrap_err();
+        assert!(matches!(err, Error::NoSuchRelease { .. }), "{err}");
+    }
+    assert_eq!(
+        listing(&f.repo),
+        before,
+        "a refused withdraw changes nothing"
+    );
+
+    let three = f.release(3, b"bundle 3", b"index 3");
+    let options = AddOptions {
+        allow_rollback: true,
+    };
+    f.open().add_with(&f.keys, &three, options, now()).unwrap();
+    let trusted = f.open().verify(now()).unwrap();
+    for name in ["kiosk-3.bundle", "kiosk-3.index"] {
+        let custom = &trusted.targets.signed.targets[name]
+            .custom
+            .as_ref()
+            .unwrap()[CUSTOM_KEY];
+        assert_eq!(custom["allow_rollback"], true, "{name}");
+    }
+    let custom = &trusted.targets.signed.targets["kiosk-1.index"]
+        .custom
+        .as_ref()
+        .unwrap()[CUSTOM_KEY];
+    assert!(custom.get("allow_rollback").is_none(), "absent unless set");
 }
 
 #[test]

@@ -20,6 +20,8 @@
 //! cmdline = "/proc/cmdline"
 //! system_info = "/.flipside/system.json"
 //! readback = "auto"                   # or "drop-cache": how the slot is read back
+//! sync_every_bytes = 33554432         # while writing, sync the partition after this many bytes
+//! sync_every_secs = 2                 # ... or this long: a power cut loses at most that much
 //!
 //! [update]
 //! trial_boots = 3
@@ -42,6 +44,7 @@ use serde::Deserialize;
 use url::Url;
 use uuid::Uuid;
 
+use crate::durable::SyncPolicy;
 use crate::error::{Error, Result};
 
 /// Default configuration path.
@@ -166,6 +169,9 @@ pub struct DeviceConfig {
     pub system_info: PathBuf,
     /// How a written slot is read back past the page cache. Default [`ReadbackMode::Auto`].
     pub readback: ReadbackMode,
+    /// How often a partition being written is synced (durable progress across power cuts).
+    /// Default every 32 MiB or 2 s.
+    pub sync: SyncPolicy,
 }
 
 /// How the written image is read back for its final check.
@@ -304,6 +310,8 @@ struct FileDevice {
     system_info: PathBuf,
     #[serde(default)]
     readback: ReadbackMode,
+    sync_every_bytes: Option<u64>,
+    sync_every_secs: Option<f64>,
 }
 
 /// `{ label = "root-a" }` or `{ partuuid = "..." }`.
@@ -463,6 +471,25 @@ impl Config {
                 format!("{s} is not a positive number of seconds"),
             )),
         };
+        let sync = SyncPolicy {
+            every_bytes: match file.device.sync_every_bytes {
+                None => SyncPolicy::default().every_bytes,
+                Some(b) if b >= 1 << 20 => b,
+                Some(b) => {
+                    return Err(invalid(
+                        "device.sync_every_bytes",
+                        format!(
+                            "{b} is below 1 MiB (1048576): syncs that often slow the install down"
+                        ),
+                    ))
+                }
+            },
+            every: secs(
+                "device.sync_every_secs",
+                file.device.sync_every_secs,
+                SyncPolicy::default().every,
+            )?,
+        };
         let d = NetworkPolicy::default();
         let n = &file.network;
         let network = NetworkPolicy {
@@ -541,6 +568,7 @@ impl Config {
                 cmdline: abs(file.device.cmdline),
                 system_info: abs(file.device.system_info),
                 readback: file.device.readback,
+                sync,
             },
             update: UpdateConfig {
                 trial_boots,

@@ -67,6 +67,16 @@ pub enum Part {
     Kernel,
 }
 
+impl Part {
+    /// `root` or `kernel`, as the journal and the `FLIPSIDE_SYNCED` lines name it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Part::Root => "root",
+            Part::Kernel => "kernel",
+        }
+    }
+}
+
 /// A partition an install writes: one part of one slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Region {

@@ -103,6 +103,13 @@ pub enum Error {
         installed: u64,
     },
 
+    #[error("the repository's newest release {offered} is below this device's anti-rollback floor {floor} (the highest version it ever committed, {path}): refused; only the publisher lowers the floor, by publishing the release with flipside-build repo add --allow-rollback")]
+    BelowFloor {
+        offered: u64,
+        floor: u64,
+        path: PathBuf,
+    },
+
     #[error("release {target} carries no kernel part, but this device boots a kernel from each slot (partitions {kernel_a} and {kernel_b}): nothing was written; publish the release with a [kernel] section")]
     NoKernelPart {
         target: String,
@@ -260,7 +267,7 @@ impl Error {
             | Error::LocalRead { .. } => C::Network,
             Error::Signature { .. } | Error::IndexMismatch { .. } => C::Signature,
             Error::Expired { .. } => C::Expired,
-            Error::Rollback { .. } => C::Rollback,
+            Error::Rollback { .. } | Error::BelowFloor { .. } => C::Rollback,
             Error::Incompatible { .. } | Error::BadTarget { .. } | Error::NoKernelPart { .. } => {
                 C::Incompatible
             }

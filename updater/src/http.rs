@@ -3,10 +3,12 @@
 //! curl's `--speed-limit`/`--speed-time`, so a server that trickles bytes ends with an error
 //! in bounded time. Local files are read through the same [`ByteStream`] interface.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
@@ -46,6 +48,8 @@ pub fn read_full(stream: &mut dyn ByteStream, buf: &mut [u8], what: &str) -> Res
 pub struct Http {
     client: Client,
     policy: NetworkPolicy,
+    /// Files whose server answered a Range request with the whole file (`200`).
+    whole_files: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Http {
@@ -61,11 +65,24 @@ impl Http {
             .map_err(|e| Error::Internal {
                 what: format!("cannot build the HTTP client: {e}"),
             })?;
-        Ok(Http { client, policy })
+        Ok(Http {
+            client,
+            policy,
+            whole_files: Arc::default(),
+        })
     }
 
     pub fn policy(&self) -> &NetworkPolicy {
         &self.policy
+    }
+
+    /// Whether the server of `url` answered a Range request with the whole file: each further
+    /// request would send everything up to the range again.
+    pub fn ignores_range(&self, url: &Url) -> bool {
+        self.whole_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(url.as_str())
     }
 
     /// Opens bytes `range` of a file whose signed length is `total` (the whole file when
@@ -130,6 +147,12 @@ impl Http {
                 0
             }
             StatusCode::OK => {
+                if range.is_some() && wanted != (0..total) {
+                    self.whole_files
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(url.to_string());
+                }
                 if let Some(l) = content_length {
                     if l != total {
                         return Err(Error::DataMismatch {

@@ -9,8 +9,10 @@
 //! STATE_DIR/slot-a.index       its chunk index
 //! STATE_DIR/slot-a.kernel.index  the chunk index of its kernel part (kernel partitions only)
 //! STATE_DIR/install.json       Journal: an install into a slot has started and not finished
+//! STATE_DIR/floor.json         Floor: the highest version ever committed (anti-rollback)
 //! ```
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +21,10 @@ use flipside_bootloader_hooks::Slot;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::floor::Floor;
+
+/// The anti-rollback floor's file.
+const FLOOR: &str = "floor.json";
 
 /// Largest state file read.
 const MAX_STATE_FILE: u64 = 256 << 20;
@@ -88,6 +94,9 @@ pub struct SlotRecord {
     /// the device has kernel partitions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelRecord>,
+    /// The publisher allowed this release as a rollback: committing it sets the floor to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_rollback: bool,
 }
 
 /// The kernel part written into a slot's kernel partition.
@@ -107,6 +116,10 @@ pub struct Journal {
     pub version: u64,
     pub image_sha256: String,
     pub started: DateTime<Utc>,
+    /// Image bytes of each part (`root`, `kernel`) synced to the partition so far: what a power
+    /// cut cannot take away (a resume still re-hashes every chunk it keeps).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub synced: BTreeMap<String, u64>,
 }
 
 /// The state directory.
@@ -177,6 +190,20 @@ impl StateDir {
     /// The stored chunk index of `slot`'s kernel part, if any (at most `cap` bytes are read).
     pub fn kernel_index(&self, slot: Slot, cap: u64) -> Result<Option<Vec<u8>>> {
         self.read_bytes(&Self::slot_file(slot, "kernel.index"), cap)
+    }
+
+    /// The anti-rollback floor ([`crate::floor`]), if one was ever stored.
+    pub fn floor(&self) -> Result<Option<Floor>> {
+        self.read_json(FLOOR)
+    }
+
+    pub fn set_floor(&self, floor: Floor) -> Result<()> {
+        self.write_json(FLOOR, &floor)
+    }
+
+    /// Where the floor is kept (for messages).
+    pub fn floor_path(&self) -> PathBuf {
+        self.file(FLOOR)
     }
 
     pub fn journal(&self) -> Result<Option<Journal>> {
@@ -299,6 +326,7 @@ mod tests {
                 image_length: 20,
                 image_sha256: "11".repeat(32),
             }),
+            allow_rollback: false,
         };
         s.set_slot(Slot::B, &r, b"index", Some(b"kernel index"))
             .unwrap();

@@ -1,12 +1,16 @@
 //! The update decision, pure: from the verified targets and the installed release, the bundle
 //! to install (if any). Anti-rollback: a release below the installed one is refused unless the
-//! operator passes [`Downgrade::Allow`], which still verifies everything.
+//! operator passes [`Downgrade::Allow`], which still verifies everything, or its publisher
+//! signed it with `allow_rollback`; [`above_floor`] then applies the device's persistent floor,
+//! which no device flag lowers.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use flipside_contract::release::{TargetCustom, TargetKind, CUSTOM_KEY};
 
 use crate::error::{Error, Result};
+use crate::floor::{self, Floor};
 use crate::source::TargetInfo;
 use crate::system::Installed;
 
@@ -95,6 +99,10 @@ pub fn choose(
     match version.cmp(&installed.version) {
         std::cmp::Ordering::Greater => Ok(Decision::Update(Box::new(best))),
         std::cmp::Ordering::Equal => Ok(Decision::UpToDate { version }),
+        // The publisher signed this rollback: no device flag is needed.
+        std::cmp::Ordering::Less if best.custom.allow_rollback => {
+            Ok(Decision::Update(Box::new(best)))
+        }
         std::cmp::Ordering::Less => match downgrade {
             Downgrade::Allow => Ok(Decision::Update(Box::new(best))),
             Downgrade::Refuse => Err(Error::Rollback {
@@ -103,6 +111,23 @@ pub fn choose(
                 installed: installed.version,
             }),
         },
+    }
+}
+
+/// The device's anti-rollback floor ([`crate::floor`]) over a decision: an update below it is
+/// refused unless its publisher allowed the rollback. `path` names where the floor is kept.
+pub fn above_floor(decision: Decision, floor: Option<Floor>, path: &Path) -> Result<Decision> {
+    match (&decision, floor) {
+        (Decision::Update(c), Some(f))
+            if !floor::admits(Some(f), c.custom.version, c.custom.allow_rollback) =>
+        {
+            Err(Error::BelowFloor {
+                offered: c.custom.version,
+                floor: f.version,
+                path: path.to_path_buf(),
+            })
+        }
+        _ => Ok(decision),
     }
 }
 
@@ -219,6 +244,7 @@ mod tests {
             index_target: format!("{name}-{version}.index"),
             bundle_target: format!("{name}-{version}.bundle"),
             kernel: None,
+            allow_rollback: false,
         }
     }
 
@@ -371,32 +397,91 @@ mod tests {
         assert!(installed_index(&targets, &installed(4)).is_none());
     }
 
-    /// Every (newest, installed, flag) combination over a small range.
+    /// The release's targets, signed as a deliberate rollback.
+    fn rollback_release(version: u64) -> Vec<TargetInfo> {
+        [TargetKind::Bundle, TargetKind::Index]
+            .map(|kind| {
+                let mut c = custom(kind, "kiosk", "pc", version);
+                c.allow_rollback = true;
+                target(&c)
+            })
+            .to_vec()
+    }
+
+    /// Every (newest, installed, device flag, publisher flag) combination over a small range.
     #[test]
     fn anti_rollback_exhaustively() {
         for newest in 1..=5u64 {
-            let targets: Vec<TargetInfo> = (1..=newest)
-                .flat_map(|v| release("kiosk", "pc", v))
-                .collect();
-            for inst in 1..=5u64 {
-                for flag in [Downgrade::Refuse, Downgrade::Allow] {
-                    let got = choose(&targets, &installed(inst), flag);
-                    match (newest.cmp(&inst), flag) {
-                        (std::cmp::Ordering::Greater, _)
-                        | (std::cmp::Ordering::Less, Downgrade::Allow) => {
-                            assert_eq!(chosen(got.unwrap()), newest)
-                        }
-                        (std::cmp::Ordering::Equal, _) => {
-                            assert_eq!(got.unwrap(), Decision::UpToDate { version: inst })
-                        }
-                        (std::cmp::Ordering::Less, Downgrade::Refuse) => assert!(matches!(
+            for signed in [false, true] {
+                let mut targets: Vec<TargetInfo> = (1..newest)
+                    .flat_map(|v| release("kiosk", "pc", v))
+                    .collect();
+                targets.extend(if signed {
+                    rollback_release(newest)
+                } else {
+                    release("kiosk", "pc", newest)
+                });
+                anti_rollback_case(&targets, newest, signed);
+            }
+        }
+    }
+
+    fn anti_rollback_case(targets: &[TargetInfo], newest: u64, signed: bool) {
+        for inst in 1..=5u64 {
+            for flag in [Downgrade::Refuse, Downgrade::Allow] {
+                let got = choose(targets, &installed(inst), flag);
+                match (newest.cmp(&inst), flag) {
+                    (std::cmp::Ordering::Greater, _)
+                    | (std::cmp::Ordering::Less, Downgrade::Allow) => {
+                        assert_eq!(chosen(got.unwrap()), newest)
+                    }
+                    (std::cmp::Ordering::Less, Downgrade::Refuse) if signed => {
+                        assert_eq!(chosen(got.unwrap()), newest, "the publisher allowed it")
+                    }
+                    (std::cmp::Ordering::Equal, _) => {
+                        assert_eq!(got.unwrap(), Decision::UpToDate { version: inst })
+                    }
+                    (std::cmp::Ordering::Less, Downgrade::Refuse) => assert!(matches!(
+                        got,
+                        Err(Error::Rollback { offered, installed, .. }) if offered == newest && installed == inst
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Every (offered, floor, publisher flag) combination: below the floor only when signed.
+    #[test]
+    fn the_floor_refuses_what_the_publisher_did_not_allow() {
+        let path = Path::new("/state/floor.json");
+        for offered in 1..=4u64 {
+            for signed in [false, true] {
+                let targets = if signed {
+                    rollback_release(offered)
+                } else {
+                    release("kiosk", "pc", offered)
+                };
+                let decision = choose(&targets, &installed(0), Downgrade::Refuse).unwrap();
+                assert_eq!(above_floor(decision.clone(), None, path).unwrap(), decision);
+                for floor in 1..=4u64 {
+                    let got = above_floor(decision.clone(), Some(Floor { version: floor }), path);
+                    if offered >= floor || signed {
+                        assert_eq!(got.unwrap(), decision);
+                    } else {
+                        assert!(matches!(
                             got,
-                            Err(Error::Rollback { offered, installed, .. }) if offered == newest && installed == inst
-                        )),
+                            Err(Error::BelowFloor { offered: o, floor: f, .. }) if o == offered && f == floor
+                        ));
                     }
                 }
             }
         }
+        let up_to_date = Decision::UpToDate { version: 1 };
+        let floor = Some(Floor { version: 9 });
+        assert_eq!(
+            above_floor(up_to_date.clone(), floor, path).unwrap(),
+            up_to_date
+        );
     }
 
     #[test]

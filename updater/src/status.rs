@@ -29,6 +29,9 @@ pub struct Status {
     pub last: Option<Outcome>,
     /// An install that started and has not finished (interrupted, or running now).
     pub unfinished_install: Option<Journal>,
+    /// The anti-rollback floor: no release below it is installed unless its publisher allows
+    /// the rollback (`None` until the first commit).
+    pub floor: Option<u64>,
 }
 
 /// One slot.
@@ -137,6 +140,13 @@ pub fn gather(config: &Config) -> Result<Status> {
         slots,
         last,
         unfinished_install: state_dir.journal().ok().flatten(),
+        floor: state_dir
+            .floor()
+            .unwrap_or_else(|e| {
+                log::warn!("{e}");
+                None
+            })
+            .map(|f| f.version),
     })
 }
 
@@ -214,6 +224,11 @@ pub fn render_text(s: &Status) -> String {
             j.version,
             j.slot,
             j.started.to_rfc3339()
+        ));
+    }
+    if let Some(floor) = s.floor {
+        out.push_str(&format!(
+            "anti-rollback floor: {floor} (the highest version committed)\n"
         ));
     }
     match &s.last {

@@ -4,7 +4,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use flipside_repository::{Error as RepoError, InitSettings, KeyDir, Published, Repository};
+use flipside_repository::{
+    AddOptions, Error as RepoError, InitSettings, KeyDir, Published, Repository,
+};
 use flipside_tuf::Role;
 
 use crate::{Class, Error};
@@ -30,6 +32,15 @@ Publishes the bundle and index named in RELEASE_DIR/release.json as targets (cop
 REPO/targets/ and checked against release.json), then new targets, snapshot and timestamp
 metadata. Needs the targets, snapshot and timestamp keys. Adding a published release again
 changes nothing.";
+
+const WITHDRAW_EXAMPLE: &str = "\
+Example:
+  flipside-build repo withdraw --repo ./repo --keys ./keys kiosk 8
+
+Removes every target of release 8 of kiosk from new targets, snapshot and timestamp metadata
+(the files stay, for downloads in progress). Devices no longer choose it; a device that runs it
+keeps it until a newer release. To send devices below their anti-rollback floor, publish the
+older content with `repo add --allow-rollback`.";
 
 const RESIGN_EXAMPLE: &str = "\
 Examples:
@@ -75,6 +86,9 @@ pub enum RepoCommand {
     /// Publish a release built by `flipside-build image`.
     #[command(after_help = ADD_EXAMPLE)]
     Add(AddArgs),
+    /// Withdraw a published release: devices no longer choose it.
+    #[command(after_help = WITHDRAW_EXAMPLE)]
+    Withdraw(WithdrawArgs),
     /// Renew metadata before it expires.
     #[command(after_help = RESIGN_EXAMPLE)]
     Resign(ResignArgs),
@@ -116,6 +130,22 @@ pub struct AddArgs {
     /// Output directory of `flipside-build image` (holds release.json, the bundle and index).
     #[arg(value_name = "RELEASE_DIR")]
     pub release_dir: PathBuf,
+    /// A deliberate rollback: devices that committed a newer release may install this one,
+    /// and committing it lowers their anti-rollback floor to its version.
+    #[arg(long)]
+    pub allow_rollback: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WithdrawArgs {
+    #[command(flatten)]
+    pub dirs: Dirs,
+    /// System name of the release.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Its version.
+    #[arg(value_name = "VERSION")]
+    pub version: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -191,7 +221,21 @@ pub fn run(cmd: RepoCommand) -> Result<(), Error> {
         }
         RepoCommand::Add(args) => {
             let mut repo = Repository::open(&args.dirs.repo)?;
-            let published = repo.add(&KeyDir::new(&args.dirs.keys), &args.release_dir, now)?;
+            let options = AddOptions {
+                allow_rollback: args.allow_rollback,
+            };
+            let published = repo.add_with(
+                &KeyDir::new(&args.dirs.keys),
+                &args.release_dir,
+                options,
+                now,
+            )?;
+            (args.dirs, published)
+        }
+        RepoCommand::Withdraw(args) => {
+            let mut repo = Repository::open(&args.dirs.repo)?;
+            let published =
+                repo.withdraw(&KeyDir::new(&args.dirs.keys), &args.name, args.version, now)?;
             (args.dirs, published)
         }
         RepoCommand::Resign(args) => {
@@ -226,6 +270,9 @@ fn report(dirs: &Dirs, p: &Published) -> Result<(), Error> {
     }
     for name in &p.added {
         lines.push(format!("added target {name}"));
+    }
+    for name in &p.withdrawn {
+        lines.push(format!("withdrew target {name}"));
     }
     let v = p.versions;
     lines.push(format!(
@@ -269,6 +316,7 @@ pub(crate) fn class(e: &RepoError) -> Class {
         | E::ReleaseMismatch { .. }
         | E::TargetConflict { .. }
         | E::CustomConflict { .. }
+        | E::NoSuchRelease { .. }
         | E::Settings { .. } => Class::Input,
         E::NotARepository { .. }
         | E::Locked { .. }

@@ -3,7 +3,8 @@
 use crate::config::Config;
 use crate::error::Result;
 use crate::install::source_spec;
-use crate::select::{choose, Decision, Downgrade};
+use crate::record::StateDir;
+use crate::select::{above_floor, choose, Decision, Downgrade};
 use crate::source::SourceFactory;
 use crate::system::installed;
 
@@ -11,7 +12,9 @@ pub fn run(config: &Config, factory: &SourceFactory) -> Result<()> {
     let installed = installed(config)?;
     let mut source = factory(&source_spec(config, None))?;
     let targets = source.refresh()?;
-    match choose(&targets, &installed, Downgrade::Refuse)? {
+    let state = StateDir::new(&config.device.state_dir);
+    let decision = choose(&targets, &installed, Downgrade::Refuse)?;
+    match above_floor(decision, state.floor()?, &state.floor_path())? {
         Decision::UpToDate { version } => {
             println!(
                 "up to date: {} {version} ({})",

@@ -20,7 +20,7 @@ use flipside_bundle::{write_bundle, BundleParams};
 use flipside_contract::release::{
     FileInfo, ImageInfo, KernelPart, Release, SystemInfo, RELEASE_FORMAT, UKI_FORMAT,
 };
-use flipside_repository::{InitSettings, KeyDir, Repository};
+use flipside_repository::{AddOptions, InitSettings, KeyDir, Repository};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
@@ -241,6 +241,7 @@ pub fn make_release_with(
         init: "/sbin/init".into(),
         closure: vec![],
         kernel,
+        allow_rollback: false,
     };
     std::fs::write(
         dir.join("release.json"),
@@ -359,16 +360,38 @@ impl World {
 
     /// Builds and publishes a release.
     pub fn publish(&mut self, version: u64, hardware_id: &str, payload: u64) -> Built {
+        self.publish_as(version, hardware_id, payload, AddOptions::default())
+    }
+
+    /// Builds and publishes a release of this world's hardware with the publisher's `options`.
+    pub fn publish_with(&mut self, version: u64, payload: u64, options: AddOptions) -> Built {
+        self.publish_as(version, HARDWARE, payload, options)
+    }
+
+    fn publish_as(
+        &mut self,
+        version: u64,
+        hardware_id: &str,
+        payload: u64,
+        options: AddOptions,
+    ) -> Built {
         let work = self.tmp.path().join("work");
         let image = make_image(&work, version, hardware_id, payload);
         let kernel = self.kernels.then(|| kernel_bytes(version));
         let built = make_release_with(&work, &image, version, hardware_id, kernel.as_deref());
         let mut r = Repository::open(&self.repo).unwrap();
-        r.add(&KeyDir::new(&self.keys), &built.dir, Utc::now())
+        r.add_with(&KeyDir::new(&self.keys), &built.dir, options, Utc::now())
             .unwrap();
         self.releases
             .insert((version, hardware_id.to_string()), built.clone());
         built
+    }
+
+    /// Withdraws a published release of this world's system.
+    pub fn withdraw(&self, version: u64) {
+        let mut r = Repository::open(&self.repo).unwrap();
+        r.withdraw(&KeyDir::new(&self.keys), SYSTEM, version, Utc::now())
+            .unwrap();
     }
 
     pub fn release(&self, version: u64) -> &Built {
@@ -457,6 +480,18 @@ impl World {
         let f = OpenOptions::new().write(true).open(&self.disk).unwrap();
         f.write_all_at(bytes, r.start).unwrap();
         f.sync_all().unwrap();
+    }
+
+    /// Overwrites `len` bytes of `slot` at `offset` with a byte no image holds there.
+    pub fn damage_slot(&self, slot: Slot, offset: u64, len: usize) {
+        use std::os::unix::fs::FileExt;
+        let r = self.slot_range(slot);
+        assert!(offset + len as u64 <= r.end - r.start);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.disk)
+            .unwrap();
+        f.write_all_at(&vec![0xee; len], r.start + offset).unwrap();
     }
 
     pub fn fill_slot(&self, slot: Slot, byte: u8) {
