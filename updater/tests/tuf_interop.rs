@@ -221,10 +221,10 @@ fn plain_repository_is_refreshed_and_its_target_downloaded_once() {
     assert_eq!(
         s.metadata_files(),
         [
+            "last-trusted-time",
             "root.json",
             "snapshot.json",
             "targets.json",
-            "time.json",
             "timestamp.json"
         ]
     );

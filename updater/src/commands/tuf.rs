@@ -12,7 +12,7 @@
 //! Exit 0 on success, 1 on any failure (the caller maps every error to 1). The trusted
 //! metadata is kept in DIR under non-versioned names (`root.json`, `timestamp.json`,
 //! `snapshot.json`, `targets.json`, `ROLE.json` for delegated roles) with the last trusted
-//! time in `time.json`. A target is saved as `TARGET_DIR/QUOTED_NAME` (the whole name
+//! time in `last-trusted-time` (not `*.json`: every `*.json` file there is metadata). A target is saved as `TARGET_DIR/QUOTED_NAME` (the whole name
 //! percent-encoded as python-tuf does, so `apps/a.tgz` is `apps%2Fa.tgz`: one file name,
 //! never a path); a file already there with the signed length and hashes is kept, not
 //! downloaded again. URLs are `http(s)://` or directories.
