@@ -386,6 +386,32 @@ impl TargetFile {
         Ok(out)
     }
 
+    /// The digest that names the target's file with consistent snapshots (`HASH.NAME`): the
+    /// sha256 when listed, else the sha512, in lowercase hex (as the repository writes it).
+    /// Refused when the target lists neither (it could not be checked either), or when the
+    /// digest is not hex of its algorithm's length (it becomes part of a path).
+    pub fn path_digest(&self, what: &str) -> Result<String> {
+        for (algorithm, bytes) in [("sha256", 32), ("sha512", 64)] {
+            let Some(digest) = self.hashes.get(algorithm) else {
+                continue;
+            };
+            let valid = digest.len() == 2 * bytes && digest.bytes().all(|b| b.is_ascii_hexdigit());
+            if !valid {
+                return Err(Error::Invalid {
+                    role: Role::Targets,
+                    why: format!(
+                        "{what} has {algorithm} {digest:?}, which is not {} hex digits",
+                        2 * bytes
+                    ),
+                });
+            }
+            return Ok(digest.to_ascii_lowercase());
+        }
+        Err(Error::MissingHash {
+            what: what.to_string(),
+        })
+    }
+
     /// Checks complete content against the signed length and every known hash.
     pub fn check_bytes(&self, what: &str, bytes: &[u8]) -> Result<()> {
         check_length(what, self.length, bytes.len() as u64)?;
@@ -607,6 +633,7 @@ impl<T: RoleMetadata> Metadata<T> {
                 source,
             })?;
         signed.validate()?;
+        crate::verify::check_unique_keyids(T::ROLE, &signatures)?;
         Ok(Metadata {
             signed,
             signatures,
@@ -749,6 +776,31 @@ mod tests {
             unknown_only.sha256("t"),
             Err(Error::MissingHash { .. })
         ));
+        assert!(matches!(
+            unknown_only.path_digest("t"),
+            Err(Error::MissingHash { .. })
+        ));
+        let sha512 = hex::encode(Sha512::digest(b"abc"));
+        let only512 = TargetFile {
+            hashes: BTreeMap::from([("sha512".to_string(), sha512.clone())]),
+            ..target.clone()
+        };
+        assert_eq!(only512.path_digest("t").unwrap(), sha512);
+        only512.check_bytes("t", b"abc").unwrap();
+        let mut both = only512.clone();
+        both.hashes
+            .insert("sha256".to_string(), hex::encode(Sha256::digest(b"abc")));
+        assert_eq!(both.path_digest("t").unwrap(), both.hashes["sha256"]);
+        let upper = TargetFile {
+            hashes: BTreeMap::from([("sha512".to_string(), sha512.to_uppercase())]),
+            ..target.clone()
+        };
+        assert_eq!(upper.path_digest("t").unwrap(), sha512);
+        let short = TargetFile {
+            hashes: BTreeMap::from([("sha512".to_string(), "abc/".to_string())]),
+            ..target.clone()
+        };
+        assert!(matches!(short.path_digest("t"), Err(Error::Invalid { .. })));
         let meta = MetaFile::of_bytes(4, b"xyz");
         meta.check_bytes("m", b"xyz").unwrap();
         assert!(meta.check_bytes("m", b"xyZ").is_err());

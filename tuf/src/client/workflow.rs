@@ -203,15 +203,16 @@ impl Client {
         Ok(md.signed)
     }
 
-    /// The repository path of target `name`: `targets/{sha256}.{name}` with consistent
-    /// snapshots. Fails for a name that is not a safe path or a target without a sha256.
+    /// The repository path of target `name`: `targets/{digest}.{name}` with consistent
+    /// snapshots (the sha256, or the sha512 when it is the only hash listed). Fails for a
+    /// name that is not a safe path or a target without a supported hash.
     pub fn target_path(&self, name: &str) -> Result<String> {
         let info = self.known_target(name)?;
         self.path_of(name, &info)
     }
 
     /// Streams target `name` into `dest`: at most its signed length is written, and success
-    /// is reported only when the length, the sha256 and any sha512 matched (5.7). On error
+    /// is reported only when the length and every listed sha256 and sha512 matched (5.7). On error
     /// `dest` may hold part of the bytes and must not be used.
     pub fn download_target(&self, name: &str, dest: &mut dyn Write) -> Result<u64> {
         let info = self.known_target(name)?;
@@ -268,13 +269,12 @@ impl Client {
             .trusted
             .as_ref()
             .is_some_and(|s| s.root().signed.consistent_snapshot());
-        let sha256 = info.sha256(name).map_err(|source| Error::Target {
+        let digest = info.path_digest(name).map_err(|source| Error::Target {
             name: name.to_string(),
             path: target.repository_path(None),
             source: Box::new(source),
         })?;
-        let sha256 = hex::encode(sha256);
-        Ok(target.repository_path(consistent.then_some(sha256.as_str())))
+        Ok(target.repository_path(consistent.then_some(digest.as_str())))
     }
 }
 

@@ -61,9 +61,7 @@ fn every_subset_of_signers_against_every_threshold() {
                 .filter(|i| mask & (1 << i) != 0)
                 .map(|i| &keys[i])
                 .collect();
-            // Every signer signs twice: duplicates must not count.
-            let mut sigs = raw_signatures(&raw, &signers);
-            sigs.extend(raw_signatures(&raw, &signers));
+            let sigs = raw_signatures(&raw, &signers);
             let valid = (mask & 0b0111).count_ones() as u64;
             let got = verify_signatures(Role::Targets, &raw, &sigs, &rk, &keymap(&all));
             if valid >= threshold {
@@ -87,24 +85,34 @@ fn every_subset_of_signers_against_every_threshold() {
 }
 
 #[test]
-fn one_signature_repeated_does_not_meet_a_threshold_of_two() {
+fn a_key_id_repeated_in_signatures_is_refused_whatever_the_threshold() {
     let (a, b) = (key(1), key(2));
     let raw = body();
-    let rk = role_keys(&[&a, &b], 2);
     let sig = raw_signatures(&raw, &[&a]).remove(0);
-    let sigs = vec![sig.clone(), sig.clone(), sig];
-    let err = verify_signatures(Role::Targets, &raw, &sigs, &rk, &keymap(&[&a, &b])).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ThresholdNotMet {
-                valid: 1,
-                threshold: 2,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let both = raw_signatures(&raw, &[&a, &b]);
+    for threshold in [1, 2] {
+        let rk = role_keys(&[&a, &b], threshold);
+        let keys = keymap(&[&a, &b]);
+        // One valid signature repeated, or repeated after a threshold already met.
+        for sigs in [
+            vec![sig.clone(), sig.clone()],
+            vec![both[0].clone(), both[1].clone(), sig.clone()],
+        ] {
+            let err = verify_signatures(Role::Targets, &raw, &sigs, &rk, &keys).unwrap_err();
+            assert!(
+                matches!(&err, Error::DuplicateSignature { role: Role::Targets, keyid } if *keyid == sig.keyid),
+                "{err}"
+            );
+        }
+    }
+    // Refused when parsed, before any key is looked at.
+    let md = Metadata::sign(Targets::new(1, expires()), &[&a]).unwrap();
+    let mut envelope: Value = serde_json::from_slice(&md.to_bytes().unwrap()).unwrap();
+    let first = envelope["signatures"][0].clone();
+    envelope["signatures"].as_array_mut().unwrap().push(first);
+    let bytes = serde_json::to_vec(&envelope).unwrap();
+    let err = Metadata::<Targets>::from_slice(&bytes).unwrap_err();
+    assert!(matches!(err, Error::DuplicateSignature { .. }), "{err}");
 }
 
 #[test]
@@ -176,15 +184,15 @@ fn signature_made_by_another_key_under_a_listed_key_id_fails() {
 
 #[test]
 fn unknown_key_types_and_malformed_signatures_are_skipped() {
-    let (a, b) = (key(1), key(2));
+    let (a, b, c) = (key(1), key(2), key(3));
     let raw = body();
-    let mut keys = keymap(&[&a, &b]);
+    let mut keys = keymap(&[&a, &b, &c]);
     let rsa = KeyId("ab".repeat(32));
     let mut rsa_key = a.public().clone();
     rsa_key.keytype = "rsa".to_string();
     rsa_key.scheme = "rsassa-pss-sha256".to_string();
     keys.insert(rsa.clone(), rsa_key);
-    let mut rk = role_keys(&[&a, &b], 2);
+    let mut rk = role_keys(&[&a, &b, &c], 2);
     rk.keyids.push(rsa.clone());
     let mut sigs = vec![
         Signature {
@@ -192,7 +200,7 @@ fn unknown_key_types_and_malformed_signatures_are_skipped() {
             sig: raw_signatures(&raw, &[&a])[0].sig.clone(),
         },
         Signature {
-            keyid: b.key_id().clone(),
+            keyid: c.key_id().clone(),
             sig: "not hex".to_string(),
         },
     ];
@@ -487,7 +495,7 @@ fn check_foreign(id: KeyId, key: PublicKey, sign: &dyn Fn(&[u8]) -> Vec<u8>) {
     };
     let keys = BTreeMap::from([(id.clone(), key.clone())]);
     let good = sign(&message);
-    let got = verify_signatures(Role::Targets, &raw, &[sig(&good), sig(&good)], &rk, &keys);
+    let got = verify_signatures(Role::Targets, &raw, &[sig(&good)], &rk, &keys);
     assert_eq!(got.unwrap().len(), 1, "{}", key.scheme);
     // Another message.
     let other = sign(b"another message");
