@@ -132,18 +132,26 @@ impl Scene {
     }
 
     fn download(&self, name: &str) -> Output {
-        let targets = self.dir("client-targets");
-        self.flipside(&[
-            "--metadata-url",
-            &self.url("metadata"),
-            "--target-name",
-            name,
+        self.download_into("client-targets", &[name])
+    }
+
+    /// One `download` with `--target-name` repeated for each of `names`, saving in `dir`.
+    fn download_into(&self, dir: &str, names: &[&str]) -> Output {
+        let targets = self.dir(dir);
+        let metadata_url = self.url("metadata");
+        let mut args = vec!["--metadata-url", &metadata_url];
+        for name in names {
+            args.extend(["--target-name", name]);
+        }
+        let base = self.url("targets/");
+        args.extend([
             "--target-base-url",
-            &self.url("targets/"),
+            &base,
             "--target-dir",
             targets.to_str().unwrap(),
             "download",
-        ])
+        ]);
+        self.flipside(&args)
     }
 
     /// The paths the server was asked for, in order.
@@ -341,6 +349,34 @@ fn delegated_target_is_found_through_the_delegated_role() {
         "unlisted delegated name",
         "no target named",
     );
+}
+
+#[test]
+fn several_target_names_are_downloaded_in_order_until_the_first_failure() {
+    let s = Scene::new("delegation", "none");
+    s.init();
+    let app = b"an app, delegated\n".repeat(50);
+    assert_ok(
+        &s.download_into("both", &["apps/app.tgz", "file1.txt"]),
+        "two targets",
+    );
+    let saved = |dir: &str, file: &str| std::fs::read(s.dir(dir).join(file)).ok();
+    assert_eq!(saved("both", "apps%2Fapp.tgz").as_deref(), Some(&app[..]));
+    assert_eq!(saved("both", "file1.txt").as_deref(), Some(FILE1));
+    // One client: one refresh for both (a single timestamp request).
+    let timestamps = |s: &Scene| {
+        s.requests()
+            .iter()
+            .filter(|r| r.ends_with("timestamp.json"))
+            .count()
+    };
+    assert_eq!(timestamps(&s), 1, "{:?}", s.requests());
+
+    // The first failure stops the command: what came before is saved, nothing after.
+    let out = s.download_into("stopped", &["file1.txt", "apps/other.tgz", "apps/app.tgz"]);
+    assert_refused(&out, "second of three unknown", "no target named");
+    assert_eq!(saved("stopped", "file1.txt").as_deref(), Some(FILE1));
+    assert_eq!(saved("stopped", "apps%2Fapp.tgz"), None);
 }
 
 #[test]

@@ -122,15 +122,16 @@ impl MetadataStore {
 
     /// Where the trusted metadata of a delegated role is kept: `DIR/{stem}.json`, `stem`
     /// from [`crate::delegation::role_file_stem`]. `None` for a stem that would collide with
-    /// the store's own files (top-level names are refused when metadata is parsed; `time` is
-    /// not, and is simply not cached).
+    /// the store's own files (top-level names are refused when metadata is parsed; `time`,
+    /// the `time.json` of older stores, is not, and is simply not cached) or that is not one
+    /// plain file name. A stem may start with a dot (`..%2Frole` for the role `../role`).
     pub fn delegated_path(&self, stem: &str) -> Option<PathBuf> {
         let name = format!("{stem}.json");
         let reserved = name == LEGACY_TIME_FILE
             || Role::ALL.iter().any(|r| file_name(*r) == name)
             || stem.is_empty()
             || stem.contains(['/', '\0'])
-            || stem.starts_with('.');
+            || stem.bytes().all(|b| b == b'.');
         (!reserved).then(|| self.dir.join(name))
     }
 
@@ -328,6 +329,21 @@ mod tests {
         assert_eq!(names, [TIME_FILE]);
         assert!(!TIME_FILE.ends_with(".json"));
         assert_eq!(store.last_trusted_time().unwrap(), Some(b));
+    }
+
+    #[test]
+    fn delegated_roles_are_plain_files_beside_the_top_level_ones() {
+        let store = MetadataStore {
+            dir: PathBuf::from("/s"),
+        };
+        let stem = crate::delegation::role_file_stem;
+        for role in ["a", "../delegatedrole", "/r", "?", "#", ".x"] {
+            let path = store.delegated_path(&stem(role)).unwrap();
+            assert_eq!(path.parent(), Some(Path::new("/s")), "{role:?}");
+        }
+        for stem in ["", ".", "..", "time", "root", "a/b", "a\0"] {
+            assert_eq!(store.delegated_path(stem), None, "{stem:?}");
+        }
     }
 
     #[test]

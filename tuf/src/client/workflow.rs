@@ -149,7 +149,10 @@ impl Client {
     /// `{version}.{role}.json` (with consistent snapshots) read up to the length the snapshot
     /// gives, or [`Limits::max_targets_size`]. Verified delegated metadata is kept in the
     /// store as `ROLE.json` (the role name percent-encoded where needed). A delegated role
-    /// that fails verification ends the search with an error.
+    /// that fails verification ends the search with an error. Nothing verified is held in
+    /// memory between lookups: a role is checked against the delegation being searched each
+    /// time it is reached, so a role two delegators name never carries one's trust into the
+    /// other's search path.
     pub fn find_target(&self, name: &str) -> Result<Option<Found>> {
         let set = self.trusted.as_ref().ok_or(Error::NotRefreshed)?;
         let top = set.targets().ok_or(Error::NotRefreshed)?;
