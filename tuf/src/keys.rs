@@ -103,8 +103,14 @@ impl PublicKey {
             (ED25519, ED25519) => self.ed25519_key().map(Verifier::Ed25519),
             ("ecdsa" | ECDSA_P256, ECDSA_P256) => {
                 use p256::pkcs8::DecodePublicKey;
-                p256::ecdsa::VerifyingKey::from_public_key_pem(self.keyval.public.trim())
+                let public = self.keyval.public.trim();
+                p256::ecdsa::VerifyingKey::from_public_key_pem(public)
                     .ok()
+                    .or_else(|| {
+                        // The hex SEC1 point of securesystemslib before PEM (sigstore roots 1-4).
+                        let point = hex::decode(public).ok()?;
+                        p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).ok()
+                    })
                     .map(Verifier::EcdsaP256)
             }
             ("rsa", RSA_PSS_SHA256 | RSA_PKCS1V15_SHA256) => {

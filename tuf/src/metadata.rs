@@ -90,6 +90,17 @@ pub trait RoleMetadata: Serialize + DeserializeOwned {
     }
 }
 
+/// Whether `spec_version` names specification 1: `1.x.y`, or `1.x` as real repositories
+/// write it (sigstore's root), each part decimal digits (python-tuf's rule).
+pub fn spec_version_supported(spec_version: &str) -> bool {
+    let parts: Vec<&str> = spec_version.split('.').collect();
+    (2..=3).contains(&parts.len())
+        && parts[0] == "1"
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The rules every role shares: `_type`, a 1.x `spec_version`, a version of at least 1.
 pub fn check_common<T: RoleMetadata>(md: &T) -> Result<()> {
     let role = T::ROLE;
@@ -99,12 +110,11 @@ pub fn check_common<T: RoleMetadata>(md: &T) -> Result<()> {
             found: md.kind().to_string(),
         });
     }
-    let parts: Vec<&str> = md.spec_version().split('.').collect();
-    if parts.len() != 3 || parts[0] != "1" || parts.iter().any(|p| p.parse::<u32>().is_err()) {
+    if !spec_version_supported(md.spec_version()) {
         return Err(Error::Invalid {
             role,
             why: format!(
-                "spec_version {:?} is not 1.x.y; this implementation follows specification 1",
+                "spec_version {:?} is not 1.x.y or 1.x; this implementation follows specification 1",
                 md.spec_version()
             ),
         });
@@ -717,6 +727,18 @@ mod tests {
             matches!(err, Error::WrongType { expected: Role::Root, ref found } if found == "timestamp"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn spec_versions_of_specification_1_with_two_or_three_parts() {
+        for good in ["1.0.0", "1.0", "1.0.31", "1.2"] {
+            assert!(spec_version_supported(good), "{good}");
+        }
+        for bad in [
+            "1", "2.0", "2.0.0", "1.0.0.0", "1.x", "1..0", "1.0-rc", " 1.0", "", "1.+1",
+        ] {
+            assert!(!spec_version_supported(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -13,5 +13,7 @@ mod attacks;
 mod delegations;
 #[path = "client/persistence.rs"]
 mod persistence;
+#[path = "client/sigstore.rs"]
+mod sigstore;
 #[path = "client/workflow.rs"]
 mod workflow;

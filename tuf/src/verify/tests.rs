@@ -549,6 +549,21 @@ fn ecdsa_p256_keys_verify_with_either_keytype_spelling() {
         };
         check_foreign(id, key, &fixed);
     }
+    // The public key as the hex of its uncompressed SEC1 point (older securesystemslib).
+    let point = signer.verifying_key().to_encoded_point(false);
+    let (id, key) = foreign_key(
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp256",
+        hex::encode(point),
+    );
+    assert!(key.verifier().is_some());
+    let der = |m: &[u8]| {
+        let s: p256::ecdsa::Signature = signer.sign(m);
+        s.to_der().as_bytes().to_vec()
+    };
+    check_foreign(id, key, &der);
+    let (_, garbage) = foreign_key("ecdsa", "ecdsa-sha2-nistp256", "04abcd".to_string());
+    assert!(garbage.verifier().is_none());
 }
 
 #[test]
