@@ -8,7 +8,7 @@
 //!   crosses a `/`); other characters match themselves (`[...]` classes are not supported and
 //!   match literally);
 //! - a `path_hash_prefixes` entry matches when the lowercase hex sha256 of the target name
-//!   starts with it;
+//!   starts with it, compared exactly (an uppercase prefix matches nothing, as in python-tuf);
 //! - the search is pre-order depth-first from the top-level targets role, children in the
 //!   order their delegator lists them; a role already visited is skipped; a terminating
 //!   role that matched ends the search of every role not yet visited except its own
@@ -71,12 +71,10 @@ fn segment_matches(pattern: &str, text: &str) -> bool {
     pattern[p..].iter().all(|&c| c == '*')
 }
 
-/// Whether the sha256 of `name` starts with one of `prefixes` (hex, any case).
+/// Whether the lowercase hex sha256 of `name` starts with one of `prefixes`, exactly.
 pub fn hash_prefix_matches(prefixes: &[String], name: &str) -> bool {
     let digest = hex::encode(Sha256::digest(name.as_bytes()));
-    prefixes
-        .iter()
-        .any(|p| digest.starts_with(&p.to_ascii_lowercase()))
+    prefixes.iter().any(|p| digest.starts_with(p.as_str()))
 }
 
 /// Where a search found a target.

@@ -170,7 +170,7 @@ pub struct Root {
     pub version: u64,
     #[serde(with = "crate::expiry::format")]
     pub expires: DateTime<Utc>,
-    /// Absent means true for python-tuf; flipside always writes it.
+    /// Absent means false, as python-tuf reads it; flipside always writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistent_snapshot: Option<bool>,
     pub keys: BTreeMap<KeyId, PublicKey>,
@@ -211,9 +211,10 @@ impl Root {
         })
     }
 
-    /// Whether clients fetch `{version}.{role}.json` and hash-prefixed targets (default true).
+    /// Whether clients fetch `{version}.{role}.json` and hash-prefixed targets. A root
+    /// without the field has them off, as python-tuf reads it.
     pub fn consistent_snapshot(&self) -> bool {
-        self.consistent_snapshot.unwrap_or(true)
+        self.consistent_snapshot.unwrap_or(false)
     }
 
     fn check_role(&self) -> Result<()> {
@@ -696,6 +697,9 @@ mod tests {
         assert_eq!(root.signed.version, 1);
         assert_eq!(root.signed.role_keys(Role::Root).unwrap().threshold, 2);
         assert!(root.signed.consistent_snapshot());
+        let mut without = root.signed.clone();
+        without.consistent_snapshot = None;
+        assert!(!without.consistent_snapshot(), "absent means false");
         let targets = Metadata::<Targets>::from_slice(&fixture("1.targets.json")).unwrap();
         let target = &targets.signed.targets["kiosk-1.bundle"];
         target

@@ -207,8 +207,22 @@ fn delegations(to: &[(DelegatedRole, PublicKey)]) -> Option<Delegations> {
 }
 
 /// Writes a repository whose top-level targets are `top`, with delegated roles
-/// `(name, metadata, signer)`, each at version 1; returns the pinned root.
-fn publish_roles(repo: &Path, top: Targets, roles: Vec<(&str, Targets, &SigningKey)>) -> Vec<u8> {
+/// `(name, metadata, signer)`, each at version 1; returns the pinned root. With `consistent`
+/// the root says `consistent_snapshot: true` and files have versioned names; without, the
+/// root has no `consistent_snapshot` field and files have plain names.
+fn publish_roles(
+    repo: &Path,
+    top: Targets,
+    roles: Vec<(&str, Targets, &SigningKey)>,
+    consistent: bool,
+) -> Vec<u8> {
+    let file = |name: &str| {
+        if consistent {
+            format!("metadata/1.{name}.json")
+        } else {
+            format!("metadata/{name}.json")
+        }
+    };
     let expires = at(24 * 365);
     let keys: Vec<SigningKey> = (1..=4).map(key).collect();
     let role_keys: BTreeMap<Role, RoleKeys> = Role::ALL
@@ -227,7 +241,9 @@ fn publish_roles(repo: &Path, top: Targets, roles: Vec<(&str, Targets, &SigningK
         .iter()
         .map(|k| (k.key_id().clone(), k.public().clone()))
         .collect();
-    let root = Metadata::sign(Root::new(1, expires, public, role_keys), &[&keys[0]])
+    let mut root = Root::new(1, expires, public, role_keys);
+    root.consistent_snapshot = consistent.then_some(true);
+    let root = Metadata::sign(root, &[&keys[0]])
         .unwrap()
         .to_bytes()
         .unwrap();
@@ -236,11 +252,11 @@ fn publish_roles(repo: &Path, top: Targets, roles: Vec<(&str, Targets, &SigningK
         .unwrap()
         .to_bytes()
         .unwrap();
-    write(repo, "metadata/1.targets.json", &top);
+    write(repo, &file("targets"), &top);
     let mut snapshot = Snapshot::new(1, expires, MetaFile::of_bytes(1, &top));
     for (name, md, signer) in roles {
         let bytes = Metadata::sign(md, &[signer]).unwrap().to_bytes().unwrap();
-        write(repo, &format!("metadata/1.{name}.json"), &bytes);
+        write(repo, &file(name), &bytes);
         snapshot
             .meta
             .insert(format!("{name}.json"), MetaFile::of_bytes(1, &bytes));
@@ -249,7 +265,7 @@ fn publish_roles(repo: &Path, top: Targets, roles: Vec<(&str, Targets, &SigningK
         .unwrap()
         .to_bytes()
         .unwrap();
-    write(repo, "metadata/1.snapshot.json", &snapshot);
+    write(repo, &file("snapshot"), &snapshot);
     let timestamp = Timestamp::new(1, expires, MetaFile::of_bytes(1, &snapshot));
     let timestamp = Metadata::sign(timestamp, &[&keys[3]])
         .unwrap()
@@ -288,6 +304,7 @@ fn diamond(repo: &Path) -> Vec<u8> {
             ("parent-b", parent_b, &b),
             ("release", release, &release_a),
         ],
+        true,
     )
 }
 
@@ -324,4 +341,40 @@ fn a_role_reached_through_two_delegators_is_verified_against_each() {
             assert!(client.target("team-a/app").unwrap().is_some());
         }
     }
+}
+
+#[test]
+fn a_root_without_consistent_snapshot_means_plain_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let expires = at(24 * 365);
+    let signer = key(20);
+    let mut top = Targets::new(1, expires);
+    top.delegations = delegations(&[delegate("apps", &signer, &["apps/*"])]);
+    let mut apps = Targets::new(1, expires);
+    apps.targets.insert(
+        "apps/app.tgz".to_string(),
+        TargetFile::new(APP.len() as u64, &sha256_hex(APP), None),
+    );
+    let root = publish_roles(&repo, top, vec![("apps", apps, &signer)], false);
+    write(&repo, "targets/apps/app.tgz", APP);
+    let device = Device::new(&root);
+    let recording = Recording::new(&repo);
+    let log = recording.log.clone();
+    let mut client = device.client_with(recording, Limits::default());
+    client.refresh(at(1)).unwrap();
+    let mut out = Vec::new();
+    client.download_target("apps/app.tgz", &mut out).unwrap();
+    assert_eq!(out, APP);
+    assert_eq!(
+        *log.borrow(),
+        [
+            "metadata/2.root.json",
+            "metadata/timestamp.json",
+            "metadata/snapshot.json",
+            "metadata/targets.json",
+            "metadata/apps.json",
+            "targets/apps/app.tgz",
+        ]
+    );
 }
