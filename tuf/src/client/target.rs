@@ -11,7 +11,8 @@ use crate::client::{Error, Result};
 use crate::metadata::TargetFile;
 
 /// A target name from targets metadata, checked to be usable in a repository path: `/`-separated
-/// components, none empty, `.` or `..`, and no backslash or NUL.
+/// components, none empty, `.` or `..` (nor `%2e%2e` and the like, which URL resolution
+/// treats as `..`), and no backslash or NUL.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TargetName(String);
 
@@ -23,11 +24,8 @@ impl TargetName {
             Some("it contains a backslash or a NUL byte")
         } else if name.starts_with('/') {
             Some("it is an absolute path")
-        } else if name
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
-        {
-            Some("it has an empty, `.` or `..` path component")
+        } else if name.split('/').any(|c| c.is_empty() || is_dot_segment(c)) {
+            Some("it has an empty, `.` or `..` path component (percent-encoded or not)")
         } else {
             None
         };
@@ -55,6 +53,13 @@ impl TargetName {
             },
         }
     }
+}
+
+/// Whether path component `c` is `.` or `..`, also when spelled with `%2e` (any case), as
+/// URL resolution reads it.
+pub(crate) fn is_dot_segment(c: &str) -> bool {
+    let decoded = c.to_ascii_lowercase().replace("%2e", ".");
+    decoded == "." || decoded == ".."
 }
 
 impl std::fmt::Display for TargetName {
@@ -203,11 +208,32 @@ mod tests {
 
     #[test]
     fn names() {
-        for good in ["kiosk-1.bundle", "a/b.txt", "x..y", ".hidden"] {
+        for good in [
+            "kiosk-1.bundle",
+            "a/b.txt",
+            "x..y",
+            ".hidden",
+            "%2e%2e%2e",
+            "a%2fb",
+        ] {
             TargetName::new(good).unwrap();
         }
         for bad in [
-            "", "/abs", "../x", "a/../b", "a//b", "a/", ".", "a\\b", "a\0",
+            "",
+            "/abs",
+            "../x",
+            "a/../b",
+            "a//b",
+            "a/",
+            ".",
+            "a\\b",
+            "a\0",
+            "%2e%2e/x",
+            "a/%2E%2e/b",
+            ".%2e/x",
+            "%2e./x",
+            "a/%2e",
+            "%2E",
         ] {
             let err = TargetName::new(bad).unwrap_err();
             assert!(matches!(err, Error::UnsafeTargetName { .. }), "{bad:?}");

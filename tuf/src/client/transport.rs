@@ -65,7 +65,7 @@ pub fn check_path(path: &str) -> Result<(), TransportError> {
         || path.contains(['\\', '\0'])
         || path
             .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..");
+            .any(|c| c.is_empty() || crate::client::target::is_dot_segment(c));
     if bad {
         return Err(TransportError::Failed {
             path: path.to_string(),

@@ -409,21 +409,30 @@ fn target_with_sha512_only_or_both_hashes_is_downloaded_and_checked() {
 
 #[test]
 fn target_name_with_path_traversal_is_refused() {
-    let (p, device) = published();
-    let mirror = p.mirror();
-    let evil = "../../../../etc/passwd";
-    mirror.republish_targets(&p, |targets| {
-        let file = TargetFile::new(4, &sha256_hex(b"root"), None);
-        targets.targets.insert(evil.to_string(), file);
-    });
-    let transport = Recording::new(&mirror.dir);
-    let log = transport.log.clone();
-    let mut client = device.client_with(transport, Limits::default());
-    client.refresh(at(1)).unwrap();
-    log.borrow_mut().clear();
-    let err = client.download_target(evil, &mut Vec::new()).unwrap_err();
-    assert!(matches!(err, Error::UnsafeTargetName { .. }), "{err}");
-    assert!(log.borrow().is_empty());
+    // Plain, and percent-encoded as URL resolution would read it (`%2e%2e` is `..`).
+    for evil in [
+        "../../../../etc/passwd",
+        "%2e%2e/%2e%2e/etc/passwd",
+        "a/%2E%2e/%2e./b",
+    ] {
+        let (p, device) = published();
+        let mirror = p.mirror();
+        mirror.republish_targets(&p, |targets| {
+            let file = TargetFile::new(4, &sha256_hex(b"root"), None);
+            targets.targets.insert(evil.to_string(), file);
+        });
+        let transport = Recording::new(&mirror.dir);
+        let log = transport.log.clone();
+        let mut client = device.client_with(transport, Limits::default());
+        client.refresh(at(1)).unwrap();
+        log.borrow_mut().clear();
+        let err = client.download_target(evil, &mut Vec::new()).unwrap_err();
+        assert!(
+            matches!(err, Error::UnsafeTargetName { .. }),
+            "{evil}: {err}"
+        );
+        assert!(log.borrow().is_empty(), "{evil}");
+    }
 }
 
 // --- rollback --------------------------------------------------------------------------
