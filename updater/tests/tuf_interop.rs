@@ -380,6 +380,28 @@ fn several_target_names_are_downloaded_in_order_until_the_first_failure() {
 }
 
 #[test]
+fn directory_mirror_with_a_fifo_or_a_link_is_refused_without_hanging() {
+    let s = Scene::new("plain", "none");
+    s.init();
+    let metadata = s.dir("scene/repo/metadata");
+    let dir_refresh =
+        |s: &Scene| s.flipside(&["--metadata-url", metadata.to_str().unwrap(), "refresh"]);
+    assert_ok(&dir_refresh(&s), "refresh from the directory");
+    // A FIFO where the next root would be: no writer ever comes, a blocking open would hang.
+    let fifo = metadata.join("2.root.json");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    assert_refused(&dir_refresh(&s), "fifo", "not a regular file");
+    std::fs::remove_file(&fifo).unwrap();
+    // A link as the timestamp: not followed.
+    let timestamp = metadata.join("timestamp.json");
+    std::fs::rename(&timestamp, metadata.join("real-timestamp.json")).unwrap();
+    std::os::unix::fs::symlink("real-timestamp.json", &timestamp).unwrap();
+    let out = dir_refresh(&s);
+    assert_eq!(out.status.code(), Some(1), "link: {}", text(&out));
+}
+
+#[test]
 fn broken_timestamp_signature_is_refused() {
     let s = Scene::new("plain", "signature");
     s.init();
