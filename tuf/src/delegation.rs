@@ -9,6 +9,8 @@
 //!   crosses a `/`); other characters match themselves, and so does a `[` never closed;
 //! - a `path_hash_prefixes` entry matches when the lowercase hex sha256 of the target name
 //!   starts with it, compared exactly (an uppercase prefix matches nothing, as in python-tuf);
+//! - `succinct_roles` (TAP 15) delegate to the one hashed bin a name falls in
+//!   ([`crate::metadata::SuccinctRoles::role_for_target`]), a terminating role;
 //! - the search is pre-order depth-first from the top-level targets role, children in the
 //!   order their delegator lists them; a role already visited is skipped; a terminating
 //!   role that matched ends the search of every role not yet visited except its own
@@ -208,10 +210,16 @@ pub fn search<E>(
         };
         let delegations = Rc::new(delegations.clone());
         let mut children = Vec::new();
-        for child in &delegations.roles {
-            if !child.is_delegated_path(name) {
-                continue;
-            }
+        // TAP 15: the one bin trusted for this name (by construction), with the bins' keys.
+        let bin = delegations
+            .succinct_roles
+            .as_ref()
+            .map(|succinct| succinct.role_for_target(name));
+        let listed = delegations
+            .roles
+            .iter()
+            .filter(|child| child.is_delegated_path(name));
+        for child in listed.chain(&bin) {
             children.push((
                 child.name.clone(),
                 Some((child.clone(), delegations.clone())),

@@ -273,19 +273,100 @@ impl Targets {
     }
 }
 
-/// The `delegations` object of targets metadata: keys, and the delegated roles in the order
-/// the client searches them.
+/// The `delegations` object of targets metadata: keys, and either the delegated roles in the
+/// order the client searches them or hashed bins named by `succinct_roles` (TAP 15).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "DelegationsWire", into = "DelegationsWire")]
 pub struct Delegations {
     pub keys: BTreeMap<KeyId, PublicKey>,
+    /// Empty when `succinct_roles` is used.
     pub roles: Vec<DelegatedRole>,
+    pub succinct_roles: Option<SuccinctRoles>,
+    pub extra: Extra,
+}
+
+/// `delegations` as written: exactly one of `roles` and `succinct_roles` (python-tuf's rule).
+#[derive(Serialize, Deserialize)]
+struct DelegationsWire {
+    keys: BTreeMap<KeyId, PublicKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    roles: Option<Vec<DelegatedRole>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    succinct_roles: Option<SuccinctRoles>,
+    #[serde(flatten)]
+    extra: Extra,
+}
+
+impl TryFrom<DelegationsWire> for Delegations {
+    type Error = String;
+
+    fn try_from(wire: DelegationsWire) -> std::result::Result<Self, String> {
+        let roles = match (wire.roles, &wire.succinct_roles) {
+            (Some(roles), None) => roles,
+            (None, Some(_)) => Vec::new(),
+            _ => {
+                return Err("delegations must have exactly one of roles and succinct_roles".into())
+            }
+        };
+        Ok(Delegations {
+            keys: wire.keys,
+            roles,
+            succinct_roles: wire.succinct_roles,
+            extra: wire.extra,
+        })
+    }
+}
+
+impl From<Delegations> for DelegationsWire {
+    fn from(d: Delegations) -> Self {
+        let roles = (d.succinct_roles.is_none() || !d.roles.is_empty()).then_some(d.roles);
+        DelegationsWire {
+            keys: d.keys,
+            roles,
+            succinct_roles: d.succinct_roles,
+            extra: d.extra,
+        }
+    }
+}
+
+/// Hashed bins delegated without listing each (TAP 15): `2^bit_length` roles named
+/// `{name_prefix}-{bin in hex}`, all with the same keys and threshold; a target belongs to
+/// the bin given by the leading `bit_length` bits of the sha256 of its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuccinctRoles {
+    pub keyids: Vec<KeyId>,
+    pub threshold: u64,
+    pub bit_length: u32,
+    pub name_prefix: String,
     #[serde(flatten)]
     pub extra: Extra,
 }
 
+impl SuccinctRoles {
+    /// The bin role trusted for target `name`, as python-tuf names it: the hex bin number
+    /// zero-padded to the width of the largest bin. A bin is terminating (5.6.7.2.2), as in
+    /// python-tuf: no other role is searched after it.
+    pub fn role_for_target(&self, name: &str) -> DelegatedRole {
+        let digest = Sha256::digest(name.as_bytes());
+        let leading = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        let bin = u64::from(leading) >> (32 - self.bit_length);
+        let width = format!("{:x}", (1u64 << self.bit_length) - 1).len();
+        DelegatedRole {
+            name: format!("{}-{bin:0width$x}", self.name_prefix),
+            keyids: self.keyids.clone(),
+            threshold: self.threshold,
+            terminating: true,
+            paths: None,
+            path_hash_prefixes: None,
+            extra: Extra::new(),
+        }
+    }
+}
+
 impl Delegations {
     /// Unique role names that are not top-level role names, thresholds of at least 1, and
-    /// exactly one of `paths` and `path_hash_prefixes` per role (as python-tuf requires).
+    /// exactly one of `paths` and `path_hash_prefixes` per role (as python-tuf requires); for
+    /// succinct roles a `bit_length` of 1 to 32 and a threshold of at least 1.
     fn check(&self) -> Result<()> {
         let bad = |why: String| {
             Err(Error::Invalid {
@@ -293,6 +374,17 @@ impl Delegations {
                 why,
             })
         };
+        if let Some(succinct) = &self.succinct_roles {
+            if !(1..=32).contains(&succinct.bit_length) {
+                return bad(format!(
+                    "succinct_roles has bit_length {}, not between 1 and 32",
+                    succinct.bit_length
+                ));
+            }
+            if succinct.threshold == 0 {
+                return bad("succinct_roles has threshold 0".to_string());
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for role in &self.roles {
             if !names.insert(role.name.as_str()) {

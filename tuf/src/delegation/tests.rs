@@ -116,6 +116,7 @@ fn targets(listed: &[&str], children: Vec<DelegatedRole>) -> Targets {
         t.delegations = Some(Delegations {
             keys: BTreeMap::new(),
             roles: children,
+            succinct_roles: None,
             extra: Extra::new(),
         });
     }

@@ -11,7 +11,7 @@ use flipside_tuf::client::{Limits, MetadataStore};
 use flipside_tuf::metadata::Extra;
 use flipside_tuf::{
     DelegatedRole, Delegations, MetaFile, Metadata, PublicKey, Role, RoleKeys, Root, SigningKey,
-    Snapshot, TargetFile, Targets, Timestamp,
+    Snapshot, SuccinctRoles, TargetFile, Targets, Timestamp,
 };
 
 use crate::helpers::{at, sha256_hex, Device, Recording};
@@ -69,6 +69,7 @@ fn publish(repo: &Path) -> Vec<u8> {
             path_hash_prefixes: None,
             extra: Extra::new(),
         }],
+        succinct_roles: None,
         extra: Extra::new(),
     });
     let targets = Metadata::sign(targets, &[&top[1]])
@@ -202,6 +203,7 @@ fn delegations(to: &[(DelegatedRole, PublicKey)]) -> Option<Delegations> {
             .map(|(r, k)| (r.keyids[0].clone(), k.clone()))
             .collect(),
         roles: to.iter().map(|(r, _)| r.clone()).collect(),
+        succinct_roles: None,
         extra: Extra::new(),
     })
 }
@@ -377,4 +379,58 @@ fn a_root_without_consistent_snapshot_means_plain_names() {
             "targets/apps/app.tgz",
         ]
     );
+}
+
+#[test]
+fn succinct_roles_delegate_each_name_to_its_hashed_bin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let expires = at(24 * 365);
+    let bins = key(30);
+    let mut top = Targets::new(1, expires);
+    top.delegations = Some(Delegations {
+        keys: BTreeMap::from([(bins.key_id().clone(), bins.public().clone())]),
+        roles: Vec::new(),
+        succinct_roles: Some(SuccinctRoles {
+            keyids: vec![bins.key_id().clone()],
+            threshold: 1,
+            bit_length: 2,
+            name_prefix: "bin".to_string(),
+            extra: Extra::new(),
+        }),
+        extra: Extra::new(),
+    });
+    // sha256("apps/a.tgz") starts with 0xd7: bin 3 of 4; "file1.txt" (0x55) is in bin 1.
+    let mut bin_3 = Targets::new(1, expires);
+    bin_3.targets.insert(
+        "apps/a.tgz".to_string(),
+        TargetFile::new(APP.len() as u64, &sha256_hex(APP), None),
+    );
+    bin_3.targets.insert(
+        "file1.txt".to_string(),
+        TargetFile::new(APP.len() as u64, &sha256_hex(APP), None),
+    );
+    let root = publish_roles(&repo, top, vec![("bin-3", bin_3, &bins)], true);
+    write(
+        &repo,
+        &format!("targets/apps/{}.a.tgz", sha256_hex(APP)),
+        APP,
+    );
+    let device = Device::new(&root);
+    let recording = Recording::new(&repo);
+    let log = recording.log.clone();
+    let mut client = device.client_with(recording, Limits::default());
+    client.refresh(at(1)).unwrap();
+    let mut out = Vec::new();
+    client.download_target("apps/a.tgz", &mut out).unwrap();
+    assert_eq!(out, APP);
+    assert_eq!(
+        client.find_target("apps/a.tgz").unwrap().unwrap().role,
+        "bin-3"
+    );
+    assert!(log.borrow().contains(&"metadata/1.bin-3.json".to_string()));
+    // bin-3 also lists file1.txt, but file1.txt belongs to bin-1: bin-3 is not asked, and
+    // bin-1 is not in the snapshot.
+    let err = client.find_target("file1.txt").unwrap_err();
+    assert!(err.to_string().contains("bin-1"), "{err}");
 }
