@@ -402,6 +402,29 @@ fn directory_mirror_with_a_fifo_or_a_link_is_refused_without_hanging() {
 }
 
 #[test]
+fn a_missing_snapshot_keeps_the_verified_timestamp() {
+    let s = Scene::new("plain", "none");
+    s.init();
+    let snapshot = s.dir("scene/repo/metadata/snapshot.json");
+    let saved = std::fs::read(&snapshot).unwrap();
+    std::fs::remove_file(&snapshot).unwrap();
+    assert_refused(&s.refresh(), "refresh without a snapshot", "snapshot");
+    // The timestamp verified before the snapshot failed: it is the trusted one now. The last
+    // trusted time is recorded only by a refresh that succeeds.
+    assert_eq!(
+        s.metadata_files(),
+        ["root.json", "timestamp.json"],
+        "only the verified roles are kept"
+    );
+    assert_eq!(
+        std::fs::read(s.dir("client-metadata/timestamp.json")).unwrap(),
+        std::fs::read(s.dir("scene/repo/metadata/timestamp.json")).unwrap()
+    );
+    std::fs::write(&snapshot, saved).unwrap();
+    assert_ok(&s.refresh(), "refresh once the snapshot is back");
+}
+
+#[test]
 fn broken_timestamp_signature_is_refused() {
     let s = Scene::new("plain", "signature");
     s.init();
