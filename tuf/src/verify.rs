@@ -3,10 +3,10 @@
 //!
 //! Rules (specification 1.0, sections 5.3-5.6 and "threshold"): a `signatures` array that
 //! repeats a key id is refused as a whole ("the keyid MUST be unique"); two key ids naming the
-//! same key material count once; a signature by a
-//! key the role does not list is ignored; key types and schemes other than those
-//! [`PublicKey::verifier`] knows are ignored rather than fatal; a threshold of 0 is refused. Signatures are checked over the
-//! canonical JSON of the `signed` object as received, and must be lowercase hex.
+//! same key material count once; a signature by a key the role does not list is ignored; key
+//! types and schemes other than those [`PublicKey::verifier`] knows are ignored rather than
+//! fatal; a threshold of 0 is refused. Signatures are checked over the canonical JSON of the
+//! `signed` object as received, and must be lowercase hex.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,6 +1,7 @@
 //! Targets (5.7 "fetch target"): names that cannot be mistaken for paths, and the verified
 //! copy: stream -> signed length as a cap -> digests -> writer, with success reported only
-//! after every digest matched. A target without a sha256 is refused, never trusted unchecked.
+//! after every digest matched. A target listing neither sha256 nor sha512 is refused, never
+//! trusted unchecked.
 
 use std::io::{self, Read, Write};
 
