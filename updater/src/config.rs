@@ -111,14 +111,20 @@ impl Mirror {
         Ok(Mirror::Dir(base.join(text)))
     }
 
-    /// The location of a file relative to the repository root, e.g. `targets/<sha>.<name>`.
+    /// The location of a file relative to the repository root, e.g. `targets/<sha>.<name>`:
+    /// each `/`-separated component is one path segment below the base, taken literally.
     pub fn join(&self, relative: &str) -> Location {
         match self {
-            Mirror::Http(url) => match url.join(relative) {
-                Ok(u) => Location::Url(u),
-                // A relative path of safe names always joins; keep the base so errors name it.
-                Err(_) => Location::Url(url.clone()),
-            },
+            Mirror::Http(url) => {
+                let mut url = url.clone();
+                if let Ok(mut segments) = url.path_segments_mut() {
+                    segments.pop_if_empty();
+                    for segment in relative.split('/') {
+                        segments.push(&url_segment(segment));
+                    }
+                }
+                Location::Url(url)
+            }
             Mirror::Dir(dir) => Location::File(dir.join(relative)),
         }
     }
@@ -130,6 +136,21 @@ impl std::fmt::Display for Mirror {
             Mirror::Http(u) => write!(f, "{u}"),
             Mirror::Dir(p) => write!(f, "{}", p.display()),
         }
+    }
+}
+
+/// One component of a repository path as the text of one URL path segment. Repository paths
+/// hold escapes (delegated role names are percent-encoded as python-tuf does: `a%2Fb`), so
+/// the component is decoded and the URL crate encodes it again, `/`, `?`, `#` and `%`
+/// included: it stays one segment below the base. A component that decodes to `.` or `..`
+/// (`%2e%2e`) is kept literally, `%` escaped, so it never resolves as a parent directory.
+fn url_segment(component: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(component).decode_utf8();
+    match decoded {
+        Ok(text) if text != "." && text != ".." => text.into_owned(),
+        // Not text, or a dot segment: the component itself, whose `%` the URL crate escapes
+        // (dots written `%2E` first so that a bare `..` becomes `%252E%252E`).
+        _ => component.replace('.', "%2E"),
     }
 }
 
@@ -592,6 +613,51 @@ trusted_root = "root.json"
 [device]
 disk = "/dev/vda"
 "#;
+
+    #[test]
+    fn repository_paths_become_segments_below_the_base() {
+        let mirror = Mirror::parse("http://127.0.0.1:8080/repo/kiosk", Path::new("/")).unwrap();
+        let url = |relative: &str| match mirror.join(relative) {
+            Location::Url(u) => u.to_string(),
+            Location::File(p) => panic!("not a URL: {}", p.display()),
+        };
+        let base = "http://127.0.0.1:8080/repo/kiosk/";
+        assert_eq!(
+            url("metadata/1.root.json"),
+            format!("{base}metadata/1.root.json")
+        );
+        // A role name percent-encoded as python-tuf does keeps its one encoding.
+        assert_eq!(
+            url("metadata/1.a%2Fb.json"),
+            format!("{base}metadata/1.a%2Fb.json")
+        );
+        // Characters with a meaning in URLs stay in the segment.
+        assert_eq!(
+            url("targets/a b/c?d#e"),
+            format!("{base}targets/a%20b/c%3Fd%23e")
+        );
+        // Dot segments, encoded or not, never climb out of the base.
+        for path in [
+            "targets/%2e%2e/%2e%2e/etc/passwd",
+            "targets/%2E%2E/x",
+            "targets/.%2e/x",
+            "targets/../x",
+            "targets/./x",
+        ] {
+            let got = url(path);
+            assert!(got.starts_with(&format!("{base}targets/")), "{path}: {got}");
+            let parsed = Url::parse(&got).unwrap();
+            assert!(
+                parsed.path().starts_with("/repo/kiosk/targets/"),
+                "{path}: {got}"
+            );
+            assert!(parsed.path().ends_with("/x") || parsed.path().ends_with("/passwd"));
+        }
+        assert_eq!(
+            url("targets/%2e%2e/x"),
+            format!("{base}targets/%252e%252e/x")
+        );
+    }
 
     #[test]
     fn minimal_file_gets_the_documented_defaults() {

@@ -16,6 +16,8 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
 use url::Url;
 
+use flipside_tuf::client::transport::open_regular;
+
 use crate::config::{Location, NetworkPolicy};
 use crate::error::{Error, Result};
 
@@ -398,7 +400,8 @@ impl FileStream {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = File::open(path).map_err(err)?;
+        // Regular files only, opened without blocking: a FIFO on a stick must not hang.
+        let mut file = open_regular(path).map_err(err)?;
         let len = file.metadata().map_err(err)?.len();
         if len != total {
             return Err(Error::DataMismatch {
@@ -517,6 +520,17 @@ mod tests {
         assert!(matches!(
             FileStream::open(&path, 0..1, 11),
             Err(Error::DataMismatch { .. })
+        ));
+        // A FIFO no writer opens: refused at once instead of blocking.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(matches!(
+            FileStream::open(&fifo, 0..1, 1),
+            Err(Error::LocalRead { .. })
         ));
     }
 }

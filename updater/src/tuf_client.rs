@@ -2,11 +2,10 @@
 //! metadata in `STATE_DIR/metadata`, started from the pinned root, reaching the repository
 //! through [`MirrorTransport`] (HTTP(S) with the network policy, or a directory).
 
-use std::fs::File;
 use std::io::Read;
 
 use chrono::Utc;
-use flipside_tuf::client::transport::check_path;
+use flipside_tuf::client::transport::{check_path, open_regular};
 use flipside_tuf::client::{
     Client, Error as ClientError, Limits, MetadataStore, Transport, TransportError,
 };
@@ -52,7 +51,8 @@ impl Transport for MirrorTransport {
                         source: Box::new(e),
                     }),
                 },
-                Location::File(file) => match File::open(&file) {
+                // Not a plain open: a FIFO or a link on a stick must not hang or redirect.
+                Location::File(file) => match open_regular(&file) {
                     Ok(f) => Ok(Box::new(f)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         Err(TransportError::NotFound {
