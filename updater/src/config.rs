@@ -32,6 +32,8 @@
 //! dir = "/etc/flipside/health.d"
 //! timeout_secs = 120
 //! reboot_command = ["systemctl", "reboot"]
+//! reboot_timeout_secs = 60
+//! no_checks = "refuse"                # or "commit": may a trial with no checks be committed?
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -248,6 +250,22 @@ pub struct HealthConfig {
     pub timeout: Duration,
     /// Run after a failed trial was marked bad. Default `["systemctl", "reboot"]`.
     pub reboot_command: Vec<String>,
+    /// Time the reboot command may take before its process group is killed. Default 60 s
+    /// (`systemctl reboot` returns once the reboot is queued).
+    pub reboot_timeout: Duration,
+    /// What a trial with no checks to run comes to. Default [`NoChecks::Refuse`].
+    pub no_checks: NoChecks,
+}
+
+/// What `flipside health` does when the check directory holds no checks (or does not exist).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoChecks {
+    /// Commit nothing and exit 3: a trial that merely booted is not proven healthy.
+    #[default]
+    Refuse,
+    /// Commit the trial: this device deliberately judges a boot by booting alone.
+    Commit,
 }
 
 /// Progress output when stderr is not a terminal.
@@ -365,6 +383,9 @@ struct FileHealth {
     dir: Option<PathBuf>,
     timeout_secs: Option<f64>,
     reboot_command: Option<Vec<String>>,
+    reboot_timeout_secs: Option<f64>,
+    #[serde(default)]
+    no_checks: NoChecks,
 }
 
 #[derive(Deserialize, Default)]
@@ -516,6 +537,12 @@ impl Config {
                 Duration::from_secs(120),
             )?,
             reboot_command,
+            reboot_timeout: secs(
+                "health.reboot_timeout_secs",
+                file.health.reboot_timeout_secs,
+                Duration::from_secs(60),
+            )?,
+            no_checks: file.health.no_checks,
         };
         let progress = ProgressConfig {
             interval: secs(
@@ -591,6 +618,8 @@ disk = "/dev/vda"
         assert_eq!(c.network, NetworkPolicy::default());
         assert_eq!(c.health.reboot_command, vec!["systemctl", "reboot"]);
         assert_eq!(c.health.timeout, Duration::from_secs(120));
+        assert_eq!(c.health.reboot_timeout, Duration::from_secs(60));
+        assert_eq!(c.health.no_checks, NoChecks::Refuse);
     }
 
     #[test]

@@ -202,8 +202,12 @@ pub enum Error {
     #[error("health check {check} failed: {why}")]
     HealthFailed { check: String, why: String },
 
-    #[error("cannot run {what}: {source}")]
-    Spawn { what: String, source: io::Error },
+    #[error("no health checks in {}: slot {running} {}; add checks there, or set health.no_checks = \"commit\" if booting alone proves a slot", dir.display(), if *on_trial { "stays on trial, not committed" } else { "is proven, but its boot is not judged" })]
+    NoHealthChecks {
+        dir: PathBuf,
+        running: Slot,
+        on_trial: bool,
+    },
 
     #[error("the reboot command {command} failed: {why}; reboot by hand")]
     Reboot { command: String, why: String },
@@ -243,6 +247,7 @@ impl Error {
             | Error::SystemInfoRead { .. }
             | Error::SystemInfoInvalid { .. }
             | Error::SourceUnavailable { .. }
+            | Error::NoHealthChecks { .. }
             | Error::Reboot { .. } => C::Config,
             Error::RunningSlotUnknown { .. }
             | Error::StateIo { .. }
@@ -279,7 +284,7 @@ impl Error {
             Error::TargetFile { .. } | Error::DiskIo { .. } => C::Io,
             Error::OutOfSlot { .. } | Error::Internal { .. } => C::Internal,
             Error::Tuf { source } => tuf_class(source),
-            Error::HealthFailed { .. } | Error::Spawn { .. } => C::Health,
+            Error::HealthFailed { .. } => C::Health,
         }
     }
 }
