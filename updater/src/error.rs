@@ -31,6 +31,12 @@ pub enum Error {
         why: String,
     },
 
+    #[error("cannot read the pinned root metadata {} (repository.trusted_root): {source}; put the repository's signed root.json there or correct the path", path.display())]
+    TrustedRootRead { path: PathBuf, source: io::Error },
+
+    #[error("the pinned root metadata {} (repository.trusted_root) is not usable: {why}; put the repository's signed root.json there", path.display())]
+    TrustedRootInvalid { path: PathBuf, why: String },
+
     #[error("cannot read the running system's description {}: {source}; set device.system_info to the image's /.flipside/system.json", path.display())]
     SystemInfoRead { path: PathBuf, source: io::Error },
 
@@ -248,6 +254,8 @@ impl Error {
             | Error::SystemInfoInvalid { .. }
             | Error::SourceUnavailable { .. }
             | Error::NoHealthChecks { .. }
+            | Error::TrustedRootRead { .. }
+            | Error::TrustedRootInvalid { .. }
             | Error::Reboot { .. } => C::Config,
             Error::RunningSlotUnknown { .. }
             | Error::StateIo { .. }

@@ -13,6 +13,7 @@ pub mod device;
 pub mod error;
 pub mod exit;
 pub mod fallback;
+pub mod file;
 pub mod health;
 pub mod http;
 pub mod install;

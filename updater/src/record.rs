@@ -198,23 +198,12 @@ impl StateDir {
     }
 
     fn read_bytes(&self, name: &str, cap: u64) -> Result<Option<Vec<u8>>> {
-        use std::io::Read;
         let path = self.file(name);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.io("read", &path)(e)),
-        };
-        let mut bytes = Vec::new();
-        file.take(cap.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(self.io("read", &path))?;
-        if bytes.len() as u64 > cap {
-            return Err(self.io("read", &path)(std::io::Error::other(format!(
-                "larger than {cap} bytes"
-            ))));
+        match crate::file::read_capped(&path, cap) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io("read", &path)(e)),
         }
-        Ok(Some(bytes))
     }
 
     fn read_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {

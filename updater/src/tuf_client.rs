@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::path::Path;
 
 use chrono::Utc;
 use flipside_tuf::client::transport::check_path;
@@ -13,6 +14,7 @@ use flipside_tuf::client::{
 
 use crate::config::{Location, Mirror};
 use crate::error::{Error, Result};
+use crate::file::read_capped;
 use crate::http::Http;
 use crate::source::{SourceSpec, TargetInfo, UpdateSource};
 
@@ -91,17 +93,43 @@ pub struct TufSource {
 /// Builds the production source: the metadata store is initialised from the pinned root the
 /// first time and kept across runs (so versions never go back).
 pub fn tuf_source(spec: &SourceSpec) -> Result<Box<dyn UpdateSource>> {
-    let pinned = std::fs::read(&spec.trusted_root).map_err(|source| Error::ConfigRead {
-        path: spec.trusted_root.clone(),
-        source,
-    })?;
-    let store = MetadataStore::open_or_init(&spec.metadata_dir, &pinned).map_err(tuf)?;
+    let pinned = read_pinned_root(&spec.trusted_root)?;
+    let store = match MetadataStore::open(&spec.metadata_dir) {
+        // First run: the pinned root becomes the trusted one, once it verifies. Its failure
+        // is the configuration's (the store does not exist yet), so it names the pinned file.
+        Err(ClientError::NotInitialised { .. }) => MetadataStore::init(&spec.metadata_dir, &pinned)
+            .map_err(|e| match e {
+                ClientError::TrustedRoot { source, .. } => Error::TrustedRootInvalid {
+                    path: spec.trusted_root.clone(),
+                    why: source.to_string(),
+                },
+                other => tuf(other),
+            })?,
+        opened => opened.map_err(tuf)?,
+    };
     let client = client_for(spec, spec.mirrors.clone(), store)?;
     Ok(Box::new(TufSource {
         client,
         mirrors: spec.mirrors.clone(),
         spec: spec.clone(),
     }))
+}
+
+/// The pinned root metadata, read with the cap of any root metadata.
+pub fn read_pinned_root(path: &Path) -> Result<Vec<u8>> {
+    read_capped(path, Limits::default().max_root_size).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::FileTooLarge {
+            Error::TrustedRootInvalid {
+                path: path.to_path_buf(),
+                why: source.to_string(),
+            }
+        } else {
+            Error::TrustedRootRead {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })
 }
 
 fn client_for(spec: &SourceSpec, mirrors: Vec<Mirror>, store: MetadataStore) -> Result<Client> {
