@@ -9,7 +9,7 @@ use std::path::Path;
 
 use common::{
     assert_sgdisk_clean, attrs, cgpt_pts, cgpt_set, eval_vars, make_image, make_image_4k,
-    reference_choice, run, s, select, set_entry_lbas, sgdisk_bits, Loop,
+    reference_choice, run, s, select, sgdisk_bits, Loop,
 };
 use flipside_bootloader_hooks::disk::{self, SlotLayout};
 use flipside_bootloader_hooks::{BootState, CopyKind, Disk, Error, GptTable, Slot};
@@ -458,7 +458,7 @@ fn hostile_partition_entries_are_refused_and_nothing_is_written() {
         let img = make_image(t.path(), name);
         cgpt_set(&img, 1, 1, 0, true);
         cgpt_set(&img, 2, 2, 1, false);
-        set_entry_lbas(&img, number, first, last);
+        common::hostile_gpt::set_entry_lbas(&img, number, first, last);
         let before = std::fs::read(&img).unwrap();
         let out = select(&["--disk", s(&img)]);
         let stderr = String::from_utf8_lossy(&out.stderr);
