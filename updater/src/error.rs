@@ -62,7 +62,10 @@ pub enum Error {
     )]
     SourceUnavailable { why: String },
 
-    #[error("cannot reach {url}: {source}; check the network and the mirror URLs, then try again")]
+    #[error(
+        "cannot reach {url}: {}; check the network and the mirror URLs, then try again",
+        network_cause(source)
+    )]
     Network { url: String, source: reqwest::Error },
 
     #[error("{url} answered HTTP {status}: {hint}")]
@@ -161,6 +164,9 @@ pub enum Error {
         found: String,
     },
 
+    #[error("cannot open the disk {} (device.disk): {source}; {}", disk.display(), if source.kind() == io::ErrorKind::NotFound { "correct device.disk in the configuration" } else { "check the device and its permissions" })]
+    DiskOpen { disk: PathBuf, source: io::Error },
+
     #[error("cannot {op} {len} bytes at offset {offset} of {disk}: {source}; check the device")]
     DiskIo {
         op: &'static str,
@@ -221,6 +227,13 @@ pub enum Error {
     #[error("{source}")]
     Tuf { source: flipside_tuf::client::Error },
 
+    #[error("{source}; note: this device verifies with its stored root {} (version {}), kept since its first run, not with the pinned {} (version {}), which differs: if the stored root was pinned wrongly, remove {} so that the next run starts from the pinned root", root.stored.display(), root.stored_version, root.pinned.display(), root.pinned_version, store.display())]
+    StoredRootDiffers {
+        root: Box<crate::tuf_client::StoredRoot>,
+        store: PathBuf,
+        source: flipside_tuf::client::Error,
+    },
+
     #[error("cannot {op} {}: {source}; check the target directory's space and permissions", path.display())]
     TargetFile {
         op: &'static str,
@@ -230,6 +243,30 @@ pub enum Error {
 
     #[error("internal error: {what}; please report it")]
     Internal { what: String },
+}
+
+/// What went wrong on the wire, in words that tell a refused connection from a timeout (the
+/// top-level message of a request error is only "error sending request"), with the innermost
+/// cause.
+fn network_cause(e: &reqwest::Error) -> String {
+    let mut innermost: &dyn std::error::Error = e;
+    let mut refused = false;
+    while let Some(next) = innermost.source() {
+        refused |= next
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::ConnectionRefused);
+        innermost = next;
+    }
+    let what = if e.is_timeout() {
+        "timed out (network.connect_timeout_secs, network.read_timeout_secs)"
+    } else if refused {
+        "connection refused (nothing listens there)"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "the request failed"
+    };
+    format!("{what}: {innermost}")
 }
 
 /// The crate's result type.
@@ -289,15 +326,18 @@ impl Error {
             Error::DataMismatch { .. } | Error::Chunk { .. } | Error::ImageHash { .. } => {
                 C::ChunkHash
             }
-            Error::TargetFile { .. } | Error::DiskIo { .. } => C::Io,
+            // A disk that is not there is a wrong path; one that fails to open, a device fault.
+            Error::DiskOpen { source, .. } if source.kind() == io::ErrorKind::NotFound => C::Config,
+            Error::TargetFile { .. } | Error::DiskIo { .. } | Error::DiskOpen { .. } => C::Io,
             Error::OutOfSlot { .. } | Error::Internal { .. } => C::Internal,
-            Error::Tuf { source } => tuf_class(source),
+            Error::Tuf { source } | Error::StoredRootDiffers { source, .. } => tuf_class(source),
             Error::HealthFailed { .. } => C::Health,
         }
     }
 }
 
-fn tuf_class(e: &flipside_tuf::client::Error) -> ExitClass {
+/// The failure class of a TUF client error.
+pub(crate) fn tuf_class(e: &flipside_tuf::client::Error) -> ExitClass {
     use flipside_tuf::client::Error as E;
     use flipside_tuf::Error as V;
     match e {

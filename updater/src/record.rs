@@ -170,6 +170,11 @@ impl StateDir {
         self.remove(&Self::slot_file(slot, "index"))
     }
 
+    /// Where the chunk index of `slot`'s image is kept.
+    pub fn slot_index_path(&self, slot: Slot) -> PathBuf {
+        self.file(&Self::slot_file(slot, "index"))
+    }
+
     /// The stored chunk index of `slot`'s image, if any (at most `cap` bytes are read).
     pub fn slot_index(&self, slot: Slot, cap: u64) -> Result<Option<Vec<u8>>> {
         self.read_bytes(&Self::slot_file(slot, "index"), cap)
@@ -180,8 +185,21 @@ impl StateDir {
         self.read_bytes(&Self::slot_file(slot, "kernel.index"), cap)
     }
 
+    /// The journal of an unfinished install; one naming a slot other than `a` or `b` is corrupt.
     pub fn journal(&self) -> Result<Option<Journal>> {
-        self.read_json("install.json")
+        let journal: Option<Journal> = self.read_json("install.json")?;
+        if let Some(j) = &journal {
+            if Slot::ALL.iter().all(|s| s.name() != j.slot) {
+                return Err(Error::StateParse {
+                    path: self.file("install.json"),
+                    source: serde::de::Error::custom(format!(
+                        "it names slot {:?}, which is neither a nor b",
+                        j.slot
+                    )),
+                });
+            }
+        }
+        Ok(journal)
     }
 
     pub fn set_journal(&self, journal: &Journal) -> Result<()> {

@@ -88,6 +88,23 @@ pub struct TufSource {
     client: Client,
     mirrors: Vec<Mirror>,
     spec: SourceSpec,
+    stored_root: Option<StoredRoot>,
+}
+
+impl TufSource {
+    /// A refresh failure, naming the stored root when it, not the pinned one, may be the cause.
+    fn refused(&self, source: ClientError) -> Error {
+        match &self.stored_root {
+            Some(root) if crate::error::tuf_class(&source) == crate::ExitClass::Signature => {
+                Error::StoredRootDiffers {
+                    root: Box::new(root.clone()),
+                    store: self.spec.metadata_dir.clone(),
+                    source,
+                }
+            }
+            _ => tuf(source),
+        }
+    }
 }
 
 /// Builds the production source: the metadata store is initialised from the pinned root the
@@ -107,12 +124,45 @@ pub fn tuf_source(spec: &SourceSpec) -> Result<Box<dyn UpdateSource>> {
             })?,
         opened => opened.map_err(tuf)?,
     };
+    let stored_root = StoredRoot::differing(&store, &pinned, spec);
     let client = client_for(spec, spec.mirrors.clone(), store)?;
     Ok(Box::new(TufSource {
         client,
         mirrors: spec.mirrors.clone(),
         spec: spec.clone(),
+        stored_root,
     }))
+}
+
+/// The store's root when it differs from the pinned one without being newer: a root pinned
+/// wrongly on the first run stays trusted after the configuration is fixed, so a refusal must
+/// say that it is the stored root, not the pinned one, that verified (or failed) it.
+#[derive(Clone, Debug)]
+pub struct StoredRoot {
+    pub stored: std::path::PathBuf,
+    pub stored_version: u64,
+    pub pinned: std::path::PathBuf,
+    pub pinned_version: u64,
+}
+
+impl StoredRoot {
+    fn differing(store: &MetadataStore, pinned: &[u8], spec: &SourceSpec) -> Option<StoredRoot> {
+        let stored = store.read(flipside_tuf::Role::Root).ok().flatten()?;
+        let version = |bytes: &[u8]| {
+            serde_json::from_slice::<serde_json::Value>(bytes)
+                .ok()?
+                .pointer("/signed/version")?
+                .as_u64()
+        };
+        let (stored_version, pinned_version) = (version(&stored)?, version(pinned)?);
+        // A newer stored root is the normal result of rotations since the pin.
+        (stored != pinned && stored_version <= pinned_version).then(|| StoredRoot {
+            stored: store.path(flipside_tuf::Role::Root),
+            stored_version,
+            pinned: spec.trusted_root.clone(),
+            pinned_version,
+        })
+    }
 }
 
 /// The pinned root metadata, read with the cap of any root metadata.
@@ -186,12 +236,12 @@ impl UpdateSource for TufSource {
                         Err(e) if mirror_may_be_at_fault(&e) => {
                             log::warn!("mirror {}: {e}", self.mirrors[i]);
                         }
-                        Err(e) => return Err(tuf(e)),
+                        Err(e) => return Err(self.refused(e)),
                     }
                 }
-                found.ok_or_else(|| tuf(first))?
+                found.ok_or_else(|| self.refused(first))?
             }
-            Err(e) => return Err(tuf(e)),
+            Err(e) => return Err(self.refused(e)),
         };
         log::info!(
             "repository metadata: root {}, timestamp {}, snapshot {}, targets {}",
