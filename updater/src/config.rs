@@ -2,6 +2,7 @@
 //! mirrors and pinned root, the disk and its two slots, the state directory, the trial boots,
 //! network limits and the health checks. Every field but the repository, the disk and the
 //! trusted root has a documented default. Relative paths are taken from the file's directory.
+//! Times are bounded: `*_secs` by [`MAX_SECS`], `backoff_*_ms` by [`MAX_BACKOFF_MS`].
 //!
 //! ```toml
 //! [repository]
@@ -34,6 +35,8 @@
 //! dir = "/etc/flipside/health.d"
 //! timeout_secs = 120
 //! reboot_command = ["systemctl", "reboot"]
+//! reboot_timeout_secs = 60
+//! no_checks = "refuse"                # or "commit": may a trial with no checks be committed?
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -49,6 +52,13 @@ use crate::error::{Error, Result};
 
 /// Default configuration path.
 pub const DEFAULT_PATH: &str = "/etc/flipside/config.toml";
+
+/// Longest time any `*_secs` field may give: a day. A longer timeout or interval is a typo
+/// that would leave a command waiting for ages.
+pub const MAX_SECS: f64 = 86_400.0;
+
+/// Longest pause between download attempts (`network.backoff_*_ms`): 5 minutes.
+pub const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
 
 /// The whole configuration, validated.
 #[derive(Clone, Debug)]
@@ -230,9 +240,10 @@ pub struct NetworkPolicy {
     pub low_speed_time: Duration,
     /// Attempts after a failure that made no progress, per request. Default 5.
     pub retries: u32,
-    /// First pause between attempts, doubled each time. Default 500 ms.
+    /// First pause between attempts, doubled each time. Default 500 ms, at most
+    /// [`MAX_BACKOFF_MS`].
     pub backoff_initial: Duration,
-    /// Longest pause between attempts. Default 30 s.
+    /// Longest pause between attempts. Default 30 s, at most [`MAX_BACKOFF_MS`].
     pub backoff_max: Duration,
     /// Unwanted bundle bytes fetched rather than opening a new Range request. Default 64 KiB.
     pub range_gap: u64,
@@ -275,6 +286,22 @@ pub struct HealthConfig {
     pub timeout: Duration,
     /// Run after a failed trial was marked bad. Default `["systemctl", "reboot"]`.
     pub reboot_command: Vec<String>,
+    /// Time the reboot command may take before its process group is killed. Default 60 s
+    /// (`systemctl reboot` returns once the reboot is queued).
+    pub reboot_timeout: Duration,
+    /// What a trial with no checks to run comes to. Default [`NoChecks::Refuse`].
+    pub no_checks: NoChecks,
+}
+
+/// What `flipside health` does when the check directory holds no checks (or does not exist).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoChecks {
+    /// Commit nothing and exit 3: a trial that merely booted is not proven healthy.
+    #[default]
+    Refuse,
+    /// Commit the trial: this device deliberately judges a boot by booting alone.
+    Commit,
 }
 
 /// Progress output when stderr is not a terminal.
@@ -394,6 +421,9 @@ struct FileHealth {
     dir: Option<PathBuf>,
     timeout_secs: Option<f64>,
     reboot_command: Option<Vec<String>>,
+    reboot_timeout_secs: Option<f64>,
+    #[serde(default)]
+    no_checks: NoChecks,
 }
 
 #[derive(Deserialize, Default)]
@@ -486,10 +516,18 @@ impl Config {
 
         let secs = |field: &'static str, v: Option<f64>, default: Duration| match v {
             None => Ok(default),
-            Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+            Some(s) if s.is_finite() && s > 0.0 && s <= MAX_SECS => Ok(Duration::from_secs_f64(s)),
             Some(s) => Err(invalid(
                 field,
-                format!("{s} is not a positive number of seconds"),
+                format!("{s} is not a number of seconds in (0, {MAX_SECS}]"),
+            )),
+        };
+        let millis = |field: &'static str, v: Option<u64>, default: Duration| match v {
+            None => Ok(default),
+            Some(ms) if ms <= MAX_BACKOFF_MS => Ok(Duration::from_millis(ms)),
+            Some(ms) => Err(invalid(
+                field,
+                format!("{ms} ms is over the cap of {MAX_BACKOFF_MS} ms (5 minutes)"),
             )),
         };
         let sync = SyncPolicy {
@@ -531,12 +569,12 @@ impl Config {
                 d.low_speed_time,
             )?,
             retries: n.retries.unwrap_or(d.retries),
-            backoff_initial: n
-                .backoff_initial_ms
-                .map_or(d.backoff_initial, Duration::from_millis),
-            backoff_max: n
-                .backoff_max_ms
-                .map_or(d.backoff_max, Duration::from_millis),
+            backoff_initial: millis(
+                "network.backoff_initial_ms",
+                n.backoff_initial_ms,
+                d.backoff_initial,
+            )?,
+            backoff_max: millis("network.backoff_max_ms", n.backoff_max_ms, d.backoff_max)?,
             range_gap: n.range_gap.unwrap_or(d.range_gap),
         };
         if network.retries > 100 {
@@ -564,6 +602,12 @@ impl Config {
                 Duration::from_secs(120),
             )?,
             reboot_command,
+            reboot_timeout: secs(
+                "health.reboot_timeout_secs",
+                file.health.reboot_timeout_secs,
+                Duration::from_secs(60),
+            )?,
+            no_checks: file.health.no_checks,
         };
         let progress = ProgressConfig {
             interval: secs(
@@ -685,6 +729,8 @@ disk = "/dev/vda"
         assert_eq!(c.network, NetworkPolicy::default());
         assert_eq!(c.health.reboot_command, vec!["systemctl", "reboot"]);
         assert_eq!(c.health.timeout, Duration::from_secs(120));
+        assert_eq!(c.health.reboot_timeout, Duration::from_secs(60));
+        assert_eq!(c.health.no_checks, NoChecks::Refuse);
     }
 
     #[test]
@@ -752,6 +798,18 @@ trial_boots = 15
                 format!("{MINIMAL}[health]\nreboot_command = []\n"),
                 "health.reboot_command",
             ),
+            (
+                format!("{MINIMAL}[network]\nbackoff_max_ms = 9223372036854775807\n"),
+                "network.backoff_max_ms",
+            ),
+            (
+                format!("{MINIMAL}[network]\nbackoff_initial_ms = 300001\n"),
+                "network.backoff_initial_ms",
+            ),
+            (
+                format!("{MINIMAL}[health]\nreboot_timeout_secs = 86401\n"),
+                "health.reboot_timeout_secs",
+            ),
         ];
         for (text, field) in cases {
             match Config::parse(&text, Path::new("/c.toml")) {
@@ -759,6 +817,11 @@ trial_boots = 15
                 other => panic!("{field}: {other:?}"),
             }
         }
+        let unknown = format!("{MINIMAL}[health]\nno_checks = \"maybe\"\n");
+        assert!(matches!(
+            Config::parse(&unknown, Path::new("/c.toml")),
+            Err(Error::ConfigParse { .. })
+        ));
         let typo = format!("{MINIMAL}[update]\ntrial_bots = 2\n");
         assert!(matches!(
             Config::parse(&typo, Path::new("/c.toml")),

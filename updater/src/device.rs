@@ -147,11 +147,8 @@ impl Device {
             .read(true)
             .write(writable)
             .open(path)
-            .map_err(|source| Error::DiskIo {
-                op: "open",
+            .map_err(|source| Error::DiskOpen {
                 disk: path.to_path_buf(),
-                offset: 0,
-                len: 0,
                 source,
             })?;
         let (table, state) = {

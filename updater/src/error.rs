@@ -31,6 +31,12 @@ pub enum Error {
         why: String,
     },
 
+    #[error("cannot read the pinned root metadata {} (repository.trusted_root): {source}; put the repository's signed root.json there or correct the path", path.display())]
+    TrustedRootRead { path: PathBuf, source: io::Error },
+
+    #[error("the pinned root metadata {} (repository.trusted_root) is not usable: {why}; put the repository's signed root.json there", path.display())]
+    TrustedRootInvalid { path: PathBuf, why: String },
+
     #[error("cannot read the running system's description {}: {source}; set device.system_info to the image's /.flipside/system.json", path.display())]
     SystemInfoRead { path: PathBuf, source: io::Error },
 
@@ -56,7 +62,10 @@ pub enum Error {
     )]
     SourceUnavailable { why: String },
 
-    #[error("cannot reach {url}: {source}; check the network and the mirror URLs, then try again")]
+    #[error(
+        "cannot reach {url}: {}; check the network and the mirror URLs, then try again",
+        network_cause(source)
+    )]
     Network { url: String, source: reqwest::Error },
 
     #[error("{url} answered HTTP {status}: {hint}")]
@@ -162,6 +171,9 @@ pub enum Error {
         found: String,
     },
 
+    #[error("cannot open the disk {} (device.disk): {source}; {}", disk.display(), if source.kind() == io::ErrorKind::NotFound { "correct device.disk in the configuration" } else { "check the device and its permissions" })]
+    DiskOpen { disk: PathBuf, source: io::Error },
+
     #[error("cannot {op} {len} bytes at offset {offset} of {disk}: {source}; check the device")]
     DiskIo {
         op: &'static str,
@@ -209,14 +221,25 @@ pub enum Error {
     #[error("health check {check} failed: {why}")]
     HealthFailed { check: String, why: String },
 
-    #[error("cannot run {what}: {source}")]
-    Spawn { what: String, source: io::Error },
+    #[error("no health checks in {}: slot {running} {}; add checks there, or set health.no_checks = \"commit\" if booting alone proves a slot", dir.display(), if *on_trial { "stays on trial, not committed" } else { "is proven, but its boot is not judged" })]
+    NoHealthChecks {
+        dir: PathBuf,
+        running: Slot,
+        on_trial: bool,
+    },
 
     #[error("the reboot command {command} failed: {why}; reboot by hand")]
     Reboot { command: String, why: String },
 
     #[error("{source}")]
     Tuf { source: flipside_tuf::client::Error },
+
+    #[error("{source}; note: this device verifies with its stored root {} (version {}), kept since its first run, not with the pinned {} (version {}), which differs: if the stored root was pinned wrongly, remove {} so that the next run starts from the pinned root", root.stored.display(), root.stored_version, root.pinned.display(), root.pinned_version, store.display())]
+    StoredRootDiffers {
+        root: Box<crate::tuf_client::StoredRoot>,
+        store: PathBuf,
+        source: flipside_tuf::client::Error,
+    },
 
     #[error("cannot {op} {}: {source}; check the target directory's space and permissions", path.display())]
     TargetFile {
@@ -227,6 +250,30 @@ pub enum Error {
 
     #[error("internal error: {what}; please report it")]
     Internal { what: String },
+}
+
+/// What went wrong on the wire, in words that tell a refused connection from a timeout (the
+/// top-level message of a request error is only "error sending request"), with the innermost
+/// cause.
+fn network_cause(e: &reqwest::Error) -> String {
+    let mut innermost: &dyn std::error::Error = e;
+    let mut refused = false;
+    while let Some(next) = innermost.source() {
+        refused |= next
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::ConnectionRefused);
+        innermost = next;
+    }
+    let what = if e.is_timeout() {
+        "timed out (network.connect_timeout_secs, network.read_timeout_secs)"
+    } else if refused {
+        "connection refused (nothing listens there)"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "the request failed"
+    };
+    format!("{what}: {innermost}")
 }
 
 /// The crate's result type.
@@ -250,6 +297,9 @@ impl Error {
             | Error::SystemInfoRead { .. }
             | Error::SystemInfoInvalid { .. }
             | Error::SourceUnavailable { .. }
+            | Error::NoHealthChecks { .. }
+            | Error::TrustedRootRead { .. }
+            | Error::TrustedRootInvalid { .. }
             | Error::Reboot { .. } => C::Config,
             Error::RunningSlotUnknown { .. }
             | Error::StateIo { .. }
@@ -283,15 +333,18 @@ impl Error {
             Error::DataMismatch { .. } | Error::Chunk { .. } | Error::ImageHash { .. } => {
                 C::ChunkHash
             }
-            Error::TargetFile { .. } | Error::DiskIo { .. } => C::Io,
+            // A disk that is not there is a wrong path; one that fails to open, a device fault.
+            Error::DiskOpen { source, .. } if source.kind() == io::ErrorKind::NotFound => C::Config,
+            Error::TargetFile { .. } | Error::DiskIo { .. } | Error::DiskOpen { .. } => C::Io,
             Error::OutOfSlot { .. } | Error::Internal { .. } => C::Internal,
-            Error::Tuf { source } => tuf_class(source),
-            Error::HealthFailed { .. } | Error::Spawn { .. } => C::Health,
+            Error::Tuf { source } | Error::StoredRootDiffers { source, .. } => tuf_class(source),
+            Error::HealthFailed { .. } => C::Health,
         }
     }
 }
 
-fn tuf_class(e: &flipside_tuf::client::Error) -> ExitClass {
+/// The failure class of a TUF client error.
+pub(crate) fn tuf_class(e: &flipside_tuf::client::Error) -> ExitClass {
     use flipside_tuf::client::Error as E;
     use flipside_tuf::Error as V;
     match e {

@@ -22,6 +22,7 @@
 //! kernel and root untouched and the inactive slot unbootable.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::mpsc;
 
 use chrono::Utc;
@@ -513,24 +514,32 @@ impl Job<'_> {
             ..Limits::default()
         };
         let cap = self.config.update.max_index_bytes;
-        let stored = self.state.slot_index(self.running, cap).ok().flatten();
-        let bytes = match stored {
-            Some(b) => Some(b),
+        let stored = self
+            .state
+            .slot_index(self.running, cap)
+            .inspect_err(|e| log::warn!("no stored index of the running slot: {e}"))
+            .ok()
+            .flatten();
+        let (bytes, from) = match stored {
+            Some(b) => (b, self.state.slot_index_path(self.running)),
             None => installed_index(targets, &self.installed)
                 .filter(|t| t.length <= cap)
                 .cloned()
                 .and_then(|t| match self.source.fetch_target(&t) {
-                    Ok(b) => Some(b),
+                    Ok(b) => Some((b, PathBuf::from(t.name))),
                     Err(e) => {
                         log::warn!("no delta: cannot fetch the installed release's index: {e}");
                         None
                     }
-                }),
-        }?;
+                })?,
+        };
         match ChunkIndex::decode(&bytes, &limits) {
             Ok(i) => Some(i),
             Err(e) => {
-                log::warn!("no delta: the running slot's index is unusable: {e}");
+                log::warn!(
+                    "no delta: the running slot's index {} is unusable, so it is ignored: {e}",
+                    from.display()
+                );
                 None
             }
         }

@@ -14,6 +14,7 @@ pub mod durable;
 pub mod error;
 pub mod exit;
 pub mod fallback;
+pub mod file;
 pub mod floor;
 pub mod health;
 pub mod http;

@@ -182,6 +182,11 @@ impl StateDir {
         self.remove(&Self::slot_file(slot, "index"))
     }
 
+    /// Where the chunk index of `slot`'s image is kept.
+    pub fn slot_index_path(&self, slot: Slot) -> PathBuf {
+        self.file(&Self::slot_file(slot, "index"))
+    }
+
     /// The stored chunk index of `slot`'s image, if any (at most `cap` bytes are read).
     pub fn slot_index(&self, slot: Slot, cap: u64) -> Result<Option<Vec<u8>>> {
         self.read_bytes(&Self::slot_file(slot, "index"), cap)
@@ -206,8 +211,21 @@ impl StateDir {
         self.file(FLOOR)
     }
 
+    /// The journal of an unfinished install; one naming a slot other than `a` or `b` is corrupt.
     pub fn journal(&self) -> Result<Option<Journal>> {
-        self.read_json("install.json")
+        let journal: Option<Journal> = self.read_json("install.json")?;
+        if let Some(j) = &journal {
+            if Slot::ALL.iter().all(|s| s.name() != j.slot) {
+                return Err(Error::StateParse {
+                    path: self.file("install.json"),
+                    source: serde::de::Error::custom(format!(
+                        "it names slot {:?}, which is neither a nor b",
+                        j.slot
+                    )),
+                });
+            }
+        }
+        Ok(journal)
     }
 
     pub fn set_journal(&self, journal: &Journal) -> Result<()> {
@@ -224,23 +242,12 @@ impl StateDir {
     }
 
     fn read_bytes(&self, name: &str, cap: u64) -> Result<Option<Vec<u8>>> {
-        use std::io::Read;
         let path = self.file(name);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.io("read", &path)(e)),
-        };
-        let mut bytes = Vec::new();
-        file.take(cap.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(self.io("read", &path))?;
-        if bytes.len() as u64 > cap {
-            return Err(self.io("read", &path)(std::io::Error::other(format!(
-                "larger than {cap} bytes"
-            ))));
+        match crate::file::read_capped(&path, cap) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io("read", &path)(e)),
         }
-        Ok(Some(bytes))
     }
 
     fn read_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {

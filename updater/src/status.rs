@@ -32,6 +32,9 @@ pub struct Status {
     /// The anti-rollback floor: no release below it is installed unless its publisher allows
     /// the rollback (`None` until the first commit).
     pub floor: Option<u64>,
+    /// State files that could not be used (corrupt, unreadable): what is shown without them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One slot.
@@ -75,10 +78,19 @@ pub fn gather(config: &Config) -> Result<Status> {
     };
     let boots_next = state.boots_next().ok();
     let system = installed(config).ok();
+    let mut warnings = Vec::new();
+    // A state file that cannot be used is shown as missing, with a warning that says so.
+    let mut usable = |e: crate::Error| {
+        log::warn!("{e}");
+        warnings.push(e.to_string());
+    };
     let mut slots = Vec::new();
     for slot in Slot::ALL {
         let s = state.slot(slot);
-        let record = state_dir.slot_record(slot).ok().flatten();
+        let record = state_dir.slot_record(slot).unwrap_or_else(|e| {
+            usable(e);
+            None
+        });
         let kernel_release = device.has_kernel_partitions().then(|| {
             record
                 .as_ref()
@@ -122,7 +134,11 @@ pub fn gather(config: &Config) -> Result<Status> {
         });
     }
     let last = state_dir.last().unwrap_or_else(|e| {
-        log::warn!("{e}");
+        usable(e);
+        None
+    });
+    let unfinished_install = state_dir.journal().unwrap_or_else(|e| {
+        usable(e);
         None
     });
     // A trial that never came back left no record of its own: tell it from the bits.
@@ -139,7 +155,7 @@ pub fn gather(config: &Config) -> Result<Status> {
         running_on_trial: running.is_some_and(|s| state.is_on_trial(s)),
         slots,
         last,
-        unfinished_install: state_dir.journal().ok().flatten(),
+        unfinished_install,
         floor: state_dir
             .floor()
             .unwrap_or_else(|e| {
@@ -147,6 +163,7 @@ pub fn gather(config: &Config) -> Result<Status> {
                 None
             })
             .map(|f| f.version),
+        warnings,
     })
 }
 
@@ -214,7 +231,8 @@ pub fn render_text(s: &Status) -> String {
             .as_deref()
             .map_or("nothing bootable".to_string(), |b| format!("slot {b}"))
     ));
-    if s.trial_pending {
+    // A trial under way is already shown on the running line.
+    if s.trial_pending && !s.running_on_trial {
         out.push_str("trial pending: reboot to try the new slot\n");
     }
     if let Some(j) = &s.unfinished_install {
@@ -241,6 +259,9 @@ pub fn render_text(s: &Status) -> String {
             o.detail
         )),
         None => out.push_str("last: nothing recorded\n"),
+    }
+    for w in &s.warnings {
+        out.push_str(&format!("warning: {w}\n"));
     }
     out
 }

@@ -874,6 +874,47 @@ fn attack_endless_data_image_larger_than_slot_refused_before_any_write() {
     s.assert_refused_before_write(&run, code::TOO_LARGE, &before, false);
 }
 
+/// A partition table whose entries contradict each other: slot b starting 1 MiB inside the
+/// running, proven slot a, or ending 2 sectors before it starts (a length that would wrap and
+/// land the image elsewhere). Refused before the disk is written at all: every byte of it,
+/// slot a, slot b, the data partition and both GPT copies, is identical afterwards.
+#[test]
+fn attack_hostile_gpt_entries_refused_before_any_write() {
+    for (case, inside_a) in [("b inside a", true), ("b wraps", false)] {
+        let s = Scene::new();
+        let _nginx = s.nginx();
+        let (a, b) = (s.w.slot_range(Slot::A), s.w.slot_range(Slot::B));
+        let (a_first, b_first, b_last) = (a.start / 512, b.start / 512, b.end / 512 - 1);
+        if inside_a {
+            common::hostile_gpt::set_entry_lbas(&s.w.disk, 2, a_first + 2048, b_last);
+        } else {
+            common::hostile_gpt::set_entry_lbas(&s.w.disk, 2, b_first, b_first - 2);
+        }
+        let before = std::fs::read(&s.w.disk).unwrap();
+        let run = s.w.run(&["install"]);
+        run.expect(code::CONFIG);
+        assert!(
+            run.stderr.contains("cannot be trusted"),
+            "{case}: {}",
+            run.stderr
+        );
+        assert!(
+            std::fs::read(&s.w.disk).unwrap() == before,
+            "{case}: the disk changed"
+        );
+        // Every command that reads the boot state refuses the table the same way.
+        for cmd in [&["status"][..], &["health"], &["rollback"]] {
+            let run = s.w.run(cmd);
+            run.expect(code::CONFIG);
+            assert!(run.stderr.contains("cannot be trusted"), "{case} {cmd:?}");
+        }
+        assert!(
+            std::fs::read(&s.w.disk).unwrap() == before,
+            "{case}: the disk changed"
+        );
+    }
+}
+
 #[test]
 fn attack_slow_retrieval_of_metadata_ends_with_network_error() {
     let s = Scene::new();

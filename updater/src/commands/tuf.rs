@@ -75,10 +75,7 @@ pub enum TufAction {
 pub fn run(args: &TufArgs) -> Result<()> {
     match &args.action {
         TufAction::Init { trusted_root } => {
-            let root = std::fs::read(trusted_root).map_err(|source| Error::LocalRead {
-                path: trusted_root.clone(),
-                source,
-            })?;
+            let root = crate::tuf_client::read_pinned_root(trusted_root)?;
             MetadataStore::init(&args.metadata_dir, &root).map_err(tuf)?;
             println!(
                 "initialised {} with {}",

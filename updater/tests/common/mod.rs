@@ -8,6 +8,9 @@
 pub mod nginx;
 pub mod server;
 
+#[path = "../../../bootloader-hooks/tests/common/hostile_gpt.rs"]
+pub mod hostile_gpt;
+
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
