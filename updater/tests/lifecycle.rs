@@ -511,14 +511,21 @@ fn production_binary_installs_through_the_tuf_client() {
             .unwrap();
         common::Run::from(out)
     };
-    // A pinned root that is not the repository's: refused as a verification failure.
+    // A pinned root whose signature does not verify: a local configuration problem (exit 3),
+    // named as the pinned root, not an attack on the repository.
     let root = w.tmp.path().join("root.json");
     let good = std::fs::read(&root).unwrap();
     let mut bad = good.clone();
     let at = bad.windows(5).position(|x| x == b"\"sig\"").unwrap() + 9;
     bad[at] = if bad[at] == b'0' { b'1' } else { b'0' };
     std::fs::write(&root, &bad).unwrap();
-    real(&["check"]).expect(code::SIGNATURE);
+    let refused = real(&["check"]);
+    refused.expect(code::CONFIG);
+    assert!(
+        refused.stderr.contains("repository.trusted_root"),
+        "{}",
+        refused.stderr
+    );
     std::fs::write(&root, &good).unwrap();
     std::fs::remove_dir_all(&w.state).ok();
 
