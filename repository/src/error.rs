@@ -35,6 +35,21 @@ pub enum Error {
         expires: DateTime<Utc>,
         now: DateTime<Utc>,
     },
+    /// A role of the state about to be published expires within the safety margin; nothing
+    /// was published.
+    #[error("refusing to publish: the {role} metadata expires at {expires}, less than {} after now ({now}); devices would refuse it soon after; renew it with `flipside-build repo resign --role {role}`{}", humantime_hours(crate::freshness::SAFETY_MARGIN), if *role == Role::Root || *role == Role::Targets { " (needs the offline keys)" } else { "" })]
+    ExpiresTooSoon {
+        role: Role,
+        expires: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    /// The clock of this machine is behind the last publish of this repository: every role
+    /// renewed now would expire early for devices; nothing was published.
+    #[error("refusing to publish: the clock of this machine (now {now}) is behind the last publish of this repository ({published_at}); metadata signed now would expire early and devices would refuse it: set the clock right (timedatectl, chrony) and run the command again")]
+    ClockBehind {
+        published_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
     /// A key file sits in a role's directory but root does not list it for any role.
     #[error("key file {} holds key {key_id}, which root does not list for the {role} role; it may be a retired key: move it out of the keys directory", path.display())]
     KeyNotInRoot {
@@ -128,6 +143,14 @@ pub enum Error {
         source: std::io::Error,
         original: Box<Error>,
     },
+}
+
+/// "1 hour", "2 hours": the margin as the messages print it.
+fn humantime_hours(d: chrono::TimeDelta) -> String {
+    match d.num_hours() {
+        1 => "1 hour".to_string(),
+        n => format!("{n} hours"),
+    }
 }
 
 impl Error {

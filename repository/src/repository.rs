@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use flipside_contract::release::{FileInfo, TargetCustom, TargetKind, CUSTOM_KEY};
 use flipside_tuf::{KeyId, Role, RoleKeys, Root, SigningKey, TargetFile, Targets};
 
+use crate::freshness::{self, PublishRecord};
 use crate::keys::KeyDir;
-use crate::layout::{self, METADATA_DIR, SETTINGS_FILE, TARGETS_DIR};
+use crate::layout::{self, METADATA_DIR, PUBLISHED_FILE, SETTINGS_FILE, TARGETS_DIR};
 use crate::lock::{lock, Lock};
 use crate::plan::{self, Next, Plan, Versions};
 use crate::publish::{publish, FaultHook, Step};
@@ -40,6 +41,16 @@ pub struct Published {
     pub new_keys: Vec<NewKey>,
     /// Key files moved to `retired/` by a rotation.
     pub retired: Vec<PathBuf>,
+    /// `add` only: the newest release of the same system and hardware id already published,
+    /// when it is above the one just added (devices never install the lower one).
+    pub newer: Option<NewerRelease>,
+}
+
+/// A published release above the one just added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewerRelease {
+    pub version: u64,
+    pub display_version: String,
 }
 
 /// A repository directory, locked against other publishers while this value lives.
@@ -139,6 +150,7 @@ impl Repository {
             withdrawn: Vec::new(),
             new_keys,
             retired: Vec::new(),
+            newer: None,
         })
     }
 
@@ -191,7 +203,7 @@ impl Repository {
             path: self.dir.join(SETTINGS_FILE),
             bytes: policy.to_bytes(),
         }];
-        steps.extend(self.metadata_steps(&plan));
+        steps.extend(self.metadata_steps(&plan, now));
         let published = publish(steps, &mut self.fault);
         if published.is_err() {
             for dir in created_dirs.iter().rev() {
@@ -290,7 +302,7 @@ impl Repository {
                 to: targets_dir.join(name),
             })
             .collect();
-        steps.extend(self.metadata_steps(&plan));
+        steps.extend(self.metadata_steps(&plan, now));
         publish(steps, &mut self.fault)?;
         Ok(Published {
             changed: true,
@@ -299,6 +311,12 @@ impl Repository {
             withdrawn: Vec::new(),
             new_keys: Vec::new(),
             retired: Vec::new(),
+            newer: newer_release(
+                &trusted.targets.signed,
+                &release.name,
+                &release.hardware_id,
+                release.version,
+            ),
         })
     }
 
@@ -351,7 +369,7 @@ impl Repository {
         };
         let plan = plan::plan(Some(&trusted), next, &policy, now)?;
         self.self_check(&plan, &BTreeMap::new(), now)?;
-        publish(self.metadata_steps(&plan), &mut self.fault)?;
+        publish(self.metadata_steps(&plan, now), &mut self.fault)?;
         Ok(Published {
             changed: true,
             versions: plan.versions,
@@ -359,6 +377,7 @@ impl Repository {
             withdrawn,
             new_keys: Vec::new(),
             retired: Vec::new(),
+            newer: None,
         })
     }
 
@@ -412,7 +431,7 @@ impl Repository {
         };
         let plan = plan::plan(Some(&trusted), next, &policy, now)?;
         self.self_check(&plan, &BTreeMap::new(), now)?;
-        let steps = self.metadata_steps(&plan);
+        let steps = self.metadata_steps(&plan, now);
         publish(steps, &mut self.fault)?;
         Ok(Published {
             changed: true,
@@ -421,6 +440,7 @@ impl Repository {
             withdrawn: Vec::new(),
             new_keys: Vec::new(),
             retired: Vec::new(),
+            newer: None,
         })
     }
 
@@ -500,7 +520,8 @@ impl Repository {
             });
             Ok(())
         });
-        let published = saved.and_then(|()| publish(self.metadata_steps(&plan), &mut self.fault));
+        let published =
+            saved.and_then(|()| publish(self.metadata_steps(&plan, now), &mut self.fault));
         if let Err(e) = published {
             for key in &new_keys {
                 let _ = std::fs::remove_file(&key.path);
@@ -518,6 +539,7 @@ impl Repository {
             withdrawn: Vec::new(),
             new_keys,
             retired,
+            newer: None,
         })
     }
 
@@ -533,7 +555,9 @@ impl Repository {
         }
     }
 
-    /// Verifies the state the plan would publish, with nothing expired at `now`.
+    /// Verifies the state the plan would publish, with nothing expired at `now`, then checks
+    /// that the clock is not behind the last publish and that every role stays valid past the
+    /// safety margin ([`freshness::check`]).
     fn self_check(
         &self,
         plan: &Plan,
@@ -566,18 +590,43 @@ impl Repository {
                 }),
             });
         }
-        Ok(())
+        freshness::check(self.last_publish()?, &freshness::expiries(&trusted), now)
     }
 
-    fn metadata_steps(&self, plan: &Plan) -> Vec<Step> {
+    /// The record of the last publish; `None` for a repository published before it was kept.
+    fn last_publish(&self) -> Result<Option<PublishRecord>, Error> {
+        let path = self.dir.join(PUBLISHED_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(Error::Io { path, source }),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Inconsistent {
+                why: format!("the record of the last publish is malformed ({e}); delete it"),
+                path,
+            })
+    }
+
+    /// Writes the plan's metadata files, then the record of this publish (last: a publish cut
+    /// short leaves the older, still lower, bound).
+    fn metadata_steps(&self, plan: &Plan, now: DateTime<Utc>) -> Vec<Step> {
         let dir = self.dir.join(METADATA_DIR);
-        plan.files
+        let mut steps: Vec<Step> = plan
+            .files
             .iter()
             .map(|(name, bytes)| Step::Write {
                 path: dir.join(name),
                 bytes: bytes.clone(),
             })
-            .collect()
+            .collect();
+        let record = PublishRecord { published_at: now };
+        steps.push(Step::Write {
+            path: self.dir.join(PUBLISHED_FILE),
+            bytes: serde_json::to_vec_pretty(&record).expect("a time serializes"),
+        });
+        steps
     }
 }
 
@@ -630,7 +679,28 @@ fn unchanged(trusted: &Trusted) -> Published {
         withdrawn: Vec::new(),
         new_keys: Vec::new(),
         retired: Vec::new(),
+        newer: None,
     }
+}
+
+/// The newest release of `name` for `hardware_id` in `targets` above `version`, if any. Pure.
+fn newer_release(
+    targets: &Targets,
+    name: &str,
+    hardware_id: &str,
+    version: u64,
+) -> Option<NewerRelease> {
+    targets
+        .targets
+        .values()
+        .filter_map(|t| t.custom.as_ref()?.get(CUSTOM_KEY))
+        .filter_map(|v| serde_json::from_value::<TargetCustom>(v.clone()).ok())
+        .filter(|c| c.name == name && c.hardware_id == hardware_id && c.version > version)
+        .max_by_key(|c| c.version)
+        .map(|c| NewerRelease {
+            version: c.version,
+            display_version: c.display_version,
+        })
 }
 
 /// The next root with `role`'s keys replaced by `fresh` (threshold kept) and keys no role uses

@@ -653,8 +653,8 @@ fn a_failure_at_any_step_of_add_leaves_the_previous_repository() {
         .unwrap();
     let dir = f.release(2, b"b2", b"i2");
     let before = listing(&f.repo);
-    // Steps: 2 target files, targets, snapshot, timestamp.
-    for fail_at in 0..5 {
+    // Steps: 2 target files, targets, snapshot, timestamp, the publish record.
+    for fail_at in 0..6 {
         let mut repo = f.open();
         fail_step(&mut repo, fail_at);
         let err = repo.add(&f.keys, &dir, now()).unwrap_err();
@@ -664,7 +664,7 @@ fn a_failure_at_any_step_of_add_leaves_the_previous_repository() {
         f.open().verify(now()).unwrap();
     }
     let mut repo = f.open();
-    fail_step(&mut repo, 5);
+    fail_step(&mut repo, 6);
     repo.add(&f.keys, &dir, now()).unwrap();
 }
 
@@ -673,8 +673,8 @@ fn a_failure_at_any_step_of_a_root_rotation_leaves_repository_and_keys() {
     let f = Fixture::new();
     let before = listing(&f.repo);
     let keys_before = listing(f.keys.path());
-    // Steps: snapshot, N.root.json, root.json, timestamp.
-    for fail_at in 0..4 {
+    // Steps: snapshot, N.root.json, root.json, timestamp, the publish record.
+    for fail_at in 0..5 {
         let mut repo = f.open();
         fail_step(&mut repo, fail_at);
         let err = repo.rotate_key(&f.keys, Role::Root, now()).unwrap_err();
@@ -688,7 +688,7 @@ fn a_failure_at_any_step_of_a_root_rotation_leaves_repository_and_keys() {
 
 #[test]
 fn a_failure_during_init_leaves_nothing() {
-    for fail_at in 0..6 {
+    for fail_at in 0..7 {
         let f = Fixture::empty();
         let mut repo = Repository::create(&f.repo).unwrap();
         fail_step(&mut repo, fail_at);
@@ -756,4 +756,61 @@ fn rotating_a_threshold_root_replaces_every_root_key() {
         ),
         "{err}"
     );
+}
+
+/// A publisher whose clock went back behind the last publish would sign metadata that devices
+/// already consider expired: refused, naming the clock, with nothing published.
+#[test]
+fn a_clock_behind_the_last_publish_publishes_nothing() {
+    let f = Fixture::new();
+    f.open()
+        .resign(&f.keys, &[Role::Targets], days(10))
+        .unwrap();
+    let before = listing(&f.repo);
+    // Day 3: the clock went back a week; a timestamp renewed now would expire on day 4.
+    let err = f.open().resign(&f.keys, &[], days(3)).unwrap_err();
+    assert!(
+        matches!(err, Error::ClockBehind { published_at, now }
+            if published_at == days(10) && now == days(3)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("set the clock right"), "{err}");
+    let err = f
+        .open()
+        .add(&f.keys, &f.release(1, b"b", b"i"), days(3))
+        .unwrap_err();
+    assert!(matches!(err, Error::ClockBehind { .. }), "{err:?}");
+    assert_eq!(listing(&f.repo), before);
+    // The clock set right again: publishing works.
+    f.open().resign(&f.keys, &[], days(10)).unwrap();
+}
+
+/// Metadata that would expire within the safety margin is not published: a root due to expire
+/// in half an hour makes every publish that does not renew it fail, naming root.
+#[test]
+fn a_role_expiring_within_the_margin_is_not_published() {
+    let f = Fixture::new();
+    let before = listing(&f.repo);
+    // Root (365 days) expires 30 minutes after this clock; targets (90 days) is renewed.
+    let almost = days(365) - chrono::TimeDelta::minutes(30);
+    let err = f
+        .open()
+        .resign(&f.keys, &[Role::Targets], almost)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ExpiresTooSoon {
+                role: Role::Root,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("repo resign --role root"), "{err}");
+    assert_eq!(listing(&f.repo), before);
+    // Renewing root with the rest publishes.
+    f.open()
+        .resign(&f.keys, &[Role::Root, Role::Targets], almost)
+        .unwrap();
 }

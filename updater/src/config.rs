@@ -49,6 +49,7 @@ use uuid::Uuid;
 
 use crate::durable::SyncPolicy;
 use crate::error::{Error, Result};
+use crate::redirect::{RedirectRules, Redirects};
 
 /// Default configuration path.
 pub const DEFAULT_PATH: &str = "/etc/flipside/config.toml";
@@ -227,8 +228,9 @@ pub struct UpdateConfig {
     pub max_index_bytes: u64,
 }
 
-/// Timeouts, retries and the low-speed limit of every download.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Timeouts, retries and the low-speed limit of every download; the redirects each mirror may
+/// answer with and the certificate authorities HTTPS trusts.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetworkPolicy {
     /// Connecting to a mirror. Default 15 s.
     pub connect_timeout: Duration,
@@ -247,6 +249,11 @@ pub struct NetworkPolicy {
     pub backoff_max: Duration,
     /// Unwanted bundle bytes fetched rather than opening a new Range request. Default 64 KiB.
     pub range_gap: u64,
+    /// The `redirects` setting of each mirror (default same-origin only).
+    pub redirects: RedirectRules,
+    /// PEM certificate authorities HTTPS trusts instead of the built-in web roots
+    /// (`network.ca_file`, as curl's `--cacert`): a private repository trusts only its own CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for NetworkPolicy {
@@ -260,6 +267,8 @@ impl Default for NetworkPolicy {
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             range_gap: 64 * 1024,
+            redirects: RedirectRules::default(),
+            ca_file: None,
         }
     }
 }
@@ -331,8 +340,20 @@ struct File {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileRepository {
-    mirrors: Vec<String>,
+    mirrors: Vec<FileMirror>,
     trusted_root: PathBuf,
+}
+
+/// A mirror: its URL or path, or a table with its settings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FileMirror {
+    Plain(String),
+    Table {
+        url: String,
+        #[serde(default)]
+        redirects: Option<Redirects>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -413,6 +434,7 @@ struct FileNetwork {
     backoff_initial_ms: Option<u64>,
     backoff_max_ms: Option<u64>,
     range_gap: Option<u64>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -462,12 +484,7 @@ impl Config {
                 "name at least one mirror".into(),
             ));
         }
-        let mirrors = file
-            .repository
-            .mirrors
-            .iter()
-            .map(|m| Mirror::parse(m, &base))
-            .collect::<std::result::Result<Vec<_>, _>>()
+        let (mirrors, redirects) = mirrors(&file.repository.mirrors, &base)
             .map_err(|why| invalid("repository.mirrors", why))?;
 
         let selector = |field: &'static str, slot: FileSlot| match slot {
@@ -576,6 +593,8 @@ impl Config {
             )?,
             backoff_max: millis("network.backoff_max_ms", n.backoff_max_ms, d.backoff_max)?,
             range_gap: n.range_gap.unwrap_or(d.range_gap),
+            redirects,
+            ca_file: n.ca_file.clone().map(abs),
         };
         if network.retries > 100 {
             return Err(invalid(
@@ -644,6 +663,33 @@ impl Config {
             progress,
         })
     }
+}
+
+/// The mirrors of the configuration and the redirect setting of each HTTP one.
+fn mirrors(
+    entries: &[FileMirror],
+    base: &Path,
+) -> std::result::Result<(Vec<Mirror>, RedirectRules), String> {
+    let mut mirrors = Vec::new();
+    let mut rules = RedirectRules::default();
+    for entry in entries {
+        let (text, redirects) = match entry {
+            FileMirror::Plain(text) => (text, None),
+            FileMirror::Table { url, redirects } => (url, *redirects),
+        };
+        let mirror = Mirror::parse(text, base)?;
+        match (&mirror, redirects) {
+            (Mirror::Http(url), Some(r)) => rules.set(url.clone(), r),
+            (Mirror::Dir(_), Some(_)) => {
+                return Err(format!(
+                    "{text:?} is a directory: redirects applies to http(s) mirrors only"
+                ))
+            }
+            _ => {}
+        }
+        mirrors.push(mirror);
+    }
+    Ok((mirrors, rules))
 }
 
 #[cfg(test)]

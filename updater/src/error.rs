@@ -34,6 +34,9 @@ pub enum Error {
     #[error("cannot read the pinned root metadata {} (repository.trusted_root): {source}; put the repository's signed root.json there or correct the path", path.display())]
     TrustedRootRead { path: PathBuf, source: io::Error },
 
+    #[error("cannot use the certificate authorities in {} (network.ca_file): {why}; put the PEM certificate of the CA that issued the mirrors' certificates there", path.display())]
+    CaFile { path: PathBuf, why: String },
+
     #[error("the pinned root metadata {} (repository.trusted_root) is not usable: {why}; put the repository's signed root.json there", path.display())]
     TrustedRootInvalid { path: PathBuf, why: String },
 
@@ -264,7 +267,9 @@ fn network_cause(e: &reqwest::Error) -> String {
             .is_some_and(|io| io.kind() == io::ErrorKind::ConnectionRefused);
         innermost = next;
     }
-    let what = if e.is_timeout() {
+    let what = if e.is_redirect() {
+        "redirect refused"
+    } else if e.is_timeout() {
         "timed out (network.connect_timeout_secs, network.read_timeout_secs)"
     } else if refused {
         "connection refused (nothing listens there)"
@@ -299,6 +304,7 @@ impl Error {
             | Error::SourceUnavailable { .. }
             | Error::NoHealthChecks { .. }
             | Error::TrustedRootRead { .. }
+            | Error::CaFile { .. }
             | Error::TrustedRootInvalid { .. }
             | Error::Reboot { .. } => C::Config,
             Error::RunningSlotUnknown { .. }

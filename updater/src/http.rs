@@ -20,6 +20,7 @@ use flipside_tuf::client::transport::open_regular;
 
 use crate::config::{Location, NetworkPolicy};
 use crate::error::{Error, Result};
+use crate::redirect;
 
 /// A source of bytes that fails with a classified [`Error`] (read from a network thread).
 pub trait ByteStream: Send {
@@ -55,18 +56,33 @@ pub struct Http {
 }
 
 impl Http {
-    /// Builds the client: connect timeout, per-read timeout, bounded redirects.
+    /// Builds the client: connect timeout, per-read timeout, the mirrors' redirect rules
+    /// ([`crate::redirect`]), and `network.ca_file` as the only trusted roots when set.
     pub fn new(policy: NetworkPolicy) -> Result<Http> {
-        let client = Client::builder()
+        let rules = policy.redirects.clone();
+        let redirect = reqwest::redirect::Policy::custom(move |attempt| {
+            let first = attempt.previous().first().unwrap_or(attempt.url()).clone();
+            let hops = attempt.previous().len();
+            match redirect::check(rules.for_url(&first), &first, attempt.url(), hops) {
+                Ok(()) => attempt.follow(),
+                Err(refusal) => attempt.error(refusal),
+            }
+        });
+        let mut builder = Client::builder()
             .connect_timeout(policy.connect_timeout)
             // The blocking client applies this to waiting for the headers and to every read.
             .timeout(policy.read_timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .user_agent(concat!("flipside/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Internal {
-                what: format!("cannot build the HTTP client: {e}"),
-            })?;
+            .redirect(redirect)
+            .user_agent(concat!("flipside/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &policy.ca_file {
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in ca_certificates(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|e| Error::Internal {
+            what: format!("cannot build the HTTP client: {e}"),
+        })?;
         Ok(Http {
             client,
             policy,
@@ -277,6 +293,20 @@ pub fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
         s => Some(s.parse().ok()?),
     };
     Some((first, last, size))
+}
+
+/// The certificates of a PEM file of certificate authorities (`network.ca_file`).
+fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>> {
+    let invalid = |why: String| Error::CaFile {
+        path: path.to_path_buf(),
+        why,
+    };
+    let pem = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(invalid("it holds no PEM certificate".into()));
+    }
+    Ok(certs)
 }
 
 /// The low-speed limit: over every `window`, at least `limit` bytes/s on average.

@@ -97,7 +97,7 @@ pub fn source_spec(config: &Config, from: Option<&Mirror>) -> SourceSpec {
         },
         trusted_root: config.repository.trusted_root.clone(),
         metadata_dir: config.device.state_dir.join("metadata"),
-        network: config.network,
+        network: config.network.clone(),
     }
 }
 
@@ -135,7 +135,7 @@ pub fn install(
         device,
         state,
         source: source.as_mut(),
-        http: Http::new(config.network)?,
+        http: Http::new(config.network.clone())?,
         slot: target_slot,
         running,
         chosen,
@@ -657,7 +657,7 @@ impl Job<'_> {
         w: &mut Writer,
         progress: &mut Progress,
     ) -> Result<()> {
-        let policy = self.config.network;
+        let policy = &self.config.network;
         let index = &part.index;
         let entries = index.entries();
         let total = part.bundle.length;

@@ -23,6 +23,7 @@ pub mod lock;
 pub mod plan;
 pub mod progress;
 pub mod record;
+pub mod redirect;
 pub mod running;
 pub mod select;
 pub mod source;

@@ -183,7 +183,7 @@ pub fn read_pinned_root(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn client_for(spec: &SourceSpec, mirrors: Vec<Mirror>, store: MetadataStore) -> Result<Client> {
-    let http = Http::new(spec.network)?;
+    let http = Http::new(spec.network.clone())?;
     Ok(Client::new(
         store,
         MirrorTransport::new(mirrors, http),

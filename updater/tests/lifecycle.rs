@@ -553,6 +553,9 @@ fn expired_metadata_is_refused_before_any_write() {
     w.write_config(&[server.url()], 3);
     // Re-sign snapshot and timestamp as of ten days ago: the timestamp (1 day) has expired.
     let past = chrono::Utc::now() - chrono::Duration::days(10);
+    // Without the record of the last publish, as a repository whose publisher's clock was
+    // behind from the start: nothing betrays the clock, and the metadata goes out expired.
+    std::fs::remove_file(w.repo.join(flipside_repository::layout::PUBLISHED_FILE)).unwrap();
     let mut repo = flipside_repository::Repository::open(&w.repo).unwrap();
     repo.resign(&flipside_repository::KeyDir::new(&w.keys), &[], past)
         .unwrap();

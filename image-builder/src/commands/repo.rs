@@ -254,8 +254,16 @@ pub fn run(cmd: RepoCommand) -> Result<(), Error> {
     report(&dirs, &published)
 }
 
-/// Prints what was published, one fact per line.
+/// Prints what was published, one fact per line; a warning on stderr.
 fn report(dirs: &Dirs, p: &Published) -> Result<(), Error> {
+    if let Some(newer) = &p.newer {
+        eprintln!(
+            "warning: version {} ({}) of this system and hardware id is already published, above \
+             the release just added: devices install the newest and never go back, so none will \
+             install this one; publish a version above {} to replace it",
+            newer.version, newer.display_version, newer.version
+        );
+    }
     let mut lines = Vec::new();
     for key in &p.new_keys {
         lines.push(format!(
@@ -305,7 +313,7 @@ fn report(dirs: &Dirs, p: &Published) -> Result<(), Error> {
 pub(crate) fn class(e: &RepoError) -> Class {
     use RepoError as E;
     match e {
-        E::Expired { .. } => Class::Expired,
+        E::Expired { .. } | E::ExpiresTooSoon { .. } | E::ClockBehind { .. } => Class::Expired,
         E::KeyNotInRoot { .. }
         | E::WrongRoleKey { .. }
         | E::NotEnoughKeys { .. }

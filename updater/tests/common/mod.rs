@@ -545,11 +545,14 @@ impl World {
 
     /// Writes the configuration with `mirrors` and `retries` download retries.
     pub fn write_config(&self, mirrors: &[String], retries: u32) {
-        let list = mirrors
-            .iter()
-            .map(|m| format!("{m:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let entries: Vec<String> = mirrors.iter().map(|m| format!("{m:?}")).collect();
+        self.write_config_with(&entries, retries, "");
+    }
+
+    /// Writes the configuration with mirror `entries` as TOML (a quoted URL or an inline
+    /// table) and `network` lines added to the `[network]` section.
+    pub fn write_config_with(&self, entries: &[String], retries: u32, network: &str) {
+        let list = entries.join(", ");
         let text = format!(
             r#"[repository]
 mirrors = [{list}]
@@ -573,6 +576,7 @@ low_speed_time_secs = 2
 retries = {retries}
 backoff_initial_ms = 20
 backoff_max_ms = 100
+{network}
 
 [health]
 dir = "health.d"
