@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::rollout::{Rollout, RolloutError};
+
 /// Format number of [`Release`] and [`TargetCustom`] written by this version.
 pub const RELEASE_FORMAT: u32 = 1;
 
@@ -25,6 +27,8 @@ pub enum Error {
     InvalidKernelRelease { value: String },
     #[error("two files of the release have the same name: give the bundle, index and kernel files distinct names")]
     DuplicateFile,
+    #[error("invalid rollout: {0}")]
+    Rollout(#[from] RolloutError),
 }
 
 /// One built image: written next to the image, bundle and index as `release.json`.
@@ -178,6 +182,12 @@ pub struct TargetCustom {
     /// [`Release::allow_rollback`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_rollback: bool,
+    /// The channels the release is offered in; none: [`crate::rollout::DEFAULT_CHANNEL`] only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+    /// The rollout schedule; none: every device at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
 }
 
 impl Release {
@@ -255,6 +265,9 @@ impl Release {
             bundle_target: bundle.name.clone(),
             kernel,
             allow_rollback: self.allow_rollback,
+            // Publishing decisions, set by the repository.
+            channels: Vec::new(),
+            rollout: None,
         }
     }
 }
@@ -286,6 +299,12 @@ impl TargetCustom {
             check_name(&k.index_target)?;
             check_name(&k.bundle_target)?;
             check_sha256(&k.image_sha256)?;
+        }
+        for channel in &self.channels {
+            check_name(channel)?;
+        }
+        if let Some(rollout) = &self.rollout {
+            rollout.validate()?;
         }
         Ok(())
     }

@@ -108,9 +108,12 @@ pub enum Error {
     /// targets of one release that disagree.
     #[error("target {name} is already published with other flipside fields ({why}); a published release never changes: build it with a new version")]
     CustomConflict { name: String, why: String },
-    /// `withdraw` of a release the targets metadata does not list.
+    /// `withdraw` or `amend` of a release the targets metadata does not list.
     #[error("release {version} of {name} is not published (or was withdrawn already): nothing changed; check the name and version against the targets metadata")]
     NoSuchRelease { name: String, version: u64 },
+    /// A rollout schedule or a change of it that cannot be followed; nothing was published.
+    #[error("invalid rollout: {why}")]
+    Rollout { why: String },
     /// Keys, thresholds or expiry settings are out of range.
     #[error("invalid settings: {why}")]
     Settings { why: String },

@@ -22,6 +22,6 @@ pub use error::Error;
 pub use keys::KeyDir;
 pub use plan::Versions;
 pub use publish::FaultHook;
-pub use repository::{AddOptions, NewKey, NewerRelease, Published, Repository};
+pub use repository::{AddOptions, Amend, NewKey, NewerRelease, Published, Repository};
 pub use settings::{InitSettings, Policy, RoleSettings};
 pub use state::Trusted;

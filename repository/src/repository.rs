@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use flipside_contract::release::{FileInfo, TargetCustom, TargetKind, CUSTOM_KEY};
+use flipside_contract::release::{FileInfo, Release, TargetCustom, TargetKind, CUSTOM_KEY};
+use flipside_contract::rollout::Rollout;
 use flipside_tuf::{KeyId, Role, RoleKeys, Root, SigningKey, TargetFile, Targets};
 
 use crate::freshness::{self, PublishRecord};
@@ -17,6 +18,9 @@ use crate::release::{read_release, stage, Staged};
 use crate::settings::{InitSettings, Policy};
 use crate::state::{load, DirSource, Overlay, Trusted};
 use crate::Error;
+
+mod amend;
+pub use amend::Amend;
 
 /// A key an operation created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,13 +75,27 @@ impl std::fmt::Debug for Repository {
 const ONLINE: [Role; 2] = [Role::Snapshot, Role::Timestamp];
 
 /// What the publisher decides when adding a release.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct AddOptions {
     /// A deliberate rollback: devices that committed a newer release may install this one, and
     /// committing it lowers their anti-rollback floor ([`Release::allow_rollback`]).
     ///
     /// [`Release::allow_rollback`]: flipside_contract::release::Release::allow_rollback
     pub allow_rollback: bool,
+    /// The channels devices take the release in; none: `stable`.
+    pub channels: Vec<String>,
+    /// The rollout schedule; none: every device at once.
+    pub rollout: Option<Rollout>,
+}
+
+impl AddOptions {
+    /// The custom fields of `release`'s target of `kind` with these publishing decisions.
+    fn custom(&self, release: &Release, kind: TargetKind) -> TargetCustom {
+        let mut custom = release.target_custom(kind);
+        custom.channels = self.channels.clone();
+        custom.rollout = self.rollout.clone();
+        custom
+    }
 }
 
 impl Repository {
@@ -242,6 +260,11 @@ impl Repository {
         let trusted = load(&DirSource { repo: &self.dir }, now, &ONLINE)?;
         let mut release = read_release(release_dir)?;
         release.allow_rollback |= options.allow_rollback;
+        if let Some(rollout) = &options.rollout {
+            rollout
+                .validate()
+                .map_err(|e| Error::Rollout { why: e.to_string() })?;
+        }
 
         let mut fresh: Vec<(TargetKind, &FileInfo)> = Vec::new();
         for (kind, info) in release.files() {
@@ -274,7 +297,7 @@ impl Repository {
         let mut targets = plan::next_targets(&trusted, &policy, now)?;
         for (kind, info) in &fresh {
             let file = stage(release_dir, info, &targets_dir)?;
-            let custom = serde_json::json!({ CUSTOM_KEY: release.target_custom(*kind) });
+            let custom = serde_json::json!({ CUSTOM_KEY: options.custom(&release, *kind) });
             targets.targets.insert(
                 info.name.clone(),
                 TargetFile::new(info.length, &info.sha256, Some(custom)),
@@ -356,7 +379,28 @@ impl Repository {
         for n in &withdrawn {
             targets.targets.remove(n);
         }
+        let versions = self.publish_targets(keys, &trusted, targets, &policy, now)?;
+        Ok(Published {
+            changed: true,
+            versions,
+            added: Vec::new(),
+            withdrawn,
+            new_keys: Vec::new(),
+            retired: Vec::new(),
+            newer: None,
+        })
+    }
 
+    /// Signs `targets` (built on `trusted` by [`plan::next_targets`]) with new snapshot and
+    /// timestamp versions, checks the result and publishes it.
+    fn publish_targets(
+        &mut self,
+        keys: &KeyDir,
+        trusted: &Trusted,
+        targets: Targets,
+        policy: &Policy,
+        now: DateTime<Utc>,
+    ) -> Result<Versions, Error> {
         let root = &trusted.root().signed;
         let targets_keys = keys.signers(root, Role::Targets)?;
         let snapshot_keys = keys.signers(root, Role::Snapshot)?;
@@ -367,18 +411,10 @@ impl Repository {
             snapshot_keys: snapshot_keys.iter().collect(),
             timestamp_keys: timestamp_keys.iter().collect(),
         };
-        let plan = plan::plan(Some(&trusted), next, &policy, now)?;
+        let plan = plan::plan(Some(trusted), next, policy, now)?;
         self.self_check(&plan, &BTreeMap::new(), now)?;
         publish(self.metadata_steps(&plan, now), &mut self.fault)?;
-        Ok(Published {
-            changed: true,
-            versions: plan.versions,
-            added: Vec::new(),
-            withdrawn,
-            new_keys: Vec::new(),
-            retired: Vec::new(),
-            newer: None,
-        })
+        Ok(plan.versions)
     }
 
     /// Re-signs snapshot and timestamp with new versions and expiry; `roles` may add targets
@@ -642,10 +678,13 @@ fn check_custom(name: &str, existing: &TargetFile, wanted: &TargetCustom) -> Res
     let Some(value) = existing.custom.as_ref().and_then(|c| c.get(CUSTOM_KEY)) else {
         return conflict(format!("it has no custom.{CUSTOM_KEY}"));
     };
-    let found: TargetCustom = match serde_json::from_value(value.clone()) {
+    let mut found: TargetCustom = match serde_json::from_value(value.clone()) {
         Ok(found) => found,
         Err(e) => return conflict(format!("its custom.{CUSTOM_KEY} does not parse: {e}")),
     };
+    // Channels and rollout are changed by `amend`, never by adding the release again.
+    found.channels = wanted.channels.clone();
+    found.rollout = wanted.rollout.clone();
     if found == *wanted {
         return Ok(());
     }

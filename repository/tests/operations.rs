@@ -8,7 +8,8 @@ use std::path::Path;
 
 use common::{days, listing, now, write_release, Fixture};
 use flipside_contract::release::{TargetCustom, TargetKind, CUSTOM_KEY};
-use flipside_repository::{AddOptions, Error, InitSettings, Repository, RoleSettings};
+use flipside_contract::rollout::{Rollout, Wave};
+use flipside_repository::{AddOptions, Amend, Error, InitSettings, Repository, RoleSettings};
 use flipside_tuf::{Metadata, Role, Root, SigningKey, Targets};
 
 fn meta(f: &Fixture, name: &str) -> Vec<u8> {
@@ -207,6 +208,7 @@ fn withdraw_removes_a_release_and_allow_rollback_is_signed_in_its_targets() {
     let three = f.release(3, b"bundle 3", b"index 3");
     let options = AddOptions {
         allow_rollback: true,
+        ..AddOptions::default()
     };
     f.open().add_with(&f.keys, &three, options, now()).unwrap();
     let trusted = f.open().verify(now()).unwrap();
@@ -813,4 +815,151 @@ fn a_role_expiring_within_the_margin_is_not_published() {
     f.open()
         .resign(&f.keys, &[Role::Root, Role::Targets], almost)
         .unwrap();
+}
+
+/// The custom fields of every target of release `version` of kiosk.
+fn customs(f: &Fixture, version: u64) -> Vec<TargetCustom> {
+    let trusted = f.open().verify(now()).unwrap();
+    trusted
+        .targets
+        .signed
+        .targets
+        .values()
+        .filter_map(|t| t.custom.as_ref()?.get(CUSTOM_KEY).cloned())
+        .map(|v| serde_json::from_value::<TargetCustom>(v).unwrap())
+        .filter(|c| c.version == version)
+        .collect()
+}
+
+fn waves() -> Rollout {
+    Rollout {
+        waves: vec![
+            Wave {
+                start: now(),
+                share: 100,
+            },
+            Wave {
+                start: days(2),
+                share: 10_000,
+            },
+        ],
+        paused_at: None,
+    }
+}
+
+/// Channels and a rollout given at `add` are signed into every target of the release; `amend`
+/// pauses, resumes, replaces and drops the schedule and sets the channels, each a new signed
+/// targets version; a change to nothing publishes nothing.
+#[test]
+fn channels_and_rollouts_are_signed_and_amended() {
+    let f = Fixture::new();
+    let options = AddOptions {
+        channels: vec!["beta".into()],
+        rollout: Some(waves()),
+        ..AddOptions::default()
+    };
+    f.open()
+        .add_with(&f.keys, &f.release(1, b"b", b"i"), options.clone(), now())
+        .unwrap();
+    let all = customs(&f, 1);
+    assert_eq!(all.len(), 2);
+    for c in &all {
+        assert_eq!(c.channels, ["beta"]);
+        assert_eq!(c.rollout, Some(waves()));
+    }
+    // Adding it again, whatever the options, changes nothing: amend does.
+    let again = f
+        .open()
+        .add(&f.keys, &f.release(1, b"b", b"i"), now())
+        .unwrap();
+    assert!(!again.changed);
+
+    let at = days(1);
+    let paused = f
+        .open()
+        .amend(&f.keys, "kiosk", 1, &Amend::Pause, at)
+        .unwrap();
+    assert!(paused.changed);
+    for c in customs(&f, 1) {
+        assert_eq!(c.rollout.unwrap().paused_at, Some(at));
+    }
+    // Pausing again keeps the first instant and publishes nothing.
+    let before = listing(&f.repo);
+    let twice = f
+        .open()
+        .amend(&f.keys, "kiosk", 1, &Amend::Pause, days(2))
+        .unwrap();
+    assert!(!twice.changed);
+    assert_eq!(listing(&f.repo), before);
+
+    f.open()
+        .amend(&f.keys, "kiosk", 1, &Amend::Resume, days(2))
+        .unwrap();
+    for c in customs(&f, 1) {
+        assert_eq!(c.rollout, Some(waves()));
+    }
+    let promote = Amend::Channels(vec!["beta".into(), "stable".into()]);
+    f.open()
+        .amend(&f.keys, "kiosk", 1, &promote, days(2))
+        .unwrap();
+    f.open()
+        .amend(&f.keys, "kiosk", 1, &Amend::Rollout(None), days(2))
+        .unwrap();
+    for c in customs(&f, 1) {
+        assert_eq!(c.channels, ["beta", "stable"]);
+        assert_eq!(c.rollout, None);
+    }
+}
+
+#[test]
+fn amends_that_cannot_apply_are_refused_and_publish_nothing() {
+    let f = Fixture::new();
+    f.open()
+        .add(&f.keys, &f.release(1, b"b", b"i"), now())
+        .unwrap();
+    let before = listing(&f.repo);
+    let err = f
+        .open()
+        .amend(&f.keys, "kiosk", 1, &Amend::Pause, now())
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Rollout { why } if why.contains("no rollout to pause")),
+        "{err}"
+    );
+    let err = f
+        .open()
+        .amend(&f.keys, "kiosk", 2, &Amend::Resume, now())
+        .unwrap_err();
+    assert!(matches!(err, Error::NoSuchRelease { .. }), "{err}");
+    let bad = Amend::Channels(vec!["../beta".into()]);
+    let err = f
+        .open()
+        .amend(&f.keys, "kiosk", 1, &bad, now())
+        .unwrap_err();
+    assert!(matches!(err, Error::Rollout { .. }), "{err}");
+    let backwards = Rollout {
+        waves: vec![waves().waves[1], waves().waves[0]],
+        paused_at: None,
+    };
+    let err = f
+        .open()
+        .amend(
+            &f.keys,
+            "kiosk",
+            1,
+            &Amend::Rollout(Some(backwards.clone())),
+            now(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Rollout { .. }), "{err}");
+    let options = AddOptions {
+        rollout: Some(backwards),
+        ..AddOptions::default()
+    };
+    let err = f
+        .open()
+        .add_with(&f.keys, &f.release(2, b"b2", b"i2"), options, now())
+        .unwrap_err();
+    assert!(matches!(err, Error::Rollout { .. }), "{err}");
+    assert_eq!(listing(&f.repo), before);
 }

@@ -50,6 +50,7 @@ use uuid::Uuid;
 use crate::durable::SyncPolicy;
 use crate::error::{Error, Result};
 use crate::redirect::{RedirectRules, Redirects};
+use crate::window::{self, MaintenanceWindow, RebootWhen};
 
 /// Default configuration path.
 pub const DEFAULT_PATH: &str = "/etc/flipside/config.toml";
@@ -199,6 +200,9 @@ pub struct DeviceConfig {
     pub cmdline: PathBuf,
     /// The running image's system description (`/.flipside/system.json`).
     pub system_info: PathBuf,
+    /// The seed of the device's place in rollouts (`/etc/machine-id`); only a number derived
+    /// from it is used, and nothing of it is sent.
+    pub machine_id: PathBuf,
     /// How a written slot is read back past the page cache. Default [`ReadbackMode::Auto`].
     pub readback: ReadbackMode,
     /// How often a partition being written is synced (durable progress across power cuts).
@@ -219,13 +223,21 @@ pub enum ReadbackMode {
 }
 
 /// Install policy.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct UpdateConfig {
     /// Trial boots (T) given to a freshly installed slot, 1..=15. Default 3.
     pub trial_boots: u8,
     /// Largest chunk index accepted, in bytes, whatever the metadata says. Default 64 MiB
     /// (about a 64 GiB image with the default chunker).
     pub max_index_bytes: u64,
+    /// The channel whose releases the device takes. Default `stable`.
+    pub channel: String,
+    /// Only this version, whatever its rollout (a device held at or moved to a release).
+    pub pin_version: Option<u64>,
+    /// When `flipside update` reboots into an installed release. Default never.
+    pub reboot: RebootWhen,
+    /// The maintenance window of `reboot = "window"`.
+    pub window: Option<MaintenanceWindow>,
 }
 
 /// Timeouts, retries and the low-speed limit of every download; the redirects each mirror may
@@ -377,6 +389,8 @@ struct FileDevice {
     cmdline: PathBuf,
     #[serde(default = "default_system_info")]
     system_info: PathBuf,
+    #[serde(default = "default_machine_id")]
+    machine_id: PathBuf,
     #[serde(default)]
     readback: ReadbackMode,
     sync_every_bytes: Option<u64>,
@@ -415,12 +429,36 @@ fn default_cmdline() -> PathBuf {
 fn default_system_info() -> PathBuf {
     PathBuf::from(flipside_contract::release::SYSTEM_INFO_PATH)
 }
+fn default_machine_id() -> PathBuf {
+    PathBuf::from("/etc/machine-id")
+}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileUpdate {
     trial_boots: Option<u8>,
     max_index_bytes: Option<u64>,
+    channel: Option<String>,
+    pin_version: Option<u64>,
+    #[serde(default)]
+    reboot: RebootWhen,
+    window: Option<FileWindow>,
+}
+
+/// `[update.window]`: local days and hours.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWindow {
+    #[serde(default = "every_day")]
+    days: Vec<String>,
+    start: String,
+    end: String,
+}
+
+fn every_day() -> Vec<String> {
+    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .map(String::from)
+        .to_vec()
 }
 
 #[derive(Deserialize, Default)]
@@ -530,6 +568,26 @@ impl Config {
             ));
         }
         let max_index_bytes = file.update.max_index_bytes.unwrap_or(64 << 20);
+        let channel = file
+            .update
+            .channel
+            .clone()
+            .unwrap_or_else(|| flipside_contract::rollout::DEFAULT_CHANNEL.to_string());
+        flipside_contract::release::check_name(&channel)
+            .map_err(|e| invalid("update.channel", e.to_string()))?;
+        let window = file
+            .update
+            .window
+            .as_ref()
+            .map(maintenance_window)
+            .transpose()
+            .map_err(|why| invalid("update.window", why))?;
+        if file.update.reboot == RebootWhen::Window && window.is_none() {
+            return Err(invalid(
+                "update.window",
+                "reboot = \"window\" needs an [update.window] with start and end".into(),
+            ));
+        }
 
         let secs = |field: &'static str, v: Option<f64>, default: Duration| match v {
             None => Ok(default),
@@ -651,18 +709,37 @@ impl Config {
                 efivars: abs(file.device.efivars),
                 cmdline: abs(file.device.cmdline),
                 system_info: abs(file.device.system_info),
+                machine_id: abs(file.device.machine_id),
                 readback: file.device.readback,
                 sync,
             },
             update: UpdateConfig {
                 trial_boots,
                 max_index_bytes,
+                channel,
+                pin_version: file.update.pin_version,
+                reboot: file.update.reboot,
+                window,
             },
             network,
             health,
             progress,
         })
     }
+}
+
+/// The maintenance window of the configuration.
+fn maintenance_window(w: &FileWindow) -> std::result::Result<MaintenanceWindow, String> {
+    let days = w
+        .days
+        .iter()
+        .map(|d| window::parse_day(d))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    MaintenanceWindow::new(
+        &days,
+        window::parse_time(&w.start)?,
+        window::parse_time(&w.end)?,
+    )
 }
 
 /// The mirrors of the configuration and the redirect setting of each HTTP one.

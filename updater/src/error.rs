@@ -129,10 +129,12 @@ pub enum Error {
         kernel_b: String,
     },
 
-    #[error("no release of {system} for hardware id {hardware_id} in the repository ({found}); check device.hardware_id and the repository")]
+    #[error("no release of {system} for hardware id {hardware_id} in channel {channel}{} in the repository ({found}); check device.hardware_id, update.channel, update.pin_version and the repository", pin.map(|v| format!(" at the pinned version {v}")).unwrap_or_default())]
     Incompatible {
         system: String,
         hardware_id: String,
+        channel: String,
+        pin: Option<u64>,
         found: String,
     },
 

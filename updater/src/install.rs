@@ -34,6 +34,7 @@ use crate::device::{Device, Readback, Region};
 use crate::durable::Checkpoint;
 use crate::error::{Error, Result};
 use crate::http::{is_retryable, open_range, read_full, ByteStream, Http};
+use crate::offer::offer;
 use crate::plan::{plan, ChunkSource};
 use crate::progress::Progress;
 use crate::record::{Event, Journal, KernelRecord, Outcome, SlotRecord, StateDir};
@@ -43,6 +44,7 @@ use crate::select::{
 };
 use crate::source::{SourceFactory, SourceSpec, TargetInfo, UpdateSource};
 use crate::system::{installed, Installed};
+use flipside_contract::rollout::Admission;
 
 /// What `install` was asked.
 #[derive(Clone, Debug, Default)]
@@ -101,12 +103,25 @@ pub fn source_spec(config: &Config, from: Option<&Mirror>) -> SourceSpec {
     }
 }
 
-/// Runs an install; `Ok(None)` when already up to date.
+/// What an install came to, when it did not fail.
+#[derive(Debug)]
+pub enum InstallOutcome {
+    /// The newest release offered to this device is installed.
+    UpToDate,
+    /// A newer release is published, but its rollout has not reached this device.
+    Waiting {
+        version: u64,
+        admission: Admission,
+    },
+    Installed(InstallReport),
+}
+
+/// Runs an install.
 pub fn install(
     config: &Config,
     options: &InstallOptions,
     factory: &SourceFactory,
-) -> Result<Option<InstallReport>> {
+) -> Result<InstallOutcome> {
     let installed = installed(config)?;
     let device = Device::open(&config.device, true)?;
     let running = running::running_slot(&config.device, device.state())?;
@@ -119,14 +134,18 @@ pub fn install(
     let mut source = factory(&spec)?;
     let targets = source.refresh()?;
     let state = StateDir::new(&config.device.state_dir);
-    let decision = choose(&targets, &installed, options.downgrade)?;
+    let offer = offer(config, &installed.name, Utc::now());
+    let decision = choose(&targets, &installed, options.downgrade, &offer)?;
     let chosen = match above_floor(decision, state.floor()?, &state.floor_path())? {
         Decision::UpToDate { version } => {
             log::info!(
                 "{} {version} is installed and is the newest release",
                 installed.name
             );
-            return Ok(None);
+            return Ok(InstallOutcome::UpToDate);
+        }
+        Decision::Waiting { version, admission } => {
+            return Ok(InstallOutcome::Waiting { version, admission })
         }
         Decision::Update(c) => *c,
     };
@@ -156,7 +175,7 @@ pub fn install(
             log::warn!("cannot record the failure: {record}");
         }
     }
-    result.map(Some)
+    result.map(InstallOutcome::Installed)
 }
 
 struct Job<'a> {

@@ -20,6 +20,7 @@ pub mod health;
 pub mod http;
 pub mod install;
 pub mod lock;
+pub mod offer;
 pub mod plan;
 pub mod progress;
 pub mod record;
@@ -30,6 +31,7 @@ pub mod source;
 pub mod status;
 pub mod system;
 pub mod tuf_client;
+pub mod window;
 
 pub use error::{Error, Result};
 pub use exit::ExitClass;

@@ -292,6 +292,7 @@ fn the_floor_outlives_a_rollback_and_only_the_publisher_lowers_it() {
         1 << 20,
         AddOptions {
             allow_rollback: true,
+            ..AddOptions::default()
         },
     );
     w.run(&["install"]).expect(code::OK);
@@ -318,7 +319,7 @@ fn other_hardware_id_is_incompatible() {
     let run = w.run(&["install"]);
     run.expect(code::INCOMPATIBLE);
     assert!(
-        run.stderr.contains("kiosk for other-board"),
+        run.stderr.contains("kiosk 2 for other-board in stable"),
         "{}",
         run.stderr
     );

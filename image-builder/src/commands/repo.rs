@@ -5,10 +5,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use flipside_repository::{
-    AddOptions, Error as RepoError, InitSettings, KeyDir, Published, Repository,
+    AddOptions, Amend, Error as RepoError, InitSettings, KeyDir, Published, Repository,
 };
 use flipside_tuf::Role;
 
+use super::rollout;
 use crate::{Class, Error};
 
 const INIT_EXAMPLE: &str = "\
@@ -95,6 +96,12 @@ pub enum RepoCommand {
     /// Replace the keys of a role.
     #[command(after_help = ROTATE_EXAMPLE)]
     RotateKey(RotateArgs),
+    /// Schedule, pause or resume the rollout of a published release.
+    #[command(after_help = rollout::ROLLOUT_EXAMPLE)]
+    Rollout(rollout::RolloutArgs),
+    /// Set the channels a published release is offered in (promote it).
+    #[command(after_help = rollout::CHANNELS_EXAMPLE)]
+    Channels(rollout::ChannelsArgs),
 }
 
 /// `--repo` and `--keys`, shared by every repo command.
@@ -134,6 +141,12 @@ pub struct AddArgs {
     /// and committing it lowers their anti-rollback floor to its version.
     #[arg(long)]
     pub allow_rollback: bool,
+    /// Offer the release in this channel (repeatable; default stable).
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Vec<String>,
+    /// Roll the release out in waves, e.g. '1%@now,10%@+1d,100%@+3d' (see `repo rollout`).
+    #[arg(long, value_name = "WAVES")]
+    pub rollout: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -221,8 +234,16 @@ pub fn run(cmd: RepoCommand) -> Result<(), Error> {
         }
         RepoCommand::Add(args) => {
             let mut repo = Repository::open(&args.dirs.repo)?;
+            let rollout = args
+                .rollout
+                .as_deref()
+                .map(|text| rollout::parse_waves(text, now))
+                .transpose()
+                .map_err(|why| RepoError::Rollout { why })?;
             let options = AddOptions {
                 allow_rollback: args.allow_rollback,
+                channels: args.channel,
+                rollout,
             };
             let published = repo.add_with(
                 &KeyDir::new(&args.dirs.keys),
@@ -242,6 +263,20 @@ pub fn run(cmd: RepoCommand) -> Result<(), Error> {
             let roles: Vec<Role> = args.role.iter().map(|r| Role::from(*r)).collect();
             let mut repo = Repository::open(&args.dirs.repo)?;
             let published = repo.resign(&KeyDir::new(&args.dirs.keys), &roles, now)?;
+            (args.dirs, published)
+        }
+        RepoCommand::Rollout(args) => {
+            let change = args.change(now).map_err(|why| RepoError::Rollout { why })?;
+            let mut repo = Repository::open(&args.dirs.repo)?;
+            let keys = KeyDir::new(&args.dirs.keys);
+            let published = repo.amend(&keys, &args.name, args.version, &change, now)?;
+            (args.dirs, published)
+        }
+        RepoCommand::Channels(args) => {
+            let change = Amend::Channels(args.channels);
+            let mut repo = Repository::open(&args.dirs.repo)?;
+            let keys = KeyDir::new(&args.dirs.keys);
+            let published = repo.amend(&keys, &args.name, args.version, &change, now)?;
             (args.dirs, published)
         }
         RepoCommand::RotateKey(args) => {
@@ -325,6 +360,7 @@ pub(crate) fn class(e: &RepoError) -> Class {
         | E::TargetConflict { .. }
         | E::CustomConflict { .. }
         | E::NoSuchRelease { .. }
+        | E::Rollout { .. }
         | E::Settings { .. } => Class::Input,
         E::NotARepository { .. }
         | E::Locked { .. }

@@ -7,6 +7,7 @@ pub mod mark;
 pub mod rollback;
 pub mod status;
 pub mod tuf;
+pub mod update;
 
 use chrono::Utc;
 use flipside_bootloader_hooks::Slot;

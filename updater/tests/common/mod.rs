@@ -357,6 +357,7 @@ impl World {
         world.set_attrs(Slot::B, BootAttrs::new(0, 0, false).unwrap());
         world.set_running(Slot::A, setup.running, HARDWARE);
         std::fs::create_dir_all(&world.health).unwrap();
+        std::fs::write(t.join("machine-id"), format!("{MACHINE_ID}\n")).unwrap();
         world.write_config(&["http://127.0.0.1:9/".to_string()], 3);
         world
     }
@@ -388,6 +389,19 @@ impl World {
         self.releases
             .insert((version, hardware_id.to_string()), built.clone());
         built
+    }
+
+    /// Applies a change of channels or rollout to a published release of this world's system.
+    pub fn amend(&self, version: u64, change: &flipside_repository::Amend) {
+        let mut r = Repository::open(&self.repo).unwrap();
+        r.amend(
+            &KeyDir::new(&self.keys),
+            SYSTEM,
+            version,
+            change,
+            Utc::now(),
+        )
+        .unwrap();
     }
 
     /// Withdraws a published release of this world's system.
@@ -564,6 +578,7 @@ state_dir = "state"
 efivars = "efivars"
 cmdline = "cmdline"
 system_info = "system.json"
+machine_id = "machine-id"
 
 [update]
 trial_boots = 3
@@ -677,6 +692,9 @@ impl Run {
 }
 
 /// Exit codes (see the README).
+/// The machine id of every world's device (`device.machine_id`).
+pub const MACHINE_ID: &str = "5f0c3a4e2b8d4d7f9c1e6a2b3c4d5e6f";
+
 pub mod code {
     pub const OK: i32 = 0;
     pub const CONFIG: i32 = 3;
