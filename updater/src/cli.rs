@@ -107,7 +107,7 @@ pub fn run(cli: &Cli, factory: &SourceFactory) -> Result<()> {
         let lock = UpdateLock::acquire(&config.device.state_dir)?;
         Ok((config, lock))
     };
-    match &cli.command {
+    let result = match &cli.command {
         Command::Check => commands::check::run(&config()?, factory),
         Command::Install {
             from,
@@ -126,7 +126,13 @@ pub fn run(cli: &Cli, factory: &SourceFactory) -> Result<()> {
         Command::Rollback => commands::rollback::run(&locked()?.0),
         Command::Health => commands::health::run(&locked()?.0),
         Command::Tuf(args) => commands::tuf::run(args),
+    };
+    if !matches!(cli.command, Command::Tuf(_) | Command::Status { .. }) {
+        if let Ok(config) = config() {
+            crate::events::deliver_configured(&config);
+        }
     }
+    result
 }
 
 fn init_logging() {

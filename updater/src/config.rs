@@ -49,6 +49,7 @@ use uuid::Uuid;
 
 use crate::durable::SyncPolicy;
 use crate::error::{Error, Result};
+use crate::events::EventsConfig;
 use crate::redirect::{RedirectRules, Redirects};
 use crate::window::{self, MaintenanceWindow, RebootWhen};
 
@@ -73,6 +74,8 @@ pub struct Config {
     pub network: NetworkPolicy,
     pub health: HealthConfig,
     pub progress: ProgressConfig,
+    /// Where fleet events go; `None`: the journal only.
+    pub events: Option<EventsConfig>,
 }
 
 /// Where releases come from.
@@ -347,6 +350,13 @@ struct File {
     health: FileHealth,
     #[serde(default)]
     progress: FileProgress,
+    events: Option<FileEvents>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEvents {
+    url: String,
 }
 
 #[derive(Deserialize)]
@@ -686,6 +696,12 @@ impl Config {
             )?,
             no_checks: file.health.no_checks,
         };
+        let events = file
+            .events
+            .as_ref()
+            .map(|e| events_config(&e.url))
+            .transpose()
+            .map_err(|why| invalid("events.url", why))?;
         let progress = ProgressConfig {
             interval: secs(
                 "progress.interval_secs",
@@ -724,8 +740,26 @@ impl Config {
             network,
             health,
             progress,
+            events,
         })
     }
+}
+
+/// The collector of fleet events: an http(s) URL without credentials in it (they would be
+/// logged with every error).
+fn events_config(text: &str) -> std::result::Result<EventsConfig, String> {
+    let url = Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "{text:?}: only http:// and https:// collectors are supported"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "the URL holds credentials, which would be logged with every error: remove them".into(),
+        );
+    }
+    Ok(EventsConfig { url })
 }
 
 /// The maintenance window of the configuration.

@@ -94,6 +94,31 @@ impl Http {
         &self.policy
     }
 
+    /// POSTs `body` to `url`; any status but 2xx is [`Error::HttpStatus`]. The answer's body is
+    /// not read: nothing a collector says changes the device.
+    pub fn post(&self, url: &Url, body: Vec<u8>, content_type: &str) -> Result<()> {
+        let response = self
+            .client
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .map_err(|source| Error::Network {
+                url: url.to_string(),
+                source,
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(Error::HttpStatus {
+            url: url.to_string(),
+            status: status.as_u16(),
+            hint:
+                "the collector did not accept the events; they stay in the spool for the next run",
+        })
+    }
+
     /// Whether the server of `url` answered a Range request with the whole file: each further
     /// request would send everything up to the range again.
     pub fn ignores_range(&self, url: &Url) -> bool {

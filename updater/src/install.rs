@@ -33,6 +33,7 @@ use crate::config::{Config, Location, Mirror};
 use crate::device::{Device, Readback, Region};
 use crate::durable::Checkpoint;
 use crate::error::{Error, Result};
+use crate::events::{emit, FleetEvent, Kind};
 use crate::http::{is_retryable, open_range, read_full, ByteStream, Http};
 use crate::offer::offer;
 use crate::plan::{plan, ChunkSource};
@@ -40,7 +41,8 @@ use crate::progress::Progress;
 use crate::record::{Event, Journal, KernelRecord, Outcome, SlotRecord, StateDir};
 use crate::running;
 use crate::select::{
-    above_floor, choose, index_of, installed_index, kernel_part_of, Candidate, Decision, Downgrade,
+    above_floor, choose, describe_wait, index_of, installed_index, kernel_part_of, Candidate,
+    Decision, Downgrade,
 };
 use crate::source::{SourceFactory, SourceSpec, TargetInfo, UpdateSource};
 use crate::system::{installed, Installed};
@@ -138,16 +140,39 @@ pub fn install(
     let decision = choose(&targets, &installed, options.downgrade, &offer)?;
     let chosen = match above_floor(decision, state.floor()?, &state.floor_path())? {
         Decision::UpToDate { version } => {
-            log::info!(
+            let detail = format!(
                 "{} {version} is installed and is the newest release",
                 installed.name
+            );
+            log::info!("{detail}");
+            emit(
+                state.path(),
+                &FleetEvent::new(Kind::Check, Some(version), None, detail),
             );
             return Ok(InstallOutcome::UpToDate);
         }
         Decision::Waiting { version, admission } => {
-            return Ok(InstallOutcome::Waiting { version, admission })
+            let detail = describe_wait(version, admission);
+            emit(
+                state.path(),
+                &FleetEvent::new(Kind::Waiting, Some(version), None, detail),
+            );
+            return Ok(InstallOutcome::Waiting { version, admission });
         }
-        Decision::Update(c) => *c,
+        Decision::Update(c) => {
+            let detail = format!(
+                "{} {} into slot {target_slot}",
+                c.custom.name, c.custom.version
+            );
+            let event = FleetEvent::new(
+                Kind::Download,
+                Some(c.custom.version),
+                Some(target_slot.name().into()),
+                detail,
+            );
+            emit(state.path(), &event);
+            *c
+        }
     };
     let mut job = Job {
         config,

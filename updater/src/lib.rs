@@ -12,6 +12,7 @@ pub mod config;
 pub mod device;
 pub mod durable;
 pub mod error;
+pub mod events;
 pub mod exit;
 pub mod fallback;
 pub mod file;

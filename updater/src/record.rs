@@ -150,8 +150,11 @@ impl StateDir {
         self.read_json("last.json")
     }
 
+    /// Records the last update step and emits it as a fleet event ([`crate::events`]).
     pub fn set_last(&self, outcome: &Outcome) -> Result<()> {
-        self.write_json("last.json", outcome)
+        self.write_json("last.json", outcome)?;
+        crate::events::emit(&self.dir, &crate::events::FleetEvent::from(outcome));
+        Ok(())
     }
 
     pub fn slot_record(&self, slot: Slot) -> Result<Option<SlotRecord>> {
@@ -350,11 +353,13 @@ mod tests {
         assert_eq!(s.kernel_index(Slot::B, 100).unwrap(), None);
         s.clear_slot(Slot::B).unwrap();
         // No temporary file is left behind.
-        let names: Vec<_> = std::fs::read_dir(s.path())
+        let mut names: Vec<_> = std::fs::read_dir(s.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("last.json")]);
+        names.sort();
+        // The last step and its fleet event.
+        assert_eq!(names, ["events.jsonl", "last.json"]);
     }
 
     #[test]

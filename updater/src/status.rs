@@ -15,6 +15,8 @@ use crate::system::installed;
 /// What `status` shows.
 #[derive(Clone, Debug, Serialize)]
 pub struct Status {
+    /// The format's version ([`crate::events::SCHEMA`]); it grows only by new fields.
+    pub schema: u32,
     pub disk: String,
     /// The running slot, or why it is unknown.
     pub running: Option<String>,
@@ -147,6 +149,7 @@ pub fn gather(config: &Config) -> Result<Status> {
         None => last,
     };
     Ok(Status {
+        schema: crate::events::SCHEMA,
         disk: config.device.disk.display().to_string(),
         running: running.map(|s| s.name().to_string()),
         running_unknown,

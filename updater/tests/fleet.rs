@@ -277,3 +277,129 @@ fn update_reboots_at_once_or_never_as_configured() {
     run.expect(code::CONFIG);
     assert!(run.stderr.contains("update.window"), "{}", run.stderr);
 }
+
+/// The `event` fields of an NDJSON body, each line checked to carry schema 1.
+fn kinds(body: &str) -> Vec<String> {
+    body.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["schema"], 1, "{line}");
+            v["event"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Every step is a JSON line on stdout and in a spool; the spool goes to the collector after
+/// each command, stays while the collector refuses it, and is sent whole once it accepts; a
+/// failed trial's events reach it before the reboot command runs.
+#[test]
+fn events_reach_the_collector_and_wait_in_the_spool_while_it_is_down() {
+    let w = World::new(Setup::default());
+    let nginx = Nginx::start(&w.repo);
+    let collector = common::collector::Collector::start();
+    let with_events = |w: &World| {
+        w.write_config_with(&[format!("{:?}", nginx.url())], 0, "");
+        let config = std::fs::read_to_string(&w.config).unwrap();
+        let config = format!("{config}\n[events]\nurl = {:?}\n", collector.url());
+        std::fs::write(&w.config, config).unwrap();
+    };
+    with_events(&w);
+
+    collector.answer(503);
+    let run = w.run(&["install"]);
+    run.expect(code::OK);
+    let printed: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("FLIPSIDE_EVENT "))
+        .collect();
+    assert_eq!(kinds(&printed.join("\n")), ["download", "installed"]);
+    assert!(
+        run.stderr.contains("events kept for the next run"),
+        "{}",
+        run.stderr
+    );
+    let spool = std::fs::read_to_string(w.state.join("events.jsonl")).unwrap();
+    assert_eq!(kinds(&spool), ["download", "installed"]);
+
+    // Booted into the trial; the collector is back: the health check's commit and the
+    // earlier events go out together, and the spool is empty.
+    collector.answer(200);
+    w.add_check("ok", "exit 0");
+    assert_eq!(w.reboot(|s| if s == Slot::B { 2 } else { 1 }), Slot::B);
+    w.run(&["health"]).expect(code::OK);
+    let requests = collector.requests();
+    let last = requests.last().unwrap();
+    assert_eq!(
+        (last.method.as_str(), last.path.as_str()),
+        ("POST", "/events")
+    );
+    assert_eq!(last.content_type, "application/x-ndjson");
+    assert_eq!(kinds(&last.body), ["download", "installed", "committed"]);
+    let spool = std::fs::read_to_string(w.state.join("events.jsonl")).unwrap();
+    assert!(spool.is_empty(), "{spool}");
+    assert!(!last.body.contains(common::MACHINE_ID));
+}
+
+#[test]
+fn a_failed_trial_reports_marked_bad_and_rebooting_before_the_reboot() {
+    let w = World::new(Setup::default());
+    let nginx = Nginx::start(&w.repo);
+    let collector = common::collector::Collector::start();
+    w.write_config(&[nginx.url()], 0);
+    let config = std::fs::read_to_string(&w.config).unwrap();
+    // The reboot command fails if the collector has not yet been told.
+    let reboot = format!(
+        "reboot_command = [\"sh\", \"-c\", \"test -s {}/events.jsonl && exit 1; touch {}\"]",
+        w.state.display(),
+        w.rebooted.display()
+    );
+    let config = config
+        .lines()
+        .map(|l| {
+            if l.starts_with("reboot_command") {
+                reboot.clone()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(
+        &w.config,
+        format!("{config}\n[events]\nurl = {:?}\n", collector.url()),
+    )
+    .unwrap();
+    w.run(&["install"]).expect(code::OK);
+    w.add_check("fails", "exit 1");
+    assert_eq!(w.reboot(|s| if s == Slot::B { 2 } else { 1 }), Slot::B);
+    w.run(&["health"]).expect(code::HEALTH);
+    assert!(
+        w.rebooted.exists(),
+        "the reboot command did not run or found events unsent"
+    );
+    let sent: Vec<String> = collector
+        .requests()
+        .iter()
+        .flat_map(|r| kinds(&r.body))
+        .collect();
+    assert_eq!(sent, ["download", "installed", "marked-bad", "rebooting"]);
+}
+
+#[test]
+fn a_collector_url_with_credentials_is_refused() {
+    let w = World::new(Setup::default());
+    w.write_config(&["http://127.0.0.1:9/".to_string()], 0);
+    let config = std::fs::read_to_string(&w.config).unwrap();
+    let config =
+        format!("{config}\n[events]\nurl = \"https://fleet:secret@collector.example/e\"\n");
+    std::fs::write(&w.config, config).unwrap();
+    let run = w.run(&["check"]);
+    run.expect(code::CONFIG);
+    assert!(
+        run.stderr.contains("events.url") && run.stderr.contains("credentials"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("secret"), "{}", run.stderr);
+}

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::events::{emit, FleetEvent, Kind};
 use crate::install::source_spec;
 use crate::offer::offer;
 use crate::record::StateDir;
@@ -16,7 +17,17 @@ pub fn run(config: &Config, factory: &SourceFactory) -> Result<()> {
     let state = StateDir::new(&config.device.state_dir);
     let offer = offer(config, &installed.name, chrono::Utc::now());
     let decision = choose(&targets, &installed, Downgrade::Refuse, &offer)?;
-    match above_floor(decision, state.floor()?, &state.floor_path())? {
+    let decision = above_floor(decision, state.floor()?, &state.floor_path())?;
+    let (version, detail) = match &decision {
+        Decision::UpToDate { version } => (*version, "up to date".to_string()),
+        Decision::Waiting { version, admission } => (*version, describe_wait(*version, *admission)),
+        Decision::Update(c) => (c.custom.version, "update available".to_string()),
+    };
+    emit(
+        state.path(),
+        &FleetEvent::new(Kind::Check, Some(version), None, detail),
+    );
+    match decision {
         Decision::UpToDate { version } => {
             println!(
                 "up to date: {} {version} ({})",

@@ -56,6 +56,7 @@ pub fn run(config: &Config) -> Result<()> {
             "{failed}: slot {running} marked bad, rebooting into slot {}",
             !running
         );
+        crate::events::before_reboot(config, format!("rebooting into slot {}", !running));
         reboot(&config.health.reboot_command, config.health.reboot_timeout)?;
     } else {
         log::error!("{failed}: slot {running} is proven; its boot state is left as it is");

@@ -52,6 +52,7 @@ pub fn run(config: &Config, factory: &SourceFactory) -> Result<()> {
         }
         RebootDecision::Reboot => {
             println!("rebooting to try the new slot");
+            crate::events::before_reboot(config, "rebooting to try the new slot".into());
             println!("FLIPSIDE_RESULT event=rebooting");
             health::reboot(&config.health.reboot_command, config.health.reboot_timeout)
         }

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod collector;
 pub mod nginx;
 pub mod server;
 
