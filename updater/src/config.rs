@@ -266,9 +266,60 @@ pub struct NetworkPolicy {
     pub range_gap: u64,
     /// The `redirects` setting of each mirror (default same-origin only).
     pub redirects: RedirectRules,
-    /// PEM certificate authorities HTTPS trusts instead of the built-in web roots
+    /// PEM certificate authorities HTTPS trusts instead of the system's store
     /// (`network.ca_file`, as curl's `--cacert`): a private repository trusts only its own CA.
     pub ca_file: Option<PathBuf>,
+    /// Mirrors with credentials or TLS settings of their own.
+    pub access: Vec<MirrorAccess>,
+}
+
+/// How one HTTP mirror is reached: a bearer token or basic credentials read from a file, a
+/// client certificate (mutual TLS), the CA it alone is trusted with. Files are read when the
+/// client is built; their contents never appear in messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorAccess {
+    pub base: Url,
+    /// A file holding a bearer token (`Authorization: Bearer ...`).
+    pub token_file: Option<PathBuf>,
+    /// A file holding `user:password` (HTTP basic authentication).
+    pub credentials_file: Option<PathBuf>,
+    /// PEM client certificate chain and its key.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// PEM CA(s) this mirror's certificate must chain to, instead of any other trust.
+    pub ca: Option<PathBuf>,
+}
+
+impl MirrorAccess {
+    /// No settings of its own.
+    pub fn plain(base: Url) -> Self {
+        MirrorAccess {
+            base,
+            token_file: None,
+            credentials_file: None,
+            client_cert: None,
+            client_key: None,
+            ca: None,
+        }
+    }
+
+    /// Refuses settings that cannot work together or would leak credentials.
+    fn check(&self, text: &str) -> std::result::Result<(), String> {
+        if self.token_file.is_some() && self.credentials_file.is_some() {
+            return Err(format!(
+                "{text:?}: give token_file or credentials_file, not both"
+            ));
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err(format!("{text:?}: client_cert and client_key go together"));
+        }
+        if self.base.scheme() != "https" {
+            return Err(format!(
+                "{text:?}: credentials and TLS settings need an https:// mirror (over http they would travel in the clear)"
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for NetworkPolicy {
@@ -284,6 +335,7 @@ impl Default for NetworkPolicy {
             range_gap: 64 * 1024,
             redirects: RedirectRules::default(),
             ca_file: None,
+            access: Vec::new(),
         }
     }
 }
@@ -371,11 +423,20 @@ struct FileRepository {
 #[serde(untagged)]
 enum FileMirror {
     Plain(String),
-    Table {
-        url: String,
-        #[serde(default)]
-        redirects: Option<Redirects>,
-    },
+    Table(FileMirrorTable),
+}
+
+/// A mirror with settings of its own.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct FileMirrorTable {
+    url: String,
+    redirects: Option<Redirects>,
+    token_file: Option<PathBuf>,
+    credentials_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    ca: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -532,7 +593,7 @@ impl Config {
                 "name at least one mirror".into(),
             ));
         }
-        let (mirrors, redirects) = mirrors(&file.repository.mirrors, &base)
+        let (mirrors, redirects, access) = mirrors(&file.repository.mirrors, &base)
             .map_err(|why| invalid("repository.mirrors", why))?;
 
         let selector = |field: &'static str, slot: FileSlot| match slot {
@@ -663,6 +724,7 @@ impl Config {
             range_gap: n.range_gap.unwrap_or(d.range_gap),
             redirects,
             ca_file: n.ca_file.clone().map(abs),
+            access,
         };
         if network.retries > 100 {
             return Err(invalid(
@@ -776,31 +838,58 @@ fn maintenance_window(w: &FileWindow) -> std::result::Result<MaintenanceWindow, 
     )
 }
 
-/// The mirrors of the configuration and the redirect setting of each HTTP one.
+/// The mirrors of the configuration, the redirect setting of each HTTP one and the access
+/// settings (credentials, client certificate, CA) of those that have them.
 fn mirrors(
     entries: &[FileMirror],
     base: &Path,
-) -> std::result::Result<(Vec<Mirror>, RedirectRules), String> {
+) -> std::result::Result<(Vec<Mirror>, RedirectRules, Vec<MirrorAccess>), String> {
     let mut mirrors = Vec::new();
     let mut rules = RedirectRules::default();
+    let mut access = Vec::new();
     for entry in entries {
-        let (text, redirects) = match entry {
-            FileMirror::Plain(text) => (text, None),
-            FileMirror::Table { url, redirects } => (url, *redirects),
+        let settings = match entry {
+            FileMirror::Plain(text) => FileMirrorTable {
+                url: text.clone(),
+                ..FileMirrorTable::default()
+            },
+            FileMirror::Table(table) => table.clone(),
         };
+        let (text, redirects) = (&settings.url, settings.redirects);
         let mirror = Mirror::parse(text, base)?;
-        match (&mirror, redirects) {
-            (Mirror::Http(url), Some(r)) => rules.set(url.clone(), r),
-            (Mirror::Dir(_), Some(_)) => {
+        let abs = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let wanted = MirrorAccess {
+            base: match &mirror {
+                Mirror::Http(url) => url.clone(),
+                Mirror::Dir(_) => Url::parse("file:///").expect("a URL"),
+            },
+            token_file: settings.token_file.map(abs),
+            credentials_file: settings.credentials_file.map(abs),
+            client_cert: settings.client_cert.map(abs),
+            client_key: settings.client_key.map(abs),
+            ca: settings.ca.map(abs),
+        };
+        let has_access = wanted != MirrorAccess::plain(wanted.base.clone());
+        match (&mirror, redirects.is_some() || has_access) {
+            (Mirror::Dir(_), true) => {
                 return Err(format!(
-                    "{text:?} is a directory: redirects applies to http(s) mirrors only"
+                    "{text:?} is a directory: redirects, credentials and TLS settings apply to http(s) mirrors only"
                 ))
+            }
+            (Mirror::Http(url), _) => {
+                if let Some(r) = redirects {
+                    rules.set(url.clone(), r);
+                }
+                if has_access {
+                    wanted.check(text)?;
+                    access.push(wanted);
+                }
             }
             _ => {}
         }
         mirrors.push(mirror);
     }
-    Ok((mirrors, rules))
+    Ok((mirrors, rules, access))
 }
 
 #[cfg(test)]

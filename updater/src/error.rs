@@ -34,8 +34,15 @@ pub enum Error {
     #[error("cannot read the pinned root metadata {} (repository.trusted_root): {source}; put the repository's signed root.json there or correct the path", path.display())]
     TrustedRootRead { path: PathBuf, source: io::Error },
 
-    #[error("cannot use the certificate authorities in {} (network.ca_file): {why}; put the PEM certificate of the CA that issued the mirrors' certificates there", path.display())]
+    #[error("cannot use the certificate authorities in {} (network.ca_file or a mirror's ca): {why}; put the PEM certificate of the CA that issued the mirrors' certificates there", path.display())]
     CaFile { path: PathBuf, why: String },
+
+    #[error("cannot use {} (the {field} of a mirror in repository.mirrors): {why}", path.display())]
+    Credentials {
+        path: PathBuf,
+        field: &'static str,
+        why: String,
+    },
 
     #[error("the pinned root metadata {} (repository.trusted_root) is not usable: {why}; put the repository's signed root.json there", path.display())]
     TrustedRootInvalid { path: PathBuf, why: String },
@@ -70,6 +77,12 @@ pub enum Error {
         network_cause(source)
     )]
     Network { url: String, source: reqwest::Error },
+
+    #[error("{url}: TLS: {failure}")]
+    Tls {
+        url: String,
+        failure: crate::tls::TlsFailure,
+    },
 
     #[error("{url} answered HTTP {status}: {hint}")]
     HttpStatus {
@@ -307,6 +320,7 @@ impl Error {
             | Error::NoHealthChecks { .. }
             | Error::TrustedRootRead { .. }
             | Error::CaFile { .. }
+            | Error::Credentials { .. }
             | Error::TrustedRootInvalid { .. }
             | Error::Reboot { .. } => C::Config,
             Error::RunningSlotUnknown { .. }
@@ -317,6 +331,10 @@ impl Error {
             | Error::NotOnTrial { .. } => C::State,
             Error::Boot { source } => boot_class(source),
             Error::SlotTooSmall { .. } | Error::TooLarge { .. } => C::TooLarge,
+            Error::Tls { .. }
+            | Error::HttpStatus {
+                status: 401 | 403, ..
+            } => C::Access,
             Error::Network { .. }
             | Error::HttpStatus { .. }
             | Error::BodyEnded { .. }
@@ -352,6 +370,16 @@ impl Error {
 }
 
 /// The failure class of a TUF client error.
+/// The class of a metadata fetch that failed: the updater's own error inside it, when it is
+/// one (a TLS failure or refused credentials are not network trouble).
+fn fetch_class(e: &flipside_tuf::client::TransportError) -> ExitClass {
+    use std::error::Error as _;
+    match e.source().and_then(|s| s.downcast_ref::<Error>()) {
+        Some(inner) => inner.class(),
+        None => ExitClass::Network,
+    }
+}
+
 pub(crate) fn tuf_class(e: &flipside_tuf::client::Error) -> ExitClass {
     use flipside_tuf::client::Error as E;
     use flipside_tuf::Error as V;
@@ -360,7 +388,8 @@ pub(crate) fn tuf_class(e: &flipside_tuf::client::Error) -> ExitClass {
         | E::AlreadyInitialised { .. }
         | E::StoreIo { .. }
         | E::TimeFile { .. } => ExitClass::State,
-        E::Missing { .. } | E::Fetch { .. } => ExitClass::Network,
+        E::Fetch { source, .. } => fetch_class(source),
+        E::Missing { .. } => ExitClass::Network,
         E::TooLarge { .. } => ExitClass::TooLarge,
         E::Target { .. } => ExitClass::ChunkHash,
         E::Write { .. } => ExitClass::Io,

@@ -34,11 +34,13 @@ pub enum ExitClass {
     State,
     /// A health check failed.
     Health,
+    /// The repository refused this device, or TLS failed for a reason retrying will not fix.
+    Access,
 }
 
 impl ExitClass {
     /// Every class, in code order.
-    pub const ALL: [ExitClass; 14] = [
+    pub const ALL: [ExitClass; 15] = [
         ExitClass::Ok,
         ExitClass::Internal,
         ExitClass::Usage,
@@ -53,6 +55,7 @@ impl ExitClass {
         ExitClass::Io,
         ExitClass::State,
         ExitClass::Health,
+        ExitClass::Access,
     ];
 
     /// The process exit code.
@@ -72,6 +75,7 @@ impl ExitClass {
             ExitClass::Io => 11,
             ExitClass::State => 12,
             ExitClass::Health => 13,
+            ExitClass::Access => 14,
         }
     }
 
@@ -92,6 +96,7 @@ impl ExitClass {
             ExitClass::Io => "io",
             ExitClass::State => "state",
             ExitClass::Health => "health",
+            ExitClass::Access => "access",
         }
     }
 
@@ -112,6 +117,7 @@ impl ExitClass {
             ExitClass::Io => "disk read/write failed: check the device",
             ExitClass::State => "boot state forbids it (trial pending, not on trial, no fallback) or state dir/running slot problem",
             ExitClass::Health => "a health check failed (the trial slot was marked bad)",
+            ExitClass::Access => "TLS failed (unknown CA, certificate expired or for another name, client certificate refused) or the repository refused the credentials (401/403): fix the trust or credentials; not retried",
         }
     }
 
@@ -143,7 +149,7 @@ mod tests {
     #[test]
     fn codes_are_distinct_and_in_order() {
         let codes: Vec<u8> = ExitClass::ALL.iter().map(|c| c.code()).collect();
-        assert_eq!(codes, (0..14).collect::<Vec<u8>>());
+        assert_eq!(codes, (0..15).collect::<Vec<u8>>());
         let names: HashSet<&str> = ExitClass::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(names.len(), ExitClass::ALL.len());
     }

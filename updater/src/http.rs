@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::Response;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
 use url::Url;
@@ -20,7 +20,9 @@ use flipside_tuf::client::transport::open_regular;
 
 use crate::config::{Location, NetworkPolicy};
 use crate::error::{Error, Result};
-use crate::redirect;
+
+mod clients;
+use clients::Clients;
 
 /// A source of bytes that fails with a classified [`Error`] (read from a network thread).
 pub trait ByteStream: Send {
@@ -49,42 +51,19 @@ pub fn read_full(stream: &mut dyn ByteStream, buf: &mut [u8], what: &str) -> Res
 /// The HTTP client with the network policy applied.
 #[derive(Clone, Debug)]
 pub struct Http {
-    client: Client,
+    clients: Clients,
     policy: NetworkPolicy,
     /// Files whose server answered a Range request with the whole file (`200`).
     whole_files: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Http {
-    /// Builds the client: connect timeout, per-read timeout, the mirrors' redirect rules
-    /// ([`crate::redirect`]), and `network.ca_file` as the only trusted roots when set.
+    /// Builds the clients ([`clients`]): timeouts, the mirrors' redirect rules
+    /// ([`crate::redirect`]), `network.ca_file` as the only trusted roots when set, and each
+    /// mirror's own credentials and TLS settings.
     pub fn new(policy: NetworkPolicy) -> Result<Http> {
-        let rules = policy.redirects.clone();
-        let redirect = reqwest::redirect::Policy::custom(move |attempt| {
-            let first = attempt.previous().first().unwrap_or(attempt.url()).clone();
-            let hops = attempt.previous().len();
-            match redirect::check(rules.for_url(&first), &first, attempt.url(), hops) {
-                Ok(()) => attempt.follow(),
-                Err(refusal) => attempt.error(refusal),
-            }
-        });
-        let mut builder = Client::builder()
-            .connect_timeout(policy.connect_timeout)
-            // The blocking client applies this to waiting for the headers and to every read.
-            .timeout(policy.read_timeout)
-            .redirect(redirect)
-            .user_agent(concat!("flipside/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &policy.ca_file {
-            builder = builder.tls_built_in_root_certs(false);
-            for cert in ca_certificates(path)? {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder.build().map_err(|e| Error::Internal {
-            what: format!("cannot build the HTTP client: {e}"),
-        })?;
         Ok(Http {
-            client,
+            clients: Clients::new(&policy)?,
             policy,
             whole_files: Arc::default(),
         })
@@ -98,15 +77,12 @@ impl Http {
     /// not read: nothing a collector says changes the device.
     pub fn post(&self, url: &Url, body: Vec<u8>, content_type: &str) -> Result<()> {
         let response = self
-            .client
-            .post(url.clone())
+            .clients
+            .post(url)
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body)
             .send()
-            .map_err(|source| Error::Network {
-                url: url.to_string(),
-                source,
-            })?;
+            .map_err(|source| request_failed(url, source))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -139,17 +115,16 @@ impl Http {
                 what: format!("range {wanted:?} outside a {total}-byte file"),
             });
         }
-        let mut request = self.client.get(url.clone());
+        let mut request = self.clients.get(url);
         if range.is_some() {
             request = request.header(
                 RANGE,
                 format!("bytes={}-{}", wanted.start, wanted.end.saturating_sub(1)),
             );
         }
-        let response = request.send().map_err(|source| Error::Network {
-            url: url.to_string(),
-            source,
-        })?;
+        let response = request
+            .send()
+            .map_err(|source| request_failed(url, source))?;
         let status = response.status();
         let bad = |why: String| Error::BadResponse {
             url: url.to_string(),
@@ -248,13 +223,10 @@ impl Http {
 
     fn open_unsized_once(&self, url: &Url) -> Result<HttpStream> {
         let response = self
-            .client
-            .get(url.clone())
+            .clients
+            .get(url)
             .send()
-            .map_err(|source| Error::Network {
-                url: url.to_string(),
-                source,
-            })?;
+            .map_err(|source| request_failed(url, source))?;
         let status = response.status();
         if status != StatusCode::OK {
             return Err(Error::HttpStatus {
@@ -275,11 +247,27 @@ impl Http {
 
 fn status_hint(status: StatusCode) -> &'static str {
     match status.as_u16() {
+        400 => "bad request; a server that requires a client certificate (nginx: ssl_verify_client) answers this when none or a wrong one was sent: check the mirror's client_cert and client_key",
         404 | 410 => "the mirror does not have this file: check the mirror URL, or the repository is being republished",
         416 => "the mirror's file is shorter than the signed length: it is stale or truncated",
-        401 | 403 => "access denied: check the mirror's permissions",
+        401 | 403 => "the repository refused this device's credentials: check the mirror's token_file or credentials_file",
         500..=599 => "the server failed: try again later",
         _ => "unexpected answer: check the mirror URL",
+    }
+}
+
+/// A request that got no answer: a TLS failure named as such ([`crate::tls`]), else a
+/// network error.
+fn request_failed(url: &Url, source: reqwest::Error) -> Error {
+    match crate::tls::classify(&source) {
+        Some(failure) => Error::Tls {
+            url: url.to_string(),
+            failure,
+        },
+        None => Error::Network {
+            url: url.to_string(),
+            source,
+        },
     }
 }
 
@@ -318,20 +306,6 @@ pub fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
         s => Some(s.parse().ok()?),
     };
     Some((first, last, size))
-}
-
-/// The certificates of a PEM file of certificate authorities (`network.ca_file`).
-fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>> {
-    let invalid = |why: String| Error::CaFile {
-        path: path.to_path_buf(),
-        why,
-    };
-    let pem = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(invalid("it holds no PEM certificate".into()));
-    }
-    Ok(certs)
 }
 
 /// The low-speed limit: over every `window`, at least `limit` bytes/s on average.

@@ -31,6 +31,7 @@ pub mod select;
 pub mod source;
 pub mod status;
 pub mod system;
+pub mod tls;
 pub mod tuf_client;
 pub mod window;
 

@@ -92,7 +92,7 @@ fn https_mirrors_trust_the_configured_ca_and_redirect_to_https_hosts_only_when_a
     let tls = Some((cert.as_path(), key.as_path()));
     let ca_line = format!("ca_file = {:?}", ca.ca().display().to_string());
 
-    // The web roots do not know the test CA; network.ca_file does.
+    // The system's trust store does not know the test CA; network.ca_file does.
     let https = Nginx::start_with(
         &w.repo,
         Options {
@@ -102,7 +102,12 @@ fn https_mirrors_trust_the_configured_ca_and_redirect_to_https_hosts_only_when_a
     );
     w.write_config(&[https.url()], 0);
     let run = w.run(&["check"]);
-    run.expect(code::NETWORK);
+    run.expect(code::ACCESS);
+    assert!(
+        run.stderr.contains("not issued by a trusted CA"),
+        "{}",
+        run.stderr
+    );
     w.write_config_with(&[mirror(&https.url(), None)], 0, &ca_line);
     w.run(&["check"]).expect(code::OK);
 

@@ -708,4 +708,5 @@ pub mod code {
     pub const TOO_LARGE: i32 = 10;
     pub const STATE: i32 = 12;
     pub const HEALTH: i32 = 13;
+    pub const ACCESS: i32 = 14;
 }
