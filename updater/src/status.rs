@@ -9,7 +9,7 @@ use crate::device::Device;
 use crate::error::Result;
 use crate::fallback::failed_trial;
 use crate::record::{Journal, Outcome, StateDir};
-use crate::running::running_slot;
+use crate::running::{firmware_refusal, running_slot};
 use crate::system::installed;
 
 /// What `status` shows.
@@ -29,6 +29,42 @@ pub struct Status {
     pub last: Option<Outcome>,
     /// An install that started and has not finished (interrupted, or running now).
     pub unfinished_install: Option<Journal>,
+    /// A kernel image the firmware refused to load this boot (flipside-boot's
+    /// `FlipsideRefused` variable), so that flipside-boot started the other slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_kernel: Option<RefusedKernel>,
+}
+
+/// A kernel image the firmware would not load this boot.
+#[derive(Clone, Debug, Serialize)]
+pub struct RefusedKernel {
+    pub slot: String,
+    /// The firmware's status, e.g. `SECURITY_VIOLATION`.
+    pub status: String,
+    /// What it means and what to do.
+    pub detail: String,
+}
+
+impl RefusedKernel {
+    fn from_refusal(r: &flipside_bootloader_hooks::efivar::Refusal) -> Self {
+        let why = match r.status.as_str() {
+            "SECURITY_VIOLATION" | "ACCESS_DENIED" => {
+                "Secure Boot is on and the image is not signed by a key in the firmware's db \
+                 (or its signature no longer matches its bytes)"
+            }
+            _ => "the firmware could not load it",
+        };
+        Self {
+            slot: r.slot.name().into(),
+            status: r.status.clone(),
+            detail: format!(
+                "the firmware refused the kernel image of slot {} ({}): {why}; flipside-boot \
+                 started the other slot; reinstall slot {} with a release signed by the \
+                 enrolled key",
+                r.slot, r.status, r.slot
+            ),
+        }
+    }
 }
 
 /// One slot.
@@ -137,6 +173,9 @@ pub fn gather(config: &Config) -> Result<Status> {
         slots,
         last,
         unfinished_install: state_dir.journal().ok().flatten(),
+        refused_kernel: firmware_refusal(&config.device.efivars)
+            .as_ref()
+            .map(RefusedKernel::from_refusal),
     })
 }
 
@@ -215,6 +254,9 @@ pub fn render_text(s: &Status) -> String {
             j.slot,
             j.started.to_rfc3339()
         ));
+    }
+    if let Some(r) = &s.refused_kernel {
+        out.push_str(&format!("refused kernel: {}\n", r.detail));
     }
     match &s.last {
         Some(o) => out.push_str(&format!(

@@ -9,6 +9,7 @@ pub mod closure;
 pub mod diff;
 pub mod image;
 pub mod repo;
+pub mod sign;
 pub mod store;
 pub mod uki;
 
@@ -53,6 +54,8 @@ pub enum Command {
     Repo(repo::RepoCommand),
     /// Assemble a unified kernel image: systemd's EFI stub with kernel, initrd, command line.
     Uki(uki::UkiArgs),
+    /// Sign an EFI image (flipside-boot, a UKI) for Secure Boot with the db key.
+    Sign(sign::SignArgs),
 }
 
 impl Command {
@@ -62,6 +65,7 @@ impl Command {
             Command::Closure(args) => closure::run(args),
             Command::Diff(args) => diff::run(args),
             Command::Image(args) => image::run(args),
+            Command::Sign(args) => sign::run(args),
             Command::Repo(cmd) => repo::run(cmd),
             Command::Uki(args) => uki::run(args),
         }
