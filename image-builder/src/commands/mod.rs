@@ -56,6 +56,8 @@ pub enum Command {
     Uki(uki::UkiArgs),
     /// Sign an EFI image (flipside-boot, a UKI) for Secure Boot with the db key.
     Sign(sign::SignArgs),
+    /// Generate the Secure Boot keys of a device fleet: PK, KEK and db.
+    SecureBootKeys(sign::KeysArgs),
 }
 
 impl Command {
@@ -66,6 +68,7 @@ impl Command {
             Command::Diff(args) => diff::run(args),
             Command::Image(args) => image::run(args),
             Command::Sign(args) => sign::run(args),
+            Command::SecureBootKeys(args) => sign::run_keys(args),
             Command::Repo(cmd) => repo::run(cmd),
             Command::Uki(args) => uki::run(args),
         }
