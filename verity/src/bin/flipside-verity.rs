@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! flipside-verity format IMAGE [--on-corruption restart|panic]
-//! flipside-verity open DEVICE [--name NAME] [--cmdline FILE]
+//! flipside-verity open DEVICE [--name NAME] [--cmdline FILE] [--bench yes]
 //! ```
 //!
 //! `format` pads IMAGE to whole 4096-byte blocks, appends its hash tree (veritysetup's format,
@@ -14,7 +14,9 @@
 //! corrupted blocks fail with EIO (so a changed root is found here, where the boot can still
 //! fall back, and not as a reset loop later), then opens DEVICE as `NAME` (default `root`)
 //! with the configured reaction to corruption and prints the node to mount (`/dev/dm-N`).
-//! Without the word it prints nothing.
+//! Without the word it prints nothing. `--bench yes` also reads the same bytes from DEVICE
+//! directly first and prints both times on stderr as a console marker
+//! (`FLIPSIDE: initrd verity-bench bytes=N raw_ms=A verity_ms=B`): the read cost of dm-verity.
 //!
 //! | exit | meaning |
 //! |---|---|
@@ -28,13 +30,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use flipside_verity::dm::{Control, Target};
 use flipside_verity::param::TableMode;
 use flipside_verity::{tree, OnCorruption, VerityParams};
 
 const USAGE: &str = "usage: flipside-verity format IMAGE [--on-corruption restart|panic]
-       flipside-verity open DEVICE [--name NAME] [--cmdline FILE]";
+       flipside-verity open DEVICE [--name NAME] [--cmdline FILE] [--bench yes]";
 
 enum Failure {
     Usage(String),
@@ -84,7 +87,12 @@ fn dm_err(e: flipside_verity::dm::Error) -> Failure {
 }
 
 /// Opens `device` as `name` through dm-verity; `None` without `flipside.verity=`.
-fn open(device: &Path, name: &str, cmdline: &Path) -> Result<Option<PathBuf>, Failure> {
+fn open(
+    device: &Path,
+    name: &str,
+    cmdline: &Path,
+    bench: bool,
+) -> Result<Option<PathBuf>, Failure> {
     let text = std::fs::read_to_string(cmdline).map_err(io_err("read", cmdline))?;
     let Some(params) = VerityParams::from_cmdline(&text)
         .map_err(|e| Failure::Input(format!("{}: {e}", cmdline.display())))?
@@ -101,13 +109,29 @@ fn open(device: &Path, name: &str, cmdline: &Path) -> Result<Option<PathBuf>, Fa
             params,
         }
     };
+    let raw_ms = if bench {
+        let t = Instant::now();
+        read_all(device, params.data_len())
+            .map_err(|(at, e)| Failure::Input(format!("cannot read {dev} at byte {at}: {e}")))?;
+        Some(t.elapsed().as_millis())
+    } else {
+        None
+    };
     // The check pass: every data block read once through verity, errors as EIO.
     let check_name = format!("{name}-check");
     let node = control
         .create_readonly(&check_name, &target(TableMode::ReadError))
         .map_err(dm_err)?;
+    let t = Instant::now();
     let checked = read_all(&node, params.data_len());
+    let verity_ms = t.elapsed().as_millis();
     control.remove(&check_name).map_err(dm_err)?;
+    if let Some(raw_ms) = raw_ms {
+        eprintln!(
+            "FLIPSIDE: initrd verity-bench bytes={} raw_ms={raw_ms} verity_ms={verity_ms}",
+            params.data_len()
+        );
+    }
     if let Err((offset, e)) = checked {
         return Err(Failure::Corrupt(format!(
             "{dev} does not match the root hash on the command line: reading {} at byte {offset} failed ({e}); the slot was changed after it was written",
@@ -145,6 +169,7 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
     let mut on_corruption = OnCorruption::default();
     let mut name = "root".to_string();
     let mut cmdline = PathBuf::from("/proc/cmdline");
+    let mut bench = false;
     while let Some(flag) = it.next() {
         let value = it
             .next()
@@ -157,13 +182,14 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
             }
             ("open", "--name") => name = value,
             ("open", "--cmdline") => cmdline = PathBuf::from(value),
+            ("open", "--bench") => bench = value == "yes",
             _ => return Err(usage(&format!("unknown argument {flag}"))),
         }
     }
     match cmd.as_str() {
         "format" => println!("{}", format(Path::new(&target), on_corruption)?),
         "open" => {
-            if let Some(node) = open(Path::new(&target), &name, &cmdline)? {
+            if let Some(node) = open(Path::new(&target), &name, &cmdline, bench)? {
                 println!("{}", node.display());
             }
         }
