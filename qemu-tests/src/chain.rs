@@ -288,6 +288,7 @@ fn build_or_load(assets: &Assets) -> Result<World> {
     let inputs = |k: &Kernel| initramfs::Inputs {
         busybox: assets.busybox.clone(),
         flipside_select: assets.flipside_select.clone(),
+        flipside_verity: assets.flipside_verity.clone(),
         modules: k.modules.clone(),
     };
     let initrds = assets.dir.join("chain-initramfs");
