@@ -9,7 +9,7 @@ use std::path::Path;
 
 use common::{
     assert_sgdisk_clean, attrs, cgpt_pts, cgpt_set, eval_vars, make_image, make_image_4k,
-    reference_choice, run, s, select, set_entry_lbas, sgdisk_bits, Loop,
+    reference_choice, run, s, select, sgdisk_bits, Loop,
 };
 use flipside_bootloader_hooks::disk::{self, SlotLayout};
 use flipside_bootloader_hooks::{BootState, CopyKind, Disk, Error, GptTable, Slot};
@@ -279,6 +279,36 @@ fn select_binary_exit_codes_and_dry_run() {
     assert_eq!(code(&["--help"]), Some(0));
 }
 
+/// A repair that changes no boot bit is reported as a repair, not as a write of the same bits;
+/// a consumed try is reported as the write it is.
+#[test]
+fn select_reports_a_repair_apart_from_a_write_of_the_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = make_image(dir.path(), "disk.img");
+    cgpt_set(&img, 1, 1, 0, true);
+    cgpt_set(&img, 2, 0, 0, false);
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes[512 + 40] ^= 0xff;
+    std::fs::write(&img, &bytes).unwrap();
+    let out = select(&["--disk", s(&img)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("repaired the GPT (the primary copy was unusable: header CRC32")
+            && !stderr.contains("wrote slot"),
+        "{stderr}"
+    );
+    assert_sgdisk_clean(&img);
+    // Now a trial: the consumed try is a write, and nothing needs repair.
+    cgpt_set(&img, 2, 2, 2, false);
+    let out = select(&["--disk", s(&img)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("wrote slot b") && !stderr.contains("repaired"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn mark_bad_clears_a_proven_slot_so_the_other_boots_next() {
     let dir = tempfile::tempdir().unwrap();
@@ -482,7 +512,7 @@ fn hostile_partition_entries_are_refused_and_nothing_is_written() {
         let img = make_image(t.path(), name);
         cgpt_set(&img, 1, 1, 0, true);
         cgpt_set(&img, 2, 2, 1, false);
-        set_entry_lbas(&img, number, first, last);
+        common::hostile_gpt::set_entry_lbas(&img, number, first, last);
         let before = std::fs::read(&img).unwrap();
         let out = select(&["--disk", s(&img)]);
         let stderr = String::from_utf8_lossy(&out.stderr);

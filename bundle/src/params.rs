@@ -12,6 +12,10 @@ use crate::Error;
 /// (a 1 GB image in about 80 s on 2 cores); development builds can pass 3 (over 100 MB/s).
 pub const DEFAULT_ZSTD_LEVEL: i32 = 16;
 
+/// Most compression threads: far above any build host's cores, and a typo above it (10000)
+/// would only start threads that wait for each other.
+pub const MAX_THREADS: usize = 256;
+
 /// How to cut and compress an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BundleParams {
@@ -20,7 +24,8 @@ pub struct BundleParams {
     /// zstd level of every frame: 1 to 22, or negative for zstd's fast levels (0, zstd's
     /// "default", is refused so that the index records the level actually used).
     pub zstd_level: i32,
-    /// Compression threads; 0 uses the available parallelism. The output does not depend on it.
+    /// Compression threads, at most [`MAX_THREADS`]; 0 uses the available parallelism. The
+    /// output does not depend on it.
     pub threads: usize,
 }
 
@@ -47,6 +52,14 @@ impl BundleParams {
                 why: format!(
                     "chunker max {} is over {limit}, the largest chunk devices accept by default",
                     self.chunker.max
+                ),
+            });
+        }
+        if self.threads > MAX_THREADS {
+            return Err(Error::InvalidParams {
+                why: format!(
+                    "{} compression threads is over the cap of {MAX_THREADS}; pass 0 for one per core",
+                    self.threads
                 ),
             });
         }
@@ -121,6 +134,15 @@ mod tests {
                 "{bad:?}"
             );
         }
+        let many = |threads| BundleParams {
+            threads,
+            ..BundleParams::default()
+        };
+        assert!(matches!(
+            many(MAX_THREADS + 1).validate(),
+            Err(Error::InvalidParams { .. })
+        ));
+        many(MAX_THREADS).validate().unwrap();
         with(chunker, -5).validate().unwrap();
         with(chunker, 22).validate().unwrap();
     }

@@ -40,7 +40,9 @@ pub const CHUNK_MAX_RANGE: RangeInclusive<u32> = 1024..=16_777_216;
 pub enum Error {
     #[error("chunk index is {length} bytes, shorter than its {needed}-byte header: the file is truncated; fetch it again")]
     TruncatedHeader { length: usize, needed: usize },
-    #[error("not a chunk index: magic {found:02x?} is not {MAGIC:02x?}; check that the index target, not the bundle, was given")]
+    // The bytes found are kept for callers but never shown: a path that points at another
+    // file must not have its first bytes printed in a log.
+    #[error("not a chunk index: it does not start with the index magic {MAGIC:02x?}; check that the index target, not the bundle, was given")]
     BadMagic { found: [u8; 8] },
     #[error("chunk index format {found} is not supported (this build reads format {FORMAT_VERSION}); upgrade flipside")]
     UnsupportedVersion { found: u32 },
@@ -271,6 +273,20 @@ pub struct FetchRange {
 }
 
 impl FetchRange {
+    /// One range from the start of `ranges[0]` to the end of the last (non-empty, in order).
+    pub fn spanning(ranges: &[FetchRange]) -> FetchRange {
+        match (ranges.first(), ranges.last()) {
+            (Some(first), Some(last)) => FetchRange {
+                chunks: first.chunks.start..last.chunks.end,
+                bundle: first.bundle.start..last.bundle.end,
+            },
+            _ => FetchRange {
+                chunks: 0..0,
+                bundle: 0..0,
+            },
+        }
+    }
+
     /// The `Range` header value: `bytes=first-last` (inclusive, as HTTP counts).
     pub fn http_range(&self) -> String {
         format!(

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::rollout::{Rollout, RolloutError};
+
 /// Format number of [`Release`] and [`TargetCustom`] written by this version.
 pub const RELEASE_FORMAT: u32 = 1;
 
@@ -25,6 +27,8 @@ pub enum Error {
     InvalidKernelRelease { value: String },
     #[error("two files of the release have the same name: give the bundle, index and kernel files distinct names")]
     DuplicateFile,
+    #[error("invalid rollout: {0}")]
+    Rollout(#[from] RolloutError),
 }
 
 /// One built image: written next to the image, bundle and index as `release.json`.
@@ -53,6 +57,11 @@ pub struct Release {
     /// releases whose kernel lives outside the slots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelPart>,
+    /// The publisher's deliberate rollback: devices that committed a newer release may install
+    /// this one, and committing it lowers their anti-rollback floor to its version. Set when
+    /// publishing (`flipside-build repo add --allow-rollback`), signed with the targets.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_rollback: bool,
 }
 
 /// Filesystem name of a kernel part's image: a unified kernel image (PE/COFF), not a file system.
@@ -170,6 +179,15 @@ pub struct TargetCustom {
     /// the image, index and bundle fields above describe the kernel part itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelTargets>,
+    /// [`Release::allow_rollback`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_rollback: bool,
+    /// The channels the release is offered in; none: [`crate::rollout::DEFAULT_CHANNEL`] only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+    /// The rollout schedule; none: every device at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
 }
 
 impl Release {
@@ -246,6 +264,10 @@ impl Release {
             index_target: index.name.clone(),
             bundle_target: bundle.name.clone(),
             kernel,
+            allow_rollback: self.allow_rollback,
+            // Publishing decisions, set by the repository.
+            channels: Vec::new(),
+            rollout: None,
         }
     }
 }
@@ -277,6 +299,12 @@ impl TargetCustom {
             check_name(&k.index_target)?;
             check_name(&k.bundle_target)?;
             check_sha256(&k.image_sha256)?;
+        }
+        for channel in &self.channels {
+            check_name(channel)?;
+        }
+        if let Some(rollout) = &self.rollout {
+            rollout.validate()?;
         }
         Ok(())
     }

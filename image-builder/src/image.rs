@@ -145,6 +145,9 @@ pub struct Built {
 /// Builds the release described by `system_toml`; returns what was written.
 pub fn build(system_toml: &Path, options: &Options) -> Result<Built, crate::Error> {
     let system = system::load(system_toml)?;
+    // Before anything is built: a bad level or thread count would otherwise fail only after
+    // the image.
+    options.bundle.validate()?;
     fs::create_dir_all(&options.out_dir).map_err(io("create directory", &options.out_dir))?;
     let work = tempfile::Builder::new()
         .prefix(".flipside-build-")
@@ -264,6 +267,8 @@ fn build_in(system: &System, options: &Options, work: &Path) -> Result<Built, cr
         init,
         closure: entries,
         kernel,
+        // A publishing decision, not part of the build (`repo add --allow-rollback`).
+        allow_rollback: false,
     };
     let release_path = work.join("release.json");
     fs::write(&release_path, to_json(&release)).map_err(io("write", &release_path))?;

@@ -374,6 +374,52 @@ fn bad_input_is_refused_with_its_exit_code_and_leaves_nothing() {
         3,
         "colour",
     );
+    refused(
+        |t| t.to_string(),
+        &["--threads", "10000"],
+        3,
+        "10000 compression threads is over the cap of 256",
+    );
+}
+
+#[test]
+fn an_unreadable_input_file_is_a_store_error() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&example_dir(), &dir.path().join("appliance"));
+    let secret = dir.path().join("appliance/base/etc/secret");
+    fs::write(&secret, "not for the builder\n").unwrap();
+    // Everyone may build here, but nobody may read the secret; root reads anything, so as root
+    // the builder runs as nobody.
+    let status = Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
+    let args = [
+        "image",
+        "appliance/system.toml",
+        "-o",
+        "out",
+        "--store",
+        "store",
+    ];
+    let as_root = std::os::unix::fs::MetadataExt::uid(&fs::metadata(&secret).unwrap()) == 0;
+    let run = if as_root {
+        Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(common::BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    } else {
+        build(&args, "022", dir.path())
+    };
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("etc/secret"), "{stderr}");
 }
 
 #[test]

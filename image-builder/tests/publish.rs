@@ -69,3 +69,88 @@ fn python_tuf_downloads_a_published_image() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `repo add` of a release below the newest published one for the same system and hardware id
+/// publishes it, with a warning on stderr that no device will install it.
+#[test]
+fn publishing_a_lower_version_than_the_newest_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/appliance");
+    let text = std::fs::read_to_string(example.join("system.toml")).unwrap();
+    for version in [2, 1] {
+        let path = d.join(format!("system-{version}.toml"));
+        let edited = text
+            .replace("version = 1 ", &format!("version = {version} "))
+            .replace(
+                "dir = \"base\"",
+                &format!("dir = {:?}", example.join("base")),
+            );
+        std::fs::write(&path, edited).unwrap();
+        let out = format!("out-{version}");
+        flipside_build(
+            &[
+                "image",
+                path.to_str().unwrap(),
+                "-o",
+                &out,
+                "--store",
+                "store",
+                "--zstd-level",
+                "3",
+            ],
+            d,
+        );
+    }
+    flipside_build(&["repo", "init", "--repo", "repo", "--keys", "keys"], d);
+    let add = |out: &str| {
+        let run = Command::new(BIN)
+            .args(["repo", "add", "--repo", "repo", "--keys", "keys", out])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+        assert!(run.status.success(), "{stderr}");
+        stderr
+    };
+    let first = add("out-2");
+    assert!(!first.contains("warning"), "{first}");
+    let lower = add("out-1");
+    assert!(
+        lower.contains(
+            "warning: version 2 (1.0.0) of this system and hardware id is already published"
+        ) && lower.contains("none will install this one"),
+        "{lower}"
+    );
+}
+
+/// A publisher whose clock is behind the last publish (here: a publish recorded a day ahead of
+/// this machine's clock) is refused with exit 7, naming the clock, and publishes nothing.
+#[test]
+fn a_resign_with_the_clock_behind_the_last_publish_exits_7_and_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    flipside_build(&["repo", "init", "--repo", "repo", "--keys", "keys"], d);
+    let ahead = chrono::Utc::now() + chrono::TimeDelta::days(1);
+    std::fs::write(
+        d.join("repo/flipside-published.json"),
+        format!("{{\"published_at\": \"{}\"}}", ahead.to_rfc3339()),
+    )
+    .unwrap();
+    let timestamp = std::fs::read(d.join("repo/metadata/timestamp.json")).unwrap();
+    let run = Command::new(BIN)
+        .args(["repo", "resign", "--repo", "repo", "--keys", "keys"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(7), "{stderr}");
+    assert!(
+        stderr.contains("behind the last publish") && stderr.contains("set the clock right"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(d.join("repo/metadata/timestamp.json")).unwrap(),
+        timestamp
+    );
+}

@@ -229,13 +229,13 @@ fn store_add_refusals_exit_with_their_class() {
     )
     .fails(3, "is not a flipside store");
 
-    // A store that cannot be read is an I/O failure.
+    // A store that cannot be read is a store error (exit 4, as for any unreadable input).
     write(t.path(), "a-file", "x");
     cli(
         t.path(),
         &["store", "add", "ok", "--name", "x", "--store", "a-file"],
     )
-    .fails(10, "cannot read");
+    .fails(4, "cannot read");
     // No failed add left anything in the store.
     assert_eq!(fs::read_dir(t.path().join("st/.meta")).unwrap().count(), 0);
     assert_eq!(fs::read_dir(t.path().join("st/.tmp")).unwrap().count(), 0);
@@ -452,6 +452,7 @@ fn release(version: u64, closure: Vec<ClosureEntry>) -> Release {
         init: "/sbin/init".into(),
         closure,
         kernel: None,
+        allow_rollback: false,
     }
 }
 

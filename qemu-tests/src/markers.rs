@@ -50,6 +50,7 @@ impl fmt::Display for Marker {
 const UPDATER_LINES: &[(&str, &str)] = &[
     ("FLIPSIDE_RESULT ", "result"),
     ("FLIPSIDE_PROGRESS ", "progress"),
+    ("FLIPSIDE_SYNCED ", "synced"),
 ];
 
 /// What flipside-boot's console lines start with; read as markers of source `boot`. Its
@@ -286,6 +287,9 @@ mod tests {
         let m = parse("FLIPSIDE_PROGRESS phase=write done=1 total=9").unwrap();
         assert!(m.is("updater", "progress"));
         assert_eq!(m.get("phase"), Some("write"));
+        let m = parse("FLIPSIDE_SYNCED part=root bytes=4096").unwrap();
+        assert!(m.is("updater", "synced"));
+        assert_eq!(m.get("bytes"), Some("4096"));
         let m = parse(r#"FLIPSIDE: updater status code=0 json={  "a": "x y",  "b": 1}"#).unwrap();
         assert!(m.is("updater", "status"));
         assert_eq!(m.get("code"), Some("0"));

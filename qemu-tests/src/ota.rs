@@ -502,6 +502,10 @@ fn build(assets: &Assets, flipside: &Path, builder: &Path, dir: &Path) -> Result
     // Expired: snapshot and timestamp signed as if 30 days ago.
     let expired = snapshots.join(Snapshot::Expired.dir_name());
     copy_tree(&repo_dir, &expired)?;
+    // Without the record of the last publish (a publisher whose clock was behind from the
+    // start), which would otherwise refuse to sign with a clock set back.
+    let record = expired.join(flipside_repository::layout::PUBLISHED_FILE);
+    fs::remove_file(&record).map_err(Error::io("remove", &record))?;
     let mut old = Repository::open(&expired).map_err(repo_err)?;
     old.resign(&keys, &[], Utc::now() - Days::days(30))
         .map_err(repo_err)?;

@@ -146,16 +146,20 @@ fn power_cuts_during_install_leave_a_bootable_device() -> Result<()> {
     let select = |m: &Marker| m.is("initrd", "select");
 
     // Cut 1: while the bundle streams. The server sends bundles slowly, so that the download
-    // lasts seconds; the power goes once the install writes and bundle bytes are flowing.
+    // lasts seconds; the power goes once the copies from slot a are synced (the updater's
+    // `FLIPSIDE_SYNCED` line: durable, whatever the cut does to the guest's page cache) and
+    // bundle bytes are flowing.
     rig.server.set_throttle(Some(4 << 10));
     rig.server.push_steps([Step::with_repo(
         "install",
         &rig.world.repo(Snapshot::UpTo(2)),
     )]);
     let mut vm = rig.start("cut-streaming")?;
-    vm.wait_for("the install writing", INSTALL_BOOT, |m| {
-        m.is("updater", "progress") && m.get("phase") == Some("write")
+    let synced = vm.wait_for("a durable high-water mark", INSTALL_BOOT, |m| {
+        m.is("updater", "synced") && m.get("part") == Some("root")
     })?;
+    let synced: u64 = synced.get("bytes").unwrap_or("0").parse().unwrap_or(0);
+    assert!(synced > 0, "the first sync made nothing durable");
     let deadline = Instant::now() + INSTALL_BOOT;
     while rig.server.bundle_bytes_sent() == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -187,12 +191,25 @@ fn power_cuts_during_install_leave_a_bootable_device() -> Result<()> {
     boots += vm.boots().len();
     assert_eq!(result.get("event"), Some("installed"));
     assert_eq!(result.get("slot"), Some("b"));
+    let field = |k: &str| -> u64 { result.get(k).and_then(|v| v.parse().ok()).unwrap_or(0) };
+    let bundle = rig.world.bundle_len(2)?;
     eprintln!(
-        "resumed install: fetched={} reused={} copied={} of a {} byte bundle",
-        result.get("fetched").unwrap_or("?"),
-        result.get("reused").unwrap_or("?"),
-        result.get("copied").unwrap_or("?"),
-        rig.world.bundle_len(2)?
+        "resumed install: fetched={} reused={} copied={} of a {bundle} byte bundle; \
+         {synced} bytes were synced before the cut",
+        field("fetched"),
+        field("reused"),
+        field("copied"),
+    );
+    // Everything synced before the power cut is kept (re-hashed, not fetched or copied again).
+    assert!(
+        field("reused") >= synced,
+        "the resume kept {} bytes, {synced} were durable: {}",
+        field("reused"),
+        vm.serial_log().display()
+    );
+    assert!(
+        field("fetched") < bundle,
+        "the resume fetched the whole bundle"
     );
     rig.disk
         .assert_bits((1, 0, true), (2, 2, false), "after a cut once armed")?;

@@ -367,8 +367,8 @@ fn verity_refuses_a_changed_committed_root_and_falls_back() -> Result<()> {
 fn report_cost(bed: &TestBed, name: &str, boot: &Boot) {
     let bench = boot.find("initrd", "verity-bench");
     let field = |k: &str| bench.and_then(|m| m.get(k)).unwrap_or("?").to_string();
-    let timeline = fs::read_to_string(bed.logs.join(format!("{name}.timeline.log")))
-        .unwrap_or_default();
+    let timeline =
+        fs::read_to_string(bed.logs.join(format!("{name}.timeline.log"))).unwrap_or_default();
     let at = |needle: &str| {
         timeline
             .lines()

@@ -35,6 +35,21 @@ pub enum Error {
         expires: DateTime<Utc>,
         now: DateTime<Utc>,
     },
+    /// A role of the state about to be published expires within the safety margin; nothing
+    /// was published.
+    #[error("refusing to publish: the {role} metadata expires at {expires}, less than {} after now ({now}); devices would refuse it soon after; renew it with `flipside-build repo resign --role {role}`{}", humantime_hours(crate::freshness::SAFETY_MARGIN), if *role == Role::Root || *role == Role::Targets { " (needs the offline keys)" } else { "" })]
+    ExpiresTooSoon {
+        role: Role,
+        expires: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    /// The clock of this machine is behind the last publish of this repository: every role
+    /// renewed now would expire early for devices; nothing was published.
+    #[error("refusing to publish: the clock of this machine (now {now}) is behind the last publish of this repository ({published_at}); metadata signed now would expire early and devices would refuse it: set the clock right (timedatectl, chrony) and run the command again")]
+    ClockBehind {
+        published_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
     /// A key file sits in a role's directory but root does not list it for any role.
     #[error("key file {} holds key {key_id}, which root does not list for the {role} role; it may be a retired key: move it out of the keys directory", path.display())]
     KeyNotInRoot {
@@ -93,6 +108,12 @@ pub enum Error {
     /// targets of one release that disagree.
     #[error("target {name} is already published with other flipside fields ({why}); a published release never changes: build it with a new version")]
     CustomConflict { name: String, why: String },
+    /// `withdraw` or `amend` of a release the targets metadata does not list.
+    #[error("release {version} of {name} is not published (or was withdrawn already): nothing changed; check the name and version against the targets metadata")]
+    NoSuchRelease { name: String, version: u64 },
+    /// A rollout schedule or a change of it that cannot be followed; nothing was published.
+    #[error("invalid rollout: {why}")]
+    Rollout { why: String },
     /// Keys, thresholds or expiry settings are out of range.
     #[error("invalid settings: {why}")]
     Settings { why: String },
@@ -125,6 +146,14 @@ pub enum Error {
         source: std::io::Error,
         original: Box<Error>,
     },
+}
+
+/// "1 hour", "2 hours": the margin as the messages print it.
+fn humantime_hours(d: chrono::TimeDelta) -> String {
+    match d.num_hours() {
+        1 => "1 hour".to_string(),
+        n => format!("{n} hours"),
+    }
 }
 
 impl Error {

@@ -9,6 +9,7 @@
 //!   metadata/timestamp.json                the one unversioned file, written last
 //!   targets/<sha256>.<name>                target files, named as consistent-snapshot clients fetch them
 //!   flipside-repository.json               publisher settings (expiry periods); not TUF metadata
+//!   flipside-published.json                time of the last publish (a lower bound of the clock)
 //!   .flipside-repository.lock              flock(2) lock held by a publishing command
 //! ```
 
@@ -17,6 +18,7 @@ use flipside_tuf::Role;
 pub const METADATA_DIR: &str = "metadata";
 pub const TARGETS_DIR: &str = "targets";
 pub const SETTINGS_FILE: &str = "flipside-repository.json";
+pub const PUBLISHED_FILE: &str = "flipside-published.json";
 pub const LOCK_FILE: &str = ".flipside-repository.lock";
 pub const TIMESTAMP_FILE: &str = "timestamp.json";
 pub const ROOT_COPY_FILE: &str = "root.json";

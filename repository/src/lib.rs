@@ -7,6 +7,7 @@
 //! Operations take `now` so that tests control the clock.
 
 pub mod error;
+pub mod freshness;
 pub mod keys;
 pub mod layout;
 mod lock;
@@ -21,6 +22,6 @@ pub use error::Error;
 pub use keys::KeyDir;
 pub use plan::Versions;
 pub use publish::FaultHook;
-pub use repository::{NewKey, Published, Repository};
+pub use repository::{AddOptions, Amend, NewKey, NewerRelease, Published, Repository};
 pub use settings::{InitSettings, Policy, RoleSettings};
 pub use state::Trusted;

@@ -4,11 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use flipside_contract::release::{FileInfo, TargetCustom, TargetKind, CUSTOM_KEY};
+use flipside_contract::release::{FileInfo, Release, TargetCustom, TargetKind, CUSTOM_KEY};
+use flipside_contract::rollout::Rollout;
 use flipside_tuf::{KeyId, Role, RoleKeys, Root, SigningKey, TargetFile, Targets};
 
+use crate::freshness::{self, PublishRecord};
 use crate::keys::KeyDir;
-use crate::layout::{self, METADATA_DIR, SETTINGS_FILE, TARGETS_DIR};
+use crate::layout::{self, METADATA_DIR, PUBLISHED_FILE, SETTINGS_FILE, TARGETS_DIR};
 use crate::lock::{lock, Lock};
 use crate::plan::{self, Next, Plan, Versions};
 use crate::publish::{publish, FaultHook, Step};
@@ -16,6 +18,9 @@ use crate::release::{read_release, stage, Staged};
 use crate::settings::{InitSettings, Policy};
 use crate::state::{load, DirSource, Overlay, Trusted};
 use crate::Error;
+
+mod amend;
+pub use amend::Amend;
 
 /// A key an operation created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,10 +39,22 @@ pub struct Published {
     pub versions: Versions,
     /// Target names added.
     pub added: Vec<String>,
+    /// Target names withdrawn.
+    pub withdrawn: Vec<String>,
     /// Keys created.
     pub new_keys: Vec<NewKey>,
     /// Key files moved to `retired/` by a rotation.
     pub retired: Vec<PathBuf>,
+    /// `add` only: the newest release of the same system and hardware id already published,
+    /// when it is above the one just added (devices never install the lower one).
+    pub newer: Option<NewerRelease>,
+}
+
+/// A published release above the one just added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewerRelease {
+    pub version: u64,
+    pub display_version: String,
 }
 
 /// A repository directory, locked against other publishers while this value lives.
@@ -56,6 +73,30 @@ impl std::fmt::Debug for Repository {
 }
 
 const ONLINE: [Role; 2] = [Role::Snapshot, Role::Timestamp];
+
+/// What the publisher decides when adding a release.
+#[derive(Clone, Debug, Default)]
+pub struct AddOptions {
+    /// A deliberate rollback: devices that committed a newer release may install this one, and
+    /// committing it lowers their anti-rollback floor ([`Release::allow_rollback`]).
+    ///
+    /// [`Release::allow_rollback`]: flipside_contract::release::Release::allow_rollback
+    pub allow_rollback: bool,
+    /// The channels devices take the release in; none: `stable`.
+    pub channels: Vec<String>,
+    /// The rollout schedule; none: every device at once.
+    pub rollout: Option<Rollout>,
+}
+
+impl AddOptions {
+    /// The custom fields of `release`'s target of `kind` with these publishing decisions.
+    fn custom(&self, release: &Release, kind: TargetKind) -> TargetCustom {
+        let mut custom = release.target_custom(kind);
+        custom.channels = self.channels.clone();
+        custom.rollout = self.rollout.clone();
+        custom
+    }
+}
 
 impl Repository {
     /// Opens and locks an existing repository directory.
@@ -124,8 +165,10 @@ impl Repository {
             changed: true,
             versions,
             added: Vec::new(),
+            withdrawn: Vec::new(),
             new_keys,
             retired: Vec::new(),
+            newer: None,
         })
     }
 
@@ -178,7 +221,7 @@ impl Repository {
             path: self.dir.join(SETTINGS_FILE),
             bytes: policy.to_bytes(),
         }];
-        steps.extend(self.metadata_steps(&plan));
+        steps.extend(self.metadata_steps(&plan, now));
         let published = publish(steps, &mut self.fault);
         if published.is_err() {
             for dir in created_dirs.iter().rev() {
@@ -202,9 +245,26 @@ impl Repository {
         release_dir: &Path,
         now: DateTime<Utc>,
     ) -> Result<Published, Error> {
+        self.add_with(keys, release_dir, AddOptions::default(), now)
+    }
+
+    /// [`Repository::add`] with the publisher's [`AddOptions`].
+    pub fn add_with(
+        &mut self,
+        keys: &KeyDir,
+        release_dir: &Path,
+        options: AddOptions,
+        now: DateTime<Utc>,
+    ) -> Result<Published, Error> {
         let policy = self.policy()?;
         let trusted = load(&DirSource { repo: &self.dir }, now, &ONLINE)?;
-        let release = read_release(release_dir)?;
+        let mut release = read_release(release_dir)?;
+        release.allow_rollback |= options.allow_rollback;
+        if let Some(rollout) = &options.rollout {
+            rollout
+                .validate()
+                .map_err(|e| Error::Rollout { why: e.to_string() })?;
+        }
 
         let mut fresh: Vec<(TargetKind, &FileInfo)> = Vec::new();
         for (kind, info) in release.files() {
@@ -237,7 +297,7 @@ impl Repository {
         let mut targets = plan::next_targets(&trusted, &policy, now)?;
         for (kind, info) in &fresh {
             let file = stage(release_dir, info, &targets_dir)?;
-            let custom = serde_json::json!({ CUSTOM_KEY: release.target_custom(*kind) });
+            let custom = serde_json::json!({ CUSTOM_KEY: options.custom(&release, *kind) });
             targets.targets.insert(
                 info.name.clone(),
                 TargetFile::new(info.length, &info.sha256, Some(custom)),
@@ -265,15 +325,96 @@ impl Repository {
                 to: targets_dir.join(name),
             })
             .collect();
-        steps.extend(self.metadata_steps(&plan));
+        steps.extend(self.metadata_steps(&plan, now));
         publish(steps, &mut self.fault)?;
         Ok(Published {
             changed: true,
             versions: plan.versions,
             added: fresh.iter().map(|(_, info)| info.name.clone()).collect(),
+            withdrawn: Vec::new(),
             new_keys: Vec::new(),
             retired: Vec::new(),
+            newer: newer_release(
+                &trusted.targets.signed,
+                &release.name,
+                &release.hardware_id,
+                release.version,
+            ),
         })
+    }
+
+    /// Withdraws release `version` of system `name`: every target of it (bundle, index, the
+    /// kernel part's) leaves the targets metadata, in new targets, snapshot and timestamp
+    /// versions. The files stay under `targets/`, so a device already downloading finishes;
+    /// no device chooses the release again. To send devices back to an older release, withdraw
+    /// the newer ones and publish the older content as a new release, or with `allow_rollback`
+    /// when devices must go below their anti-rollback floor.
+    pub fn withdraw(
+        &mut self,
+        keys: &KeyDir,
+        name: &str,
+        version: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Published, Error> {
+        let policy = self.policy()?;
+        let trusted = load(&DirSource { repo: &self.dir }, now, &ONLINE)?;
+        let mut targets = plan::next_targets(&trusted, &policy, now)?;
+        let withdrawn: Vec<String> = targets
+            .targets
+            .iter()
+            .filter(|(_, t)| {
+                let custom = t.custom.as_ref().and_then(|c| c.get(CUSTOM_KEY));
+                custom
+                    .and_then(|c| serde_json::from_value::<TargetCustom>(c.clone()).ok())
+                    .is_some_and(|c| c.name == name && c.version == version)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        if withdrawn.is_empty() {
+            return Err(Error::NoSuchRelease {
+                name: name.to_string(),
+                version,
+            });
+        }
+        for n in &withdrawn {
+            targets.targets.remove(n);
+        }
+        let versions = self.publish_targets(keys, &trusted, targets, &policy, now)?;
+        Ok(Published {
+            changed: true,
+            versions,
+            added: Vec::new(),
+            withdrawn,
+            new_keys: Vec::new(),
+            retired: Vec::new(),
+            newer: None,
+        })
+    }
+
+    /// Signs `targets` (built on `trusted` by [`plan::next_targets`]) with new snapshot and
+    /// timestamp versions, checks the result and publishes it.
+    fn publish_targets(
+        &mut self,
+        keys: &KeyDir,
+        trusted: &Trusted,
+        targets: Targets,
+        policy: &Policy,
+        now: DateTime<Utc>,
+    ) -> Result<Versions, Error> {
+        let root = &trusted.root().signed;
+        let targets_keys = keys.signers(root, Role::Targets)?;
+        let snapshot_keys = keys.signers(root, Role::Snapshot)?;
+        let timestamp_keys = keys.signers(root, Role::Timestamp)?;
+        let next = Next {
+            root: None,
+            targets: Some((targets, targets_keys.iter().collect())),
+            snapshot_keys: snapshot_keys.iter().collect(),
+            timestamp_keys: timestamp_keys.iter().collect(),
+        };
+        let plan = plan::plan(Some(trusted), next, policy, now)?;
+        self.self_check(&plan, &BTreeMap::new(), now)?;
+        publish(self.metadata_steps(&plan, now), &mut self.fault)?;
+        Ok(plan.versions)
     }
 
     /// Re-signs snapshot and timestamp with new versions and expiry; `roles` may add targets
@@ -326,14 +467,16 @@ impl Repository {
         };
         let plan = plan::plan(Some(&trusted), next, &policy, now)?;
         self.self_check(&plan, &BTreeMap::new(), now)?;
-        let steps = self.metadata_steps(&plan);
+        let steps = self.metadata_steps(&plan, now);
         publish(steps, &mut self.fault)?;
         Ok(Published {
             changed: true,
             versions: plan.versions,
             added: Vec::new(),
+            withdrawn: Vec::new(),
             new_keys: Vec::new(),
             retired: Vec::new(),
+            newer: None,
         })
     }
 
@@ -413,7 +556,8 @@ impl Repository {
             });
             Ok(())
         });
-        let published = saved.and_then(|()| publish(self.metadata_steps(&plan), &mut self.fault));
+        let published =
+            saved.and_then(|()| publish(self.metadata_steps(&plan, now), &mut self.fault));
         if let Err(e) = published {
             for key in &new_keys {
                 let _ = std::fs::remove_file(&key.path);
@@ -428,8 +572,10 @@ impl Repository {
             changed: true,
             versions: plan.versions,
             added: Vec::new(),
+            withdrawn: Vec::new(),
             new_keys,
             retired,
+            newer: None,
         })
     }
 
@@ -445,7 +591,9 @@ impl Repository {
         }
     }
 
-    /// Verifies the state the plan would publish, with nothing expired at `now`.
+    /// Verifies the state the plan would publish, with nothing expired at `now`, then checks
+    /// that the clock is not behind the last publish and that every role stays valid past the
+    /// safety margin ([`freshness::check`]).
     fn self_check(
         &self,
         plan: &Plan,
@@ -478,18 +626,43 @@ impl Repository {
                 }),
             });
         }
-        Ok(())
+        freshness::check(self.last_publish()?, &freshness::expiries(&trusted), now)
     }
 
-    fn metadata_steps(&self, plan: &Plan) -> Vec<Step> {
+    /// The record of the last publish; `None` for a repository published before it was kept.
+    fn last_publish(&self) -> Result<Option<PublishRecord>, Error> {
+        let path = self.dir.join(PUBLISHED_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(Error::Io { path, source }),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Inconsistent {
+                why: format!("the record of the last publish is malformed ({e}); delete it"),
+                path,
+            })
+    }
+
+    /// Writes the plan's metadata files, then the record of this publish (last: a publish cut
+    /// short leaves the older, still lower, bound).
+    fn metadata_steps(&self, plan: &Plan, now: DateTime<Utc>) -> Vec<Step> {
         let dir = self.dir.join(METADATA_DIR);
-        plan.files
+        let mut steps: Vec<Step> = plan
+            .files
             .iter()
             .map(|(name, bytes)| Step::Write {
                 path: dir.join(name),
                 bytes: bytes.clone(),
             })
-            .collect()
+            .collect();
+        let record = PublishRecord { published_at: now };
+        steps.push(Step::Write {
+            path: self.dir.join(PUBLISHED_FILE),
+            bytes: serde_json::to_vec_pretty(&record).expect("a time serializes"),
+        });
+        steps
     }
 }
 
@@ -505,10 +678,13 @@ fn check_custom(name: &str, existing: &TargetFile, wanted: &TargetCustom) -> Res
     let Some(value) = existing.custom.as_ref().and_then(|c| c.get(CUSTOM_KEY)) else {
         return conflict(format!("it has no custom.{CUSTOM_KEY}"));
     };
-    let found: TargetCustom = match serde_json::from_value(value.clone()) {
+    let mut found: TargetCustom = match serde_json::from_value(value.clone()) {
         Ok(found) => found,
         Err(e) => return conflict(format!("its custom.{CUSTOM_KEY} does not parse: {e}")),
     };
+    // Channels and rollout are changed by `amend`, never by adding the release again.
+    found.channels = wanted.channels.clone();
+    found.rollout = wanted.rollout.clone();
     if found == *wanted {
         return Ok(());
     }
@@ -539,9 +715,31 @@ fn unchanged(trusted: &Trusted) -> Published {
             timestamp: trusted.timestamp.signed.version,
         },
         added: Vec::new(),
+        withdrawn: Vec::new(),
         new_keys: Vec::new(),
         retired: Vec::new(),
+        newer: None,
     }
+}
+
+/// The newest release of `name` for `hardware_id` in `targets` above `version`, if any. Pure.
+fn newer_release(
+    targets: &Targets,
+    name: &str,
+    hardware_id: &str,
+    version: u64,
+) -> Option<NewerRelease> {
+    targets
+        .targets
+        .values()
+        .filter_map(|t| t.custom.as_ref()?.get(CUSTOM_KEY))
+        .filter_map(|v| serde_json::from_value::<TargetCustom>(v.clone()).ok())
+        .filter(|c| c.name == name && c.hardware_id == hardware_id && c.version > version)
+        .max_by_key(|c| c.version)
+        .map(|c| NewerRelease {
+            version: c.version,
+            display_version: c.display_version,
+        })
 }
 
 /// The next root with `role`'s keys replaced by `fresh` (threshold kept) and keys no role uses

@@ -226,8 +226,8 @@ fn a_failure_at_any_step_of_adding_a_kernel_release_leaves_the_previous_reposito
         .unwrap();
     let dir = f.release_with_kernel(2, &FILES);
     let before = listing(&f.repo);
-    // Steps: 4 target files, targets, snapshot, timestamp.
-    for fail_at in 0..7 {
+    // Steps: 4 target files, targets, snapshot, timestamp, the publish record.
+    for fail_at in 0..8 {
         let mut repo = f.open();
         let mut calls = 0;
         repo.set_fault_hook(Box::new(move |_| {

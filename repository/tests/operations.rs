@@ -8,7 +8,8 @@ use std::path::Path;
 
 use common::{days, listing, now, write_release, Fixture};
 use flipside_contract::release::{TargetCustom, TargetKind, CUSTOM_KEY};
-use flipside_repository::{Error, InitSettings, Repository, RoleSettings};
+use flipside_contract::rollout::{Rollout, Wave};
+use flipside_repository::{AddOptions, Amend, Error, InitSettings, Repository, RoleSettings};
 use flipside_tuf::{Metadata, Role, Root, SigningKey, Targets};
 
 fn meta(f: &Fixture, name: &str) -> Vec<u8> {
@@ -169,6 +170,60 @@ fn add_publishes_bundle_and_index_with_custom_fields() {
         2
     );
     f.open().verify(now()).unwrap();
+}
+
+#[test]
+fn withdraw_removes_a_release_and_allow_rollback_is_signed_in_its_targets() {
+    let f = Fixture::new();
+    let one = f.release(1, b"bundle 1", b"index 1");
+    let two = f.release(2, b"bundle 2", b"index 2");
+    f.open().add(&f.keys, &one, now()).unwrap();
+    f.open().add(&f.keys, &two, now()).unwrap();
+
+    let w = f.open().withdraw(&f.keys, "kiosk", 2, now()).unwrap();
+    assert!(w.changed);
+    assert_eq!(w.withdrawn, ["kiosk-2.bundle", "kiosk-2.index"]);
+    assert_eq!((w.versions.targets, w.versions.snapshot), (4, 4));
+    let trusted = f.open().verify(now()).unwrap();
+    let names: Vec<&String> = trusted.targets.signed.targets.keys().collect();
+    assert_eq!(names, ["kiosk-1.bundle", "kiosk-1.index"]);
+    // The files stay for downloads in progress.
+    let file = format!("{}.kiosk-2.bundle", common::sha256_hex(b"bundle 2"));
+    assert!(f.repo.join("targets").join(file).is_file());
+
+    let before = listing(&f.repo);
+    for (name, version) in [("kiosk", 2), ("kiosk", 9), ("other", 1)] {
+        let err = f
+            .open()
+            .withdraw(&f.keys, name, version, now())
+            .unwrap_err();
+        assert!(matches!(err, Error::NoSuchRelease { .. }), "{err}");
+    }
+    assert_eq!(
+        listing(&f.repo),
+        before,
+        "a refused withdraw changes nothing"
+    );
+
+    let three = f.release(3, b"bundle 3", b"index 3");
+    let options = AddOptions {
+        allow_rollback: true,
+        ..AddOptions::default()
+    };
+    f.open().add_with(&f.keys, &three, options, now()).unwrap();
+    let trusted = f.open().verify(now()).unwrap();
+    for name in ["kiosk-3.bundle", "kiosk-3.index"] {
+        let custom = &trusted.targets.signed.targets[name]
+            .custom
+            .as_ref()
+            .unwrap()[CUSTOM_KEY];
+        assert_eq!(custom["allow_rollback"], true, "{name}");
+    }
+    let custom = &trusted.targets.signed.targets["kiosk-1.index"]
+        .custom
+        .as_ref()
+        .unwrap()[CUSTOM_KEY];
+    assert!(custom.get("allow_rollback").is_none(), "absent unless set");
 }
 
 #[test]
@@ -600,8 +655,8 @@ fn a_failure_at_any_step_of_add_leaves_the_previous_repository() {
         .unwrap();
     let dir = f.release(2, b"b2", b"i2");
     let before = listing(&f.repo);
-    // Steps: 2 target files, targets, snapshot, timestamp.
-    for fail_at in 0..5 {
+    // Steps: 2 target files, targets, snapshot, timestamp, the publish record.
+    for fail_at in 0..6 {
         let mut repo = f.open();
         fail_step(&mut repo, fail_at);
         let err = repo.add(&f.keys, &dir, now()).unwrap_err();
@@ -611,7 +666,7 @@ fn a_failure_at_any_step_of_add_leaves_the_previous_repository() {
         f.open().verify(now()).unwrap();
     }
     let mut repo = f.open();
-    fail_step(&mut repo, 5);
+    fail_step(&mut repo, 6);
     repo.add(&f.keys, &dir, now()).unwrap();
 }
 
@@ -620,8 +675,8 @@ fn a_failure_at_any_step_of_a_root_rotation_leaves_repository_and_keys() {
     let f = Fixture::new();
     let before = listing(&f.repo);
     let keys_before = listing(f.keys.path());
-    // Steps: snapshot, N.root.json, root.json, timestamp.
-    for fail_at in 0..4 {
+    // Steps: snapshot, N.root.json, root.json, timestamp, the publish record.
+    for fail_at in 0..5 {
         let mut repo = f.open();
         fail_step(&mut repo, fail_at);
         let err = repo.rotate_key(&f.keys, Role::Root, now()).unwrap_err();
@@ -635,7 +690,7 @@ fn a_failure_at_any_step_of_a_root_rotation_leaves_repository_and_keys() {
 
 #[test]
 fn a_failure_during_init_leaves_nothing() {
-    for fail_at in 0..6 {
+    for fail_at in 0..7 {
         let f = Fixture::empty();
         let mut repo = Repository::create(&f.repo).unwrap();
         fail_step(&mut repo, fail_at);
@@ -703,4 +758,208 @@ fn rotating_a_threshold_root_replaces_every_root_key() {
         ),
         "{err}"
     );
+}
+
+/// A publisher whose clock went back behind the last publish would sign metadata that devices
+/// already consider expired: refused, naming the clock, with nothing published.
+#[test]
+fn a_clock_behind_the_last_publish_publishes_nothing() {
+    let f = Fixture::new();
+    f.open()
+        .resign(&f.keys, &[Role::Targets], days(10))
+        .unwrap();
+    let before = listing(&f.repo);
+    // Day 3: the clock went back a week; a timestamp renewed now would expire on day 4.
+    let err = f.open().resign(&f.keys, &[], days(3)).unwrap_err();
+    assert!(
+        matches!(err, Error::ClockBehind { published_at, now }
+            if published_at == days(10) && now == days(3)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("set the clock right"), "{err}");
+    let err = f
+        .open()
+        .add(&f.keys, &f.release(1, b"b", b"i"), days(3))
+        .unwrap_err();
+    assert!(matches!(err, Error::ClockBehind { .. }), "{err:?}");
+    assert_eq!(listing(&f.repo), before);
+    // The clock set right again: publishing works.
+    f.open().resign(&f.keys, &[], days(10)).unwrap();
+}
+
+/// Metadata that would expire within the safety margin is not published: a root due to expire
+/// in half an hour makes every publish that does not renew it fail, naming root.
+#[test]
+fn a_role_expiring_within_the_margin_is_not_published() {
+    let f = Fixture::new();
+    let before = listing(&f.repo);
+    // Root (365 days) expires 30 minutes after this clock; targets (90 days) is renewed.
+    let almost = days(365) - chrono::TimeDelta::minutes(30);
+    let err = f
+        .open()
+        .resign(&f.keys, &[Role::Targets], almost)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ExpiresTooSoon {
+                role: Role::Root,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("repo resign --role root"), "{err}");
+    assert_eq!(listing(&f.repo), before);
+    // Renewing root with the rest publishes.
+    f.open()
+        .resign(&f.keys, &[Role::Root, Role::Targets], almost)
+        .unwrap();
+}
+
+/// The custom fields of every target of release `version` of kiosk.
+fn customs(f: &Fixture, version: u64) -> Vec<TargetCustom> {
+    let trusted = f.open().verify(now()).unwrap();
+    trusted
+        .targets
+        .signed
+        .targets
+        .values()
+        .filter_map(|t| t.custom.as_ref()?.get(CUSTOM_KEY).cloned())
+        .map(|v| serde_json::from_value::<TargetCustom>(v).unwrap())
+        .filter(|c| c.version == version)
+        .collect()
+}
+
+fn waves() -> Rollout {
+    Rollout {
+        waves: vec![
+            Wave {
+                start: now(),
+                share: 100,
+            },
+            Wave {
+                start: days(2),
+                share: 10_000,
+            },
+        ],
+        paused_at: None,
+    }
+}
+
+/// Channels and a rollout given at `add` are signed into every target of the release; `amend`
+/// pauses, resumes, replaces and drops the schedule and sets the channels, each a new signed
+/// targets version; a change to nothing publishes nothing.
+#[test]
+fn channels_and_rollouts_are_signed_and_amended() {
+    let f = Fixture::new();
+    let options = AddOptions {
+        channels: vec!["beta".into()],
+        rollout: Some(waves()),
+        ..AddOptions::default()
+    };
+    f.open()
+        .add_with(&f.keys, &f.release(1, b"b", b"i"), options.clone(), now())
+        .unwrap();
+    let all = customs(&f, 1);
+    assert_eq!(all.len(), 2);
+    for c in &all {
+        assert_eq!(c.channels, ["beta"]);
+        assert_eq!(c.rollout, Some(waves()));
+    }
+    // Adding it again, whatever the options, changes nothing: amend does.
+    let again = f
+        .open()
+        .add(&f.keys, &f.release(1, b"b", b"i"), now())
+        .unwrap();
+    assert!(!again.changed);
+
+    let at = days(1);
+    let paused = f
+        .open()
+        .amend(&f.keys, "kiosk", 1, &Amend::Pause, at)
+        .unwrap();
+    assert!(paused.changed);
+    for c in customs(&f, 1) {
+        assert_eq!(c.rollout.unwrap().paused_at, Some(at));
+    }
+    // Pausing again keeps the first instant and publishes nothing.
+    let before = listing(&f.repo);
+    let twice = f
+        .open()
+        .amend(&f.keys, "kiosk", 1, &Amend::Pause, days(2))
+        .unwrap();
+    assert!(!twice.changed);
+    assert_eq!(listing(&f.repo), before);
+
+    f.open()
+        .amend(&f.keys, "kiosk", 1, &Amend::Resume, days(2))
+        .unwrap();
+    for c in customs(&f, 1) {
+        assert_eq!(c.rollout, Some(waves()));
+    }
+    let promote = Amend::Channels(vec!["beta".into(), "stable".into()]);
+    f.open()
+        .amend(&f.keys, "kiosk", 1, &promote, days(2))
+        .unwrap();
+    f.open()
+        .amend(&f.keys, "kiosk", 1, &Amend::Rollout(None), days(2))
+        .unwrap();
+    for c in customs(&f, 1) {
+        assert_eq!(c.channels, ["beta", "stable"]);
+        assert_eq!(c.rollout, None);
+    }
+}
+
+#[test]
+fn amends_that_cannot_apply_are_refused_and_publish_nothing() {
+    let f = Fixture::new();
+    f.open()
+        .add(&f.keys, &f.release(1, b"b", b"i"), now())
+        .unwrap();
+    let before = listing(&f.repo);
+    let err = f
+        .open()
+        .amend(&f.keys, "kiosk", 1, &Amend::Pause, now())
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Rollout { why } if why.contains("no rollout to pause")),
+        "{err}"
+    );
+    let err = f
+        .open()
+        .amend(&f.keys, "kiosk", 2, &Amend::Resume, now())
+        .unwrap_err();
+    assert!(matches!(err, Error::NoSuchRelease { .. }), "{err}");
+    let bad = Amend::Channels(vec!["../beta".into()]);
+    let err = f
+        .open()
+        .amend(&f.keys, "kiosk", 1, &bad, now())
+        .unwrap_err();
+    assert!(matches!(err, Error::Rollout { .. }), "{err}");
+    let backwards = Rollout {
+        waves: vec![waves().waves[1], waves().waves[0]],
+        paused_at: None,
+    };
+    let err = f
+        .open()
+        .amend(
+            &f.keys,
+            "kiosk",
+            1,
+            &Amend::Rollout(Some(backwards.clone())),
+            now(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Rollout { .. }), "{err}");
+    let options = AddOptions {
+        rollout: Some(backwards),
+        ..AddOptions::default()
+    };
+    let err = f
+        .open()
+        .add_with(&f.keys, &f.release(2, b"b2", b"i2"), options, now())
+        .unwrap_err();
+    assert!(matches!(err, Error::Rollout { .. }), "{err}");
+    assert_eq!(listing(&f.repo), before);
 }

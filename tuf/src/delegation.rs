@@ -4,11 +4,13 @@
 //!
 //! Rules, as python-tuf applies them:
 //! - a path pattern matches a target name with as many `/`-separated segments, each segment
-//!   matched by shell-style wildcards: `*` any run of characters, `?` one character (neither
-//!   crosses a `/`); other characters match themselves (`[...]` classes are not supported and
-//!   match literally);
+//!   matched by shell-style wildcards as Python's `fnmatch`: `*` any run of characters, `?`
+//!   one character, `[abc]`, `[a-z]` and `[!...]` one character of (or not of) a class (none
+//!   crosses a `/`); other characters match themselves, and so does a `[` never closed;
 //! - a `path_hash_prefixes` entry matches when the lowercase hex sha256 of the target name
-//!   starts with it;
+//!   starts with it, compared exactly (an uppercase prefix matches nothing, as in python-tuf);
+//! - `succinct_roles` (TAP 15) delegate to the one hashed bin a name falls in
+//!   ([`crate::metadata::SuccinctRoles::role_for_target`]), a terminating role;
 //! - the search is pre-order depth-first from the top-level targets role, children in the
 //!   order their delegator lists them; a role already visited is skipped; a terminating
 //!   role that matched ends the search of every role not yet visited except its own
@@ -40,20 +42,97 @@ pub fn path_matches(pattern: &str, name: &str) -> bool {
             .all(|(p, n)| segment_matches(p, n))
 }
 
-/// Glob matching of one segment with `*` and `?` over characters, iterative with one
-/// backtrack point (never exponential).
+/// One element of a segment pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    /// `*`: any run of characters.
+    Star,
+    /// `?`: one character.
+    Any,
+    /// `[...]` or `[!...]`: one character in (or not in) the inclusive ranges.
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+    /// A character matching itself.
+    Literal(char),
+}
+
+/// Splits a segment pattern into tokens as Python's `fnmatch` reads it: `[` opens a class
+/// closed by the next `]` (a `]` first in the class is a member), `!` first negates, `a-z`
+/// is a range; a `[` never closed matches itself.
+fn tokens(pattern: &str) -> Vec<Token> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        i += 1;
+        match c {
+            '*' => out.push(Token::Star),
+            '?' => out.push(Token::Any),
+            '[' => {
+                let mut j = i;
+                if chars.get(j) == Some(&'!') {
+                    j += 1;
+                }
+                if chars.get(j) == Some(&']') {
+                    j += 1;
+                }
+                let Some(close) = (j..chars.len()).find(|&k| chars[k] == ']') else {
+                    out.push(Token::Literal('['));
+                    continue;
+                };
+                let negated = chars.get(i) == Some(&'!');
+                let body = &chars[i + usize::from(negated)..close];
+                let mut ranges = Vec::new();
+                let mut k = 0;
+                while k < body.len() {
+                    if k + 2 < body.len() && body[k + 1] == '-' {
+                        ranges.push((body[k], body[k + 2]));
+                        k += 3;
+                    } else {
+                        ranges.push((body[k], body[k]));
+                        k += 1;
+                    }
+                }
+                out.push(Token::Class { negated, ranges });
+                i = close + 1;
+            }
+            c => out.push(Token::Literal(c)),
+        }
+    }
+    out
+}
+
+impl Token {
+    /// Whether this single-character token matches `c`.
+    fn matches(&self, c: char) -> bool {
+        match self {
+            Token::Star => false,
+            Token::Any => true,
+            Token::Class { negated, ranges } => {
+                ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated
+            }
+            Token::Literal(l) => *l == c,
+        }
+    }
+}
+
+/// Glob matching of one segment (`*`, `?` and `[...]` classes) over characters, iterative
+/// with one backtrack point (never exponential).
 fn segment_matches(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
+    let pattern = tokens(pattern);
     let text: Vec<char> = text.chars().collect();
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
         match pattern.get(p) {
-            Some('*') => {
+            Some(Token::Star) => {
                 star = Some((p, t));
                 p += 1;
             }
-            Some(&c) if c == '?' || c == text[t] => {
+            Some(token) if token.matches(text[t]) => {
                 p += 1;
                 t += 1;
             }
@@ -68,15 +147,13 @@ fn segment_matches(pattern: &str, text: &str) -> bool {
             },
         }
     }
-    pattern[p..].iter().all(|&c| c == '*')
+    pattern[p..].iter().all(|t| *t == Token::Star)
 }
 
-/// Whether the sha256 of `name` starts with one of `prefixes` (hex, any case).
+/// Whether the lowercase hex sha256 of `name` starts with one of `prefixes`, exactly.
 pub fn hash_prefix_matches(prefixes: &[String], name: &str) -> bool {
     let digest = hex::encode(Sha256::digest(name.as_bytes()));
-    prefixes
-        .iter()
-        .any(|p| digest.starts_with(&p.to_ascii_lowercase()))
+    prefixes.iter().any(|p| digest.starts_with(p.as_str()))
 }
 
 /// Where a search found a target.
@@ -133,10 +210,16 @@ pub fn search<E>(
         };
         let delegations = Rc::new(delegations.clone());
         let mut children = Vec::new();
-        for child in &delegations.roles {
-            if !child.is_delegated_path(name) {
-                continue;
-            }
+        // TAP 15: the one bin trusted for this name (by construction), with the bins' keys.
+        let bin = delegations
+            .succinct_roles
+            .as_ref()
+            .map(|succinct| succinct.role_for_target(name));
+        let listed = delegations
+            .roles
+            .iter()
+            .filter(|child| child.is_delegated_path(name));
+        for child in listed.chain(&bin) {
             children.push((
                 child.name.clone(),
                 Some((child.clone(), delegations.clone())),

@@ -34,6 +34,10 @@ pub enum Error {
     /// A role's threshold is 0, which would trust unsigned metadata.
     #[error("the {role} role has threshold 0; a threshold must be at least 1")]
     ZeroThreshold { role: Role },
+    /// The `signatures` array names one key id twice, which the specification forbids: the
+    /// whole file is refused, not just the repeat ignored.
+    #[error("{role} metadata has two signatures with key id {keyid}; key ids in `signatures` must be unique, the file is malformed or was tampered with")]
+    DuplicateSignature { role: Role, keyid: crate::KeyId },
     /// Fewer distinct authorised keys signed than the threshold requires.
     #[error("{role} metadata has {valid} valid signature(s) from distinct authorised keys, {threshold} required; it was not signed by enough of the role's keys or was modified after signing")]
     ThresholdNotMet {

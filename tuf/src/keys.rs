@@ -103,17 +103,35 @@ impl PublicKey {
             (ED25519, ED25519) => self.ed25519_key().map(Verifier::Ed25519),
             ("ecdsa" | ECDSA_P256, ECDSA_P256) => {
                 use p256::pkcs8::DecodePublicKey;
-                p256::ecdsa::VerifyingKey::from_public_key_pem(self.keyval.public.trim())
+                let public = self.keyval.public.trim();
+                p256::ecdsa::VerifyingKey::from_public_key_pem(public)
                     .ok()
+                    .or_else(|| {
+                        // The hex SEC1 point of securesystemslib before PEM (sigstore roots 1-4).
+                        let point = hex::decode(public).ok()?;
+                        p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).ok()
+                    })
                     .map(Verifier::EcdsaP256)
             }
-            ("rsa", RSA_PSS_SHA256 | RSA_PKCS1V15_SHA256) => {
+            ("ecdsa" | ECDSA_P384, ECDSA_P384) => {
+                use p384::pkcs8::DecodePublicKey;
+                p384::ecdsa::VerifyingKey::from_public_key_pem(self.keyval.public.trim())
+                    .ok()
+                    .map(Verifier::EcdsaP384)
+            }
+            ("rsa", scheme) => {
                 use rsa::pkcs8::DecodePublicKey;
+                let scheme = match scheme {
+                    RSA_PSS_SHA256 => Some(PssDigest::Sha256),
+                    RSA_PSS_SHA384 => Some(PssDigest::Sha384),
+                    RSA_PSS_SHA512 => Some(PssDigest::Sha512),
+                    RSA_PKCS1V15_SHA256 => None,
+                    _ => return None,
+                };
                 let key = rsa::RsaPublicKey::from_public_key_pem(self.keyval.public.trim()).ok()?;
-                Some(if self.scheme == RSA_PSS_SHA256 {
-                    Verifier::RsaPss(key)
-                } else {
-                    Verifier::RsaPkcs1v15(key)
+                Some(match scheme {
+                    Some(digest) => Verifier::RsaPss(key, digest),
+                    None => Verifier::RsaPkcs1v15(key),
                 })
             }
             _ => None,
@@ -123,8 +141,14 @@ impl PublicKey {
 
 /// The ECDSA scheme (and legacy key type) name for NIST P-256 with SHA-256.
 pub const ECDSA_P256: &str = "ecdsa-sha2-nistp256";
+/// The ECDSA scheme (and legacy key type) name for NIST P-384 with SHA-384.
+pub const ECDSA_P384: &str = "ecdsa-sha2-nistp384";
 /// RSASSA-PSS with SHA-256 and MGF1-SHA-256.
 pub const RSA_PSS_SHA256: &str = "rsassa-pss-sha256";
+/// RSASSA-PSS with SHA-384 and MGF1-SHA-384.
+pub const RSA_PSS_SHA384: &str = "rsassa-pss-sha384";
+/// RSASSA-PSS with SHA-512 and MGF1-SHA-512.
+pub const RSA_PSS_SHA512: &str = "rsassa-pss-sha512";
 /// RSASSA-PKCS1-v1_5 with SHA-256.
 pub const RSA_PKCS1V15_SHA256: &str = "rsa-pkcs1v15-sha256";
 
@@ -133,8 +157,33 @@ pub const RSA_PKCS1V15_SHA256: &str = "rsa-pkcs1v15-sha256";
 pub enum Verifier {
     Ed25519(VerifyingKey),
     EcdsaP256(p256::ecdsa::VerifyingKey),
-    RsaPss(rsa::RsaPublicKey),
+    EcdsaP384(p384::ecdsa::VerifyingKey),
+    RsaPss(rsa::RsaPublicKey, PssDigest),
     RsaPkcs1v15(rsa::RsaPublicKey),
+}
+
+/// The hash of an RSASSA-PSS scheme (message digest and MGF1 alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PssDigest {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// RSASSA-PSS with digest `D`, the salt either the digest length or the maximum (the two
+/// securesystemslib has used).
+fn verify_pss<D>(key: &rsa::RsaPublicKey, message: &[u8], signature: &[u8]) -> bool
+where
+    D: 'static + Digest + sha2::digest::DynDigest + Send + Sync,
+{
+    use rsa::traits::PublicKeyParts;
+    let digest = D::digest(message);
+    let len = <D as Digest>::output_size();
+    let max_salt = key.size().saturating_sub(len + 2);
+    [len, max_salt].into_iter().any(|salt| {
+        key.verify(rsa::Pss::new_with_salt::<D>(salt), &digest, signature)
+            .is_ok()
+    })
 }
 
 impl Verifier {
@@ -160,14 +209,20 @@ impl Verifier {
                     .or_else(|_| p256::ecdsa::Signature::from_slice(signature));
                 sig.is_ok_and(|sig| key.verify(message, &sig).is_ok())
             }
-            Verifier::RsaPss(key) => {
-                use rsa::traits::PublicKeyParts;
-                let digest = Sha256::digest(message);
-                let max_salt = key.size().saturating_sub(32 + 2);
-                [32, max_salt].into_iter().any(|salt| {
-                    key.verify(rsa::Pss::new_with_salt::<Sha256>(salt), &digest, signature)
-                        .is_ok()
-                })
+            Verifier::EcdsaP384(key) => {
+                use p384::ecdsa::signature::Verifier as _;
+                let sig = p384::ecdsa::Signature::from_der(signature)
+                    .or_else(|_| p384::ecdsa::Signature::from_slice(signature));
+                sig.is_ok_and(|sig| key.verify(message, &sig).is_ok())
+            }
+            Verifier::RsaPss(key, PssDigest::Sha256) => {
+                verify_pss::<Sha256>(key, message, signature)
+            }
+            Verifier::RsaPss(key, PssDigest::Sha384) => {
+                verify_pss::<sha2::Sha384>(key, message, signature)
+            }
+            Verifier::RsaPss(key, PssDigest::Sha512) => {
+                verify_pss::<sha2::Sha512>(key, message, signature)
             }
             Verifier::RsaPkcs1v15(key) => key
                 .verify(
@@ -186,7 +241,10 @@ impl Verifier {
             Verifier::EcdsaP256(key) => {
                 [b"p256:".as_slice(), key.to_encoded_point(true).as_bytes()].concat()
             }
-            Verifier::RsaPss(key) | Verifier::RsaPkcs1v15(key) => {
+            Verifier::EcdsaP384(key) => {
+                [b"p384:".as_slice(), key.to_encoded_point(true).as_bytes()].concat()
+            }
+            Verifier::RsaPss(key, _) | Verifier::RsaPkcs1v15(key) => {
                 use rsa::traits::PublicKeyParts;
                 [
                     b"rsa:".as_slice(),

@@ -22,7 +22,7 @@ pub use error::Error;
 pub use keys::{KeyId, PublicKey, SigningKey};
 pub use metadata::{
     DelegatedRole, Delegations, MetaFile, Metadata, Role, RoleKeys, RoleMetadata, Root, Signature,
-    Snapshot, TargetFile, Targets, Timestamp, SPEC_VERSION,
+    Snapshot, SuccinctRoles, TargetFile, Targets, Timestamp, SPEC_VERSION,
 };
 pub use trusted::{Origin, TimestampUpdate, TrustedSet};
 

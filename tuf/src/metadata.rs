@@ -90,6 +90,17 @@ pub trait RoleMetadata: Serialize + DeserializeOwned {
     }
 }
 
+/// Whether `spec_version` names specification 1: `1.x.y`, or `1.x` as real repositories
+/// write it (sigstore's root), each part decimal digits (python-tuf's rule).
+pub fn spec_version_supported(spec_version: &str) -> bool {
+    let parts: Vec<&str> = spec_version.split('.').collect();
+    (2..=3).contains(&parts.len())
+        && parts[0] == "1"
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The rules every role shares: `_type`, a 1.x `spec_version`, a version of at least 1.
 pub fn check_common<T: RoleMetadata>(md: &T) -> Result<()> {
     let role = T::ROLE;
@@ -99,12 +110,11 @@ pub fn check_common<T: RoleMetadata>(md: &T) -> Result<()> {
             found: md.kind().to_string(),
         });
     }
-    let parts: Vec<&str> = md.spec_version().split('.').collect();
-    if parts.len() != 3 || parts[0] != "1" || parts.iter().any(|p| p.parse::<u32>().is_err()) {
+    if !spec_version_supported(md.spec_version()) {
         return Err(Error::Invalid {
             role,
             why: format!(
-                "spec_version {:?} is not 1.x.y; this implementation follows specification 1",
+                "spec_version {:?} is not 1.x.y or 1.x; this implementation follows specification 1",
                 md.spec_version()
             ),
         });
@@ -160,7 +170,7 @@ pub struct Root {
     pub version: u64,
     #[serde(with = "crate::expiry::format")]
     pub expires: DateTime<Utc>,
-    /// Absent means true for python-tuf; flipside always writes it.
+    /// Absent means false, as python-tuf reads it; flipside always writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistent_snapshot: Option<bool>,
     pub keys: BTreeMap<KeyId, PublicKey>,
@@ -201,9 +211,10 @@ impl Root {
         })
     }
 
-    /// Whether clients fetch `{version}.{role}.json` and hash-prefixed targets (default true).
+    /// Whether clients fetch `{version}.{role}.json` and hash-prefixed targets. A root
+    /// without the field has them off, as python-tuf reads it.
     pub fn consistent_snapshot(&self) -> bool {
-        self.consistent_snapshot.unwrap_or(true)
+        self.consistent_snapshot.unwrap_or(false)
     }
 
     fn check_role(&self) -> Result<()> {
@@ -262,19 +273,100 @@ impl Targets {
     }
 }
 
-/// The `delegations` object of targets metadata: keys, and the delegated roles in the order
-/// the client searches them.
+/// The `delegations` object of targets metadata: keys, and either the delegated roles in the
+/// order the client searches them or hashed bins named by `succinct_roles` (TAP 15).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "DelegationsWire", into = "DelegationsWire")]
 pub struct Delegations {
     pub keys: BTreeMap<KeyId, PublicKey>,
+    /// Empty when `succinct_roles` is used.
     pub roles: Vec<DelegatedRole>,
+    pub succinct_roles: Option<SuccinctRoles>,
+    pub extra: Extra,
+}
+
+/// `delegations` as written: exactly one of `roles` and `succinct_roles` (python-tuf's rule).
+#[derive(Serialize, Deserialize)]
+struct DelegationsWire {
+    keys: BTreeMap<KeyId, PublicKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    roles: Option<Vec<DelegatedRole>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    succinct_roles: Option<SuccinctRoles>,
+    #[serde(flatten)]
+    extra: Extra,
+}
+
+impl TryFrom<DelegationsWire> for Delegations {
+    type Error = String;
+
+    fn try_from(wire: DelegationsWire) -> std::result::Result<Self, String> {
+        let roles = match (wire.roles, &wire.succinct_roles) {
+            (Some(roles), None) => roles,
+            (None, Some(_)) => Vec::new(),
+            _ => {
+                return Err("delegations must have exactly one of roles and succinct_roles".into())
+            }
+        };
+        Ok(Delegations {
+            keys: wire.keys,
+            roles,
+            succinct_roles: wire.succinct_roles,
+            extra: wire.extra,
+        })
+    }
+}
+
+impl From<Delegations> for DelegationsWire {
+    fn from(d: Delegations) -> Self {
+        let roles = (d.succinct_roles.is_none() || !d.roles.is_empty()).then_some(d.roles);
+        DelegationsWire {
+            keys: d.keys,
+            roles,
+            succinct_roles: d.succinct_roles,
+            extra: d.extra,
+        }
+    }
+}
+
+/// Hashed bins delegated without listing each (TAP 15): `2^bit_length` roles named
+/// `{name_prefix}-{bin in hex}`, all with the same keys and threshold; a target belongs to
+/// the bin given by the leading `bit_length` bits of the sha256 of its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuccinctRoles {
+    pub keyids: Vec<KeyId>,
+    pub threshold: u64,
+    pub bit_length: u32,
+    pub name_prefix: String,
     #[serde(flatten)]
     pub extra: Extra,
 }
 
+impl SuccinctRoles {
+    /// The bin role trusted for target `name`, as python-tuf names it: the hex bin number
+    /// zero-padded to the width of the largest bin. A bin is terminating (5.6.7.2.2), as in
+    /// python-tuf: no other role is searched after it.
+    pub fn role_for_target(&self, name: &str) -> DelegatedRole {
+        let digest = Sha256::digest(name.as_bytes());
+        let leading = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        let bin = u64::from(leading) >> (32 - self.bit_length);
+        let width = format!("{:x}", (1u64 << self.bit_length) - 1).len();
+        DelegatedRole {
+            name: format!("{}-{bin:0width$x}", self.name_prefix),
+            keyids: self.keyids.clone(),
+            threshold: self.threshold,
+            terminating: true,
+            paths: None,
+            path_hash_prefixes: None,
+            extra: Extra::new(),
+        }
+    }
+}
+
 impl Delegations {
     /// Unique role names that are not top-level role names, thresholds of at least 1, and
-    /// exactly one of `paths` and `path_hash_prefixes` per role (as python-tuf requires).
+    /// exactly one of `paths` and `path_hash_prefixes` per role (as python-tuf requires); for
+    /// succinct roles a `bit_length` of 1 to 32 and a threshold of at least 1.
     fn check(&self) -> Result<()> {
         let bad = |why: String| {
             Err(Error::Invalid {
@@ -282,6 +374,17 @@ impl Delegations {
                 why,
             })
         };
+        if let Some(succinct) = &self.succinct_roles {
+            if !(1..=32).contains(&succinct.bit_length) {
+                return bad(format!(
+                    "succinct_roles has bit_length {}, not between 1 and 32",
+                    succinct.bit_length
+                ));
+            }
+            if succinct.threshold == 0 {
+                return bad("succinct_roles has threshold 0".to_string());
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for role in &self.roles {
             if !names.insert(role.name.as_str()) {
@@ -384,6 +487,32 @@ impl TargetFile {
             why: format!("{what} has sha256 {hex_digest:?}, which is not 64 hex digits"),
         })?;
         Ok(out)
+    }
+
+    /// The digest that names the target's file with consistent snapshots (`HASH.NAME`): the
+    /// sha256 when listed, else the sha512, in lowercase hex (as the repository writes it).
+    /// Refused when the target lists neither (it could not be checked either), or when the
+    /// digest is not hex of its algorithm's length (it becomes part of a path).
+    pub fn path_digest(&self, what: &str) -> Result<String> {
+        for (algorithm, bytes) in [("sha256", 32), ("sha512", 64)] {
+            let Some(digest) = self.hashes.get(algorithm) else {
+                continue;
+            };
+            let valid = digest.len() == 2 * bytes && digest.bytes().all(|b| b.is_ascii_hexdigit());
+            if !valid {
+                return Err(Error::Invalid {
+                    role: Role::Targets,
+                    why: format!(
+                        "{what} has {algorithm} {digest:?}, which is not {} hex digits",
+                        2 * bytes
+                    ),
+                });
+            }
+            return Ok(digest.to_ascii_lowercase());
+        }
+        Err(Error::MissingHash {
+            what: what.to_string(),
+        })
     }
 
     /// Checks complete content against the signed length and every known hash.
@@ -607,6 +736,7 @@ impl<T: RoleMetadata> Metadata<T> {
                 source,
             })?;
         signed.validate()?;
+        crate::verify::check_unique_keyids(T::ROLE, &signatures)?;
         Ok(Metadata {
             signed,
             signatures,
@@ -659,6 +789,9 @@ mod tests {
         assert_eq!(root.signed.version, 1);
         assert_eq!(root.signed.role_keys(Role::Root).unwrap().threshold, 2);
         assert!(root.signed.consistent_snapshot());
+        let mut without = root.signed.clone();
+        without.consistent_snapshot = None;
+        assert!(!without.consistent_snapshot(), "absent means false");
         let targets = Metadata::<Targets>::from_slice(&fixture("1.targets.json")).unwrap();
         let target = &targets.signed.targets["kiosk-1.bundle"];
         target
@@ -690,6 +823,18 @@ mod tests {
             matches!(err, Error::WrongType { expected: Role::Root, ref found } if found == "timestamp"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn spec_versions_of_specification_1_with_two_or_three_parts() {
+        for good in ["1.0.0", "1.0", "1.0.31", "1.2"] {
+            assert!(spec_version_supported(good), "{good}");
+        }
+        for bad in [
+            "1", "2.0", "2.0.0", "1.0.0.0", "1.x", "1..0", "1.0-rc", " 1.0", "", "1.+1",
+        ] {
+            assert!(!spec_version_supported(bad), "{bad}");
+        }
     }
 
     #[test]
@@ -749,6 +894,31 @@ mod tests {
             unknown_only.sha256("t"),
             Err(Error::MissingHash { .. })
         ));
+        assert!(matches!(
+            unknown_only.path_digest("t"),
+            Err(Error::MissingHash { .. })
+        ));
+        let sha512 = hex::encode(Sha512::digest(b"abc"));
+        let only512 = TargetFile {
+            hashes: BTreeMap::from([("sha512".to_string(), sha512.clone())]),
+            ..target.clone()
+        };
+        assert_eq!(only512.path_digest("t").unwrap(), sha512);
+        only512.check_bytes("t", b"abc").unwrap();
+        let mut both = only512.clone();
+        both.hashes
+            .insert("sha256".to_string(), hex::encode(Sha256::digest(b"abc")));
+        assert_eq!(both.path_digest("t").unwrap(), both.hashes["sha256"]);
+        let upper = TargetFile {
+            hashes: BTreeMap::from([("sha512".to_string(), sha512.to_uppercase())]),
+            ..target.clone()
+        };
+        assert_eq!(upper.path_digest("t").unwrap(), sha512);
+        let short = TargetFile {
+            hashes: BTreeMap::from([("sha512".to_string(), "abc/".to_string())]),
+            ..target.clone()
+        };
+        assert!(matches!(short.path_digest("t"), Err(Error::Invalid { .. })));
         let meta = MetaFile::of_bytes(4, b"xyz");
         meta.check_bytes("m", b"xyz").unwrap();
         assert!(meta.check_bytes("m", b"xyZ").is_err());

@@ -1,11 +1,12 @@
 //! Signature verification (pure): a `signed` object as received, its signatures, and the
 //! keys and threshold of its role in; the set of keys that signed, or an error, out.
 //!
-//! Rules (specification 1.0, sections 5.3-5.6 and "threshold"): each key counts once however
-//! often it signs, and two key ids naming the same key material count once; a signature by a
-//! key the role does not list is ignored; key types and schemes other than those
-//! [`PublicKey::verifier`] knows are ignored rather than fatal; a threshold of 0 is refused. Signatures are checked over the
-//! canonical JSON of the `signed` object as received, and must be lowercase hex.
+//! Rules (specification 1.0, sections 5.3-5.6 and "threshold"): a `signatures` array that
+//! repeats a key id is refused as a whole ("the keyid MUST be unique"); two key ids naming the
+//! same key material count once; a signature by a key the role does not list is ignored; key
+//! types and schemes other than those [`PublicKey::verifier`] knows are ignored rather than
+//! fatal; a threshold of 0 is refused. Signatures are checked over the canonical JSON of the
+//! `signed` object as received, and must be lowercase hex.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,6 +27,7 @@ pub fn verify_signatures(
     if role_keys.threshold == 0 {
         return Err(Error::ZeroThreshold { role });
     }
+    check_unique_keyids(role, signatures)?;
     let message = canonical::to_vec(raw_signed, &format!("{role} metadata"))?;
     let authorised: BTreeSet<&KeyId> = role_keys.keyids.iter().collect();
     let mut counted: BTreeSet<KeyId> = BTreeSet::new();
@@ -56,6 +58,18 @@ pub fn verify_signatures(
         });
     }
     Ok(counted)
+}
+
+/// Refuses a `signatures` array that names one key id twice.
+pub fn check_unique_keyids(role: Role, signatures: &[Signature]) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    match signatures.iter().find(|s| !seen.insert(&s.keyid)) {
+        Some(repeat) => Err(Error::DuplicateSignature {
+            role,
+            keyid: repeat.keyid.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Verifies a raw JSON envelope (`{"signatures": [...], "signed": {...}}`) as received.

@@ -58,6 +58,7 @@ fn main() {
         init: "/sbin/init".into(),
         closure: vec![],
         kernel: None,
+        allow_rollback: false,
     };
     std::fs::write(
         release_dir.join("release.json"),

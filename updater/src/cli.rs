@@ -38,6 +38,9 @@ pub enum Command {
         #[arg(long)]
         allow_downgrade: bool,
     },
+    /// What the update timer runs: install what this device is offered, then reboot into it
+    /// as update.reboot allows (now, in the maintenance window, or never).
+    Update,
     /// Show both slots, their versions and boot state, and what happened last.
     Status {
         /// Machine-readable output.
@@ -112,6 +115,10 @@ pub fn run(cli: &Cli, factory: &SourceFactory) -> Result<()> {
         } => {
             let (config, _lock) = locked()?;
             commands::install::run(&config, from.as_deref(), *allow_downgrade, factory)
+        }
+        Command::Update => {
+            let (config, _lock) = locked()?;
+            commands::update::run(&config, factory)
         }
         Command::Status { json } => commands::status::run(&config()?, *json),
         Command::MarkGood => commands::mark::good(&locked()?.0, "marked good by hand"),

@@ -2,6 +2,7 @@
 //! mirrors and pinned root, the disk and its two slots, the state directory, the trial boots,
 //! network limits and the health checks. Every field but the repository, the disk and the
 //! trusted root has a documented default. Relative paths are taken from the file's directory.
+//! Times are bounded: `*_secs` by [`MAX_SECS`], `backoff_*_ms` by [`MAX_BACKOFF_MS`].
 //!
 //! ```toml
 //! [repository]
@@ -20,6 +21,8 @@
 //! cmdline = "/proc/cmdline"
 //! system_info = "/.flipside/system.json"
 //! readback = "auto"                   # or "drop-cache": how the slot is read back
+//! sync_every_bytes = 33554432         # while writing, sync the partition after this many bytes
+//! sync_every_secs = 2                 # ... or this long: a power cut loses at most that much
 //!
 //! [update]
 //! trial_boots = 3
@@ -32,6 +35,8 @@
 //! dir = "/etc/flipside/health.d"
 //! timeout_secs = 120
 //! reboot_command = ["systemctl", "reboot"]
+//! reboot_timeout_secs = 60
+//! no_checks = "refuse"                # or "commit": may a trial with no checks be committed?
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -42,10 +47,20 @@ use serde::Deserialize;
 use url::Url;
 use uuid::Uuid;
 
+use crate::durable::SyncPolicy;
 use crate::error::{Error, Result};
+use crate::redirect::{RedirectRules, Redirects};
+use crate::window::{self, MaintenanceWindow, RebootWhen};
 
 /// Default configuration path.
 pub const DEFAULT_PATH: &str = "/etc/flipside/config.toml";
+
+/// Longest time any `*_secs` field may give: a day. A longer timeout or interval is a typo
+/// that would leave a command waiting for ages.
+pub const MAX_SECS: f64 = 86_400.0;
+
+/// Longest pause between download attempts (`network.backoff_*_ms`): 5 minutes.
+pub const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
 
 /// The whole configuration, validated.
 #[derive(Clone, Debug)]
@@ -108,14 +123,20 @@ impl Mirror {
         Ok(Mirror::Dir(base.join(text)))
     }
 
-    /// The location of a file relative to the repository root, e.g. `targets/<sha>.<name>`.
+    /// The location of a file relative to the repository root, e.g. `targets/<sha>.<name>`:
+    /// each `/`-separated component is one path segment below the base, taken literally.
     pub fn join(&self, relative: &str) -> Location {
         match self {
-            Mirror::Http(url) => match url.join(relative) {
-                Ok(u) => Location::Url(u),
-                // A relative path of safe names always joins; keep the base so errors name it.
-                Err(_) => Location::Url(url.clone()),
-            },
+            Mirror::Http(url) => {
+                let mut url = url.clone();
+                if let Ok(mut segments) = url.path_segments_mut() {
+                    segments.pop_if_empty();
+                    for segment in relative.split('/') {
+                        segments.push(&url_segment(segment));
+                    }
+                }
+                Location::Url(url)
+            }
             Mirror::Dir(dir) => Location::File(dir.join(relative)),
         }
     }
@@ -127,6 +148,21 @@ impl std::fmt::Display for Mirror {
             Mirror::Http(u) => write!(f, "{u}"),
             Mirror::Dir(p) => write!(f, "{}", p.display()),
         }
+    }
+}
+
+/// One component of a repository path as the text of one URL path segment. Repository paths
+/// hold escapes (delegated role names are percent-encoded as python-tuf does: `a%2Fb`), so
+/// the component is decoded and the URL crate encodes it again, `/`, `?`, `#` and `%`
+/// included: it stays one segment below the base. A component that decodes to `.` or `..`
+/// (`%2e%2e`) is kept literally, `%` escaped, so it never resolves as a parent directory.
+fn url_segment(component: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(component).decode_utf8();
+    match decoded {
+        Ok(text) if text != "." && text != ".." => text.into_owned(),
+        // Not text, or a dot segment: the component itself, whose `%` the URL crate escapes
+        // (dots written `%2E` first so that a bare `..` becomes `%252E%252E`).
+        _ => component.replace('.', "%2E"),
     }
 }
 
@@ -164,8 +200,14 @@ pub struct DeviceConfig {
     pub cmdline: PathBuf,
     /// The running image's system description (`/.flipside/system.json`).
     pub system_info: PathBuf,
+    /// The seed of the device's place in rollouts (`/etc/machine-id`); only a number derived
+    /// from it is used, and nothing of it is sent.
+    pub machine_id: PathBuf,
     /// How a written slot is read back past the page cache. Default [`ReadbackMode::Auto`].
     pub readback: ReadbackMode,
+    /// How often a partition being written is synced (durable progress across power cuts).
+    /// Default every 32 MiB or 2 s.
+    pub sync: SyncPolicy,
 }
 
 /// How the written image is read back for its final check.
@@ -181,17 +223,26 @@ pub enum ReadbackMode {
 }
 
 /// Install policy.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct UpdateConfig {
     /// Trial boots (T) given to a freshly installed slot, 1..=15. Default 3.
     pub trial_boots: u8,
     /// Largest chunk index accepted, in bytes, whatever the metadata says. Default 64 MiB
     /// (about a 64 GiB image with the default chunker).
     pub max_index_bytes: u64,
+    /// The channel whose releases the device takes. Default `stable`.
+    pub channel: String,
+    /// Only this version, whatever its rollout (a device held at or moved to a release).
+    pub pin_version: Option<u64>,
+    /// When `flipside update` reboots into an installed release. Default never.
+    pub reboot: RebootWhen,
+    /// The maintenance window of `reboot = "window"`.
+    pub window: Option<MaintenanceWindow>,
 }
 
-/// Timeouts, retries and the low-speed limit of every download.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Timeouts, retries and the low-speed limit of every download; the redirects each mirror may
+/// answer with and the certificate authorities HTTPS trusts.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetworkPolicy {
     /// Connecting to a mirror. Default 15 s.
     pub connect_timeout: Duration,
@@ -203,12 +254,18 @@ pub struct NetworkPolicy {
     pub low_speed_time: Duration,
     /// Attempts after a failure that made no progress, per request. Default 5.
     pub retries: u32,
-    /// First pause between attempts, doubled each time. Default 500 ms.
+    /// First pause between attempts, doubled each time. Default 500 ms, at most
+    /// [`MAX_BACKOFF_MS`].
     pub backoff_initial: Duration,
-    /// Longest pause between attempts. Default 30 s.
+    /// Longest pause between attempts. Default 30 s, at most [`MAX_BACKOFF_MS`].
     pub backoff_max: Duration,
     /// Unwanted bundle bytes fetched rather than opening a new Range request. Default 64 KiB.
     pub range_gap: u64,
+    /// The `redirects` setting of each mirror (default same-origin only).
+    pub redirects: RedirectRules,
+    /// PEM certificate authorities HTTPS trusts instead of the built-in web roots
+    /// (`network.ca_file`, as curl's `--cacert`): a private repository trusts only its own CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for NetworkPolicy {
@@ -222,6 +279,8 @@ impl Default for NetworkPolicy {
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             range_gap: 64 * 1024,
+            redirects: RedirectRules::default(),
+            ca_file: None,
         }
     }
 }
@@ -248,6 +307,22 @@ pub struct HealthConfig {
     pub timeout: Duration,
     /// Run after a failed trial was marked bad. Default `["systemctl", "reboot"]`.
     pub reboot_command: Vec<String>,
+    /// Time the reboot command may take before its process group is killed. Default 60 s
+    /// (`systemctl reboot` returns once the reboot is queued).
+    pub reboot_timeout: Duration,
+    /// What a trial with no checks to run comes to. Default [`NoChecks::Refuse`].
+    pub no_checks: NoChecks,
+}
+
+/// What `flipside health` does when the check directory holds no checks (or does not exist).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoChecks {
+    /// Commit nothing and exit 3: a trial that merely booted is not proven healthy.
+    #[default]
+    Refuse,
+    /// Commit the trial: this device deliberately judges a boot by booting alone.
+    Commit,
 }
 
 /// Progress output when stderr is not a terminal.
@@ -277,8 +352,20 @@ struct File {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileRepository {
-    mirrors: Vec<String>,
+    mirrors: Vec<FileMirror>,
     trusted_root: PathBuf,
+}
+
+/// A mirror: its URL or path, or a table with its settings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FileMirror {
+    Plain(String),
+    Table {
+        url: String,
+        #[serde(default)]
+        redirects: Option<Redirects>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -302,8 +389,12 @@ struct FileDevice {
     cmdline: PathBuf,
     #[serde(default = "default_system_info")]
     system_info: PathBuf,
+    #[serde(default = "default_machine_id")]
+    machine_id: PathBuf,
     #[serde(default)]
     readback: ReadbackMode,
+    sync_every_bytes: Option<u64>,
+    sync_every_secs: Option<f64>,
 }
 
 /// `{ label = "root-a" }` or `{ partuuid = "..." }`.
@@ -338,12 +429,36 @@ fn default_cmdline() -> PathBuf {
 fn default_system_info() -> PathBuf {
     PathBuf::from(flipside_contract::release::SYSTEM_INFO_PATH)
 }
+fn default_machine_id() -> PathBuf {
+    PathBuf::from("/etc/machine-id")
+}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileUpdate {
     trial_boots: Option<u8>,
     max_index_bytes: Option<u64>,
+    channel: Option<String>,
+    pin_version: Option<u64>,
+    #[serde(default)]
+    reboot: RebootWhen,
+    window: Option<FileWindow>,
+}
+
+/// `[update.window]`: local days and hours.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWindow {
+    #[serde(default = "every_day")]
+    days: Vec<String>,
+    start: String,
+    end: String,
+}
+
+fn every_day() -> Vec<String> {
+    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .map(String::from)
+        .to_vec()
 }
 
 #[derive(Deserialize, Default)]
@@ -357,6 +472,7 @@ struct FileNetwork {
     backoff_initial_ms: Option<u64>,
     backoff_max_ms: Option<u64>,
     range_gap: Option<u64>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -365,6 +481,9 @@ struct FileHealth {
     dir: Option<PathBuf>,
     timeout_secs: Option<f64>,
     reboot_command: Option<Vec<String>>,
+    reboot_timeout_secs: Option<f64>,
+    #[serde(default)]
+    no_checks: NoChecks,
 }
 
 #[derive(Deserialize, Default)]
@@ -403,12 +522,7 @@ impl Config {
                 "name at least one mirror".into(),
             ));
         }
-        let mirrors = file
-            .repository
-            .mirrors
-            .iter()
-            .map(|m| Mirror::parse(m, &base))
-            .collect::<std::result::Result<Vec<_>, _>>()
+        let (mirrors, redirects) = mirrors(&file.repository.mirrors, &base)
             .map_err(|why| invalid("repository.mirrors", why))?;
 
         let selector = |field: &'static str, slot: FileSlot| match slot {
@@ -454,14 +568,61 @@ impl Config {
             ));
         }
         let max_index_bytes = file.update.max_index_bytes.unwrap_or(64 << 20);
+        let channel = file
+            .update
+            .channel
+            .clone()
+            .unwrap_or_else(|| flipside_contract::rollout::DEFAULT_CHANNEL.to_string());
+        flipside_contract::release::check_name(&channel)
+            .map_err(|e| invalid("update.channel", e.to_string()))?;
+        let window = file
+            .update
+            .window
+            .as_ref()
+            .map(maintenance_window)
+            .transpose()
+            .map_err(|why| invalid("update.window", why))?;
+        if file.update.reboot == RebootWhen::Window && window.is_none() {
+            return Err(invalid(
+                "update.window",
+                "reboot = \"window\" needs an [update.window] with start and end".into(),
+            ));
+        }
 
         let secs = |field: &'static str, v: Option<f64>, default: Duration| match v {
             None => Ok(default),
-            Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+            Some(s) if s.is_finite() && s > 0.0 && s <= MAX_SECS => Ok(Duration::from_secs_f64(s)),
             Some(s) => Err(invalid(
                 field,
-                format!("{s} is not a positive number of seconds"),
+                format!("{s} is not a number of seconds in (0, {MAX_SECS}]"),
             )),
+        };
+        let millis = |field: &'static str, v: Option<u64>, default: Duration| match v {
+            None => Ok(default),
+            Some(ms) if ms <= MAX_BACKOFF_MS => Ok(Duration::from_millis(ms)),
+            Some(ms) => Err(invalid(
+                field,
+                format!("{ms} ms is over the cap of {MAX_BACKOFF_MS} ms (5 minutes)"),
+            )),
+        };
+        let sync = SyncPolicy {
+            every_bytes: match file.device.sync_every_bytes {
+                None => SyncPolicy::default().every_bytes,
+                Some(b) if b >= 1 << 20 => b,
+                Some(b) => {
+                    return Err(invalid(
+                        "device.sync_every_bytes",
+                        format!(
+                            "{b} is below 1 MiB (1048576): syncs that often slow the install down"
+                        ),
+                    ))
+                }
+            },
+            every: secs(
+                "device.sync_every_secs",
+                file.device.sync_every_secs,
+                SyncPolicy::default().every,
+            )?,
         };
         let d = NetworkPolicy::default();
         let n = &file.network;
@@ -483,13 +644,15 @@ impl Config {
                 d.low_speed_time,
             )?,
             retries: n.retries.unwrap_or(d.retries),
-            backoff_initial: n
-                .backoff_initial_ms
-                .map_or(d.backoff_initial, Duration::from_millis),
-            backoff_max: n
-                .backoff_max_ms
-                .map_or(d.backoff_max, Duration::from_millis),
+            backoff_initial: millis(
+                "network.backoff_initial_ms",
+                n.backoff_initial_ms,
+                d.backoff_initial,
+            )?,
+            backoff_max: millis("network.backoff_max_ms", n.backoff_max_ms, d.backoff_max)?,
             range_gap: n.range_gap.unwrap_or(d.range_gap),
+            redirects,
+            ca_file: n.ca_file.clone().map(abs),
         };
         if network.retries > 100 {
             return Err(invalid(
@@ -516,6 +679,12 @@ impl Config {
                 Duration::from_secs(120),
             )?,
             reboot_command,
+            reboot_timeout: secs(
+                "health.reboot_timeout_secs",
+                file.health.reboot_timeout_secs,
+                Duration::from_secs(60),
+            )?,
+            no_checks: file.health.no_checks,
         };
         let progress = ProgressConfig {
             interval: secs(
@@ -540,17 +709,64 @@ impl Config {
                 efivars: abs(file.device.efivars),
                 cmdline: abs(file.device.cmdline),
                 system_info: abs(file.device.system_info),
+                machine_id: abs(file.device.machine_id),
                 readback: file.device.readback,
+                sync,
             },
             update: UpdateConfig {
                 trial_boots,
                 max_index_bytes,
+                channel,
+                pin_version: file.update.pin_version,
+                reboot: file.update.reboot,
+                window,
             },
             network,
             health,
             progress,
         })
     }
+}
+
+/// The maintenance window of the configuration.
+fn maintenance_window(w: &FileWindow) -> std::result::Result<MaintenanceWindow, String> {
+    let days = w
+        .days
+        .iter()
+        .map(|d| window::parse_day(d))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    MaintenanceWindow::new(
+        &days,
+        window::parse_time(&w.start)?,
+        window::parse_time(&w.end)?,
+    )
+}
+
+/// The mirrors of the configuration and the redirect setting of each HTTP one.
+fn mirrors(
+    entries: &[FileMirror],
+    base: &Path,
+) -> std::result::Result<(Vec<Mirror>, RedirectRules), String> {
+    let mut mirrors = Vec::new();
+    let mut rules = RedirectRules::default();
+    for entry in entries {
+        let (text, redirects) = match entry {
+            FileMirror::Plain(text) => (text, None),
+            FileMirror::Table { url, redirects } => (url, *redirects),
+        };
+        let mirror = Mirror::parse(text, base)?;
+        match (&mirror, redirects) {
+            (Mirror::Http(url), Some(r)) => rules.set(url.clone(), r),
+            (Mirror::Dir(_), Some(_)) => {
+                return Err(format!(
+                    "{text:?} is a directory: redirects applies to http(s) mirrors only"
+                ))
+            }
+            _ => {}
+        }
+        mirrors.push(mirror);
+    }
+    Ok((mirrors, rules))
 }
 
 #[cfg(test)]
@@ -564,6 +780,51 @@ trusted_root = "root.json"
 [device]
 disk = "/dev/vda"
 "#;
+
+    #[test]
+    fn repository_paths_become_segments_below_the_base() {
+        let mirror = Mirror::parse("http://127.0.0.1:8080/repo/kiosk", Path::new("/")).unwrap();
+        let url = |relative: &str| match mirror.join(relative) {
+            Location::Url(u) => u.to_string(),
+            Location::File(p) => panic!("not a URL: {}", p.display()),
+        };
+        let base = "http://127.0.0.1:8080/repo/kiosk/";
+        assert_eq!(
+            url("metadata/1.root.json"),
+            format!("{base}metadata/1.root.json")
+        );
+        // A role name percent-encoded as python-tuf does keeps its one encoding.
+        assert_eq!(
+            url("metadata/1.a%2Fb.json"),
+            format!("{base}metadata/1.a%2Fb.json")
+        );
+        // Characters with a meaning in URLs stay in the segment.
+        assert_eq!(
+            url("targets/a b/c?d#e"),
+            format!("{base}targets/a%20b/c%3Fd%23e")
+        );
+        // Dot segments, encoded or not, never climb out of the base.
+        for path in [
+            "targets/%2e%2e/%2e%2e/etc/passwd",
+            "targets/%2E%2E/x",
+            "targets/.%2e/x",
+            "targets/../x",
+            "targets/./x",
+        ] {
+            let got = url(path);
+            assert!(got.starts_with(&format!("{base}targets/")), "{path}: {got}");
+            let parsed = Url::parse(&got).unwrap();
+            assert!(
+                parsed.path().starts_with("/repo/kiosk/targets/"),
+                "{path}: {got}"
+            );
+            assert!(parsed.path().ends_with("/x") || parsed.path().ends_with("/passwd"));
+        }
+        assert_eq!(
+            url("targets/%2e%2e/x"),
+            format!("{base}targets/%252e%252e/x")
+        );
+    }
 
     #[test]
     fn minimal_file_gets_the_documented_defaults() {
@@ -591,6 +852,8 @@ disk = "/dev/vda"
         assert_eq!(c.network, NetworkPolicy::default());
         assert_eq!(c.health.reboot_command, vec!["systemctl", "reboot"]);
         assert_eq!(c.health.timeout, Duration::from_secs(120));
+        assert_eq!(c.health.reboot_timeout, Duration::from_secs(60));
+        assert_eq!(c.health.no_checks, NoChecks::Refuse);
     }
 
     #[test]
@@ -658,6 +921,18 @@ trial_boots = 15
                 format!("{MINIMAL}[health]\nreboot_command = []\n"),
                 "health.reboot_command",
             ),
+            (
+                format!("{MINIMAL}[network]\nbackoff_max_ms = 9223372036854775807\n"),
+                "network.backoff_max_ms",
+            ),
+            (
+                format!("{MINIMAL}[network]\nbackoff_initial_ms = 300001\n"),
+                "network.backoff_initial_ms",
+            ),
+            (
+                format!("{MINIMAL}[health]\nreboot_timeout_secs = 86401\n"),
+                "health.reboot_timeout_secs",
+            ),
         ];
         for (text, field) in cases {
             match Config::parse(&text, Path::new("/c.toml")) {
@@ -665,6 +940,11 @@ trial_boots = 15
                 other => panic!("{field}: {other:?}"),
             }
         }
+        let unknown = format!("{MINIMAL}[health]\nno_checks = \"maybe\"\n");
+        assert!(matches!(
+            Config::parse(&unknown, Path::new("/c.toml")),
+            Err(Error::ConfigParse { .. })
+        ));
         let typo = format!("{MINIMAL}[update]\ntrial_bots = 2\n");
         assert!(matches!(
             Config::parse(&typo, Path::new("/c.toml")),

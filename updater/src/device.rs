@@ -67,6 +67,16 @@ pub enum Part {
     Kernel,
 }
 
+impl Part {
+    /// `root` or `kernel`, as the journal and the `FLIPSIDE_SYNCED` lines name it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Part::Root => "root",
+            Part::Kernel => "kernel",
+        }
+    }
+}
+
 /// A partition an install writes: one part of one slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Region {
@@ -137,11 +147,8 @@ impl Device {
             .read(true)
             .write(writable)
             .open(path)
-            .map_err(|source| Error::DiskIo {
-                op: "open",
+            .map_err(|source| Error::DiskOpen {
                 disk: path.to_path_buf(),
-                offset: 0,
-                len: 0,
                 source,
             })?;
         let (table, state) = {

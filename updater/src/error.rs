@@ -31,6 +31,15 @@ pub enum Error {
         why: String,
     },
 
+    #[error("cannot read the pinned root metadata {} (repository.trusted_root): {source}; put the repository's signed root.json there or correct the path", path.display())]
+    TrustedRootRead { path: PathBuf, source: io::Error },
+
+    #[error("cannot use the certificate authorities in {} (network.ca_file): {why}; put the PEM certificate of the CA that issued the mirrors' certificates there", path.display())]
+    CaFile { path: PathBuf, why: String },
+
+    #[error("the pinned root metadata {} (repository.trusted_root) is not usable: {why}; put the repository's signed root.json there", path.display())]
+    TrustedRootInvalid { path: PathBuf, why: String },
+
     #[error("cannot read the running system's description {}: {source}; set device.system_info to the image's /.flipside/system.json", path.display())]
     SystemInfoRead { path: PathBuf, source: io::Error },
 
@@ -56,7 +65,10 @@ pub enum Error {
     )]
     SourceUnavailable { why: String },
 
-    #[error("cannot reach {url}: {source}; check the network and the mirror URLs, then try again")]
+    #[error(
+        "cannot reach {url}: {}; check the network and the mirror URLs, then try again",
+        network_cause(source)
+    )]
     Network { url: String, source: reqwest::Error },
 
     #[error("{url} answered HTTP {status}: {hint}")]
@@ -103,6 +115,13 @@ pub enum Error {
         installed: u64,
     },
 
+    #[error("the repository's newest release {offered} is below this device's anti-rollback floor {floor} (the highest version it ever committed, {path}): refused; only the publisher lowers the floor, by publishing the release with flipside-build repo add --allow-rollback")]
+    BelowFloor {
+        offered: u64,
+        floor: u64,
+        path: PathBuf,
+    },
+
     #[error("release {target} carries no kernel part, but this device boots a kernel from each slot (partitions {kernel_a} and {kernel_b}): nothing was written; publish the release with a [kernel] section")]
     NoKernelPart {
         target: String,
@@ -110,10 +129,12 @@ pub enum Error {
         kernel_b: String,
     },
 
-    #[error("no release of {system} for hardware id {hardware_id} in the repository ({found}); check device.hardware_id and the repository")]
+    #[error("no release of {system} for hardware id {hardware_id} in channel {channel}{} in the repository ({found}); check device.hardware_id, update.channel, update.pin_version and the repository", pin.map(|v| format!(" at the pinned version {v}")).unwrap_or_default())]
     Incompatible {
         system: String,
         hardware_id: String,
+        channel: String,
+        pin: Option<u64>,
         found: String,
     },
 
@@ -154,6 +175,9 @@ pub enum Error {
         expected: String,
         found: String,
     },
+
+    #[error("cannot open the disk {} (device.disk): {source}; {}", disk.display(), if source.kind() == io::ErrorKind::NotFound { "correct device.disk in the configuration" } else { "check the device and its permissions" })]
+    DiskOpen { disk: PathBuf, source: io::Error },
 
     #[error("cannot {op} {len} bytes at offset {offset} of {disk}: {source}; check the device")]
     DiskIo {
@@ -202,14 +226,25 @@ pub enum Error {
     #[error("health check {check} failed: {why}")]
     HealthFailed { check: String, why: String },
 
-    #[error("cannot run {what}: {source}")]
-    Spawn { what: String, source: io::Error },
+    #[error("no health checks in {}: slot {running} {}; add checks there, or set health.no_checks = \"commit\" if booting alone proves a slot", dir.display(), if *on_trial { "stays on trial, not committed" } else { "is proven, but its boot is not judged" })]
+    NoHealthChecks {
+        dir: PathBuf,
+        running: Slot,
+        on_trial: bool,
+    },
 
     #[error("the reboot command {command} failed: {why}; reboot by hand")]
     Reboot { command: String, why: String },
 
     #[error("{source}")]
     Tuf { source: flipside_tuf::client::Error },
+
+    #[error("{source}; note: this device verifies with its stored root {} (version {}), kept since its first run, not with the pinned {} (version {}), which differs: if the stored root was pinned wrongly, remove {} so that the next run starts from the pinned root", root.stored.display(), root.stored_version, root.pinned.display(), root.pinned_version, store.display())]
+    StoredRootDiffers {
+        root: Box<crate::tuf_client::StoredRoot>,
+        store: PathBuf,
+        source: flipside_tuf::client::Error,
+    },
 
     #[error("cannot {op} {}: {source}; check the target directory's space and permissions", path.display())]
     TargetFile {
@@ -220,6 +255,32 @@ pub enum Error {
 
     #[error("internal error: {what}; please report it")]
     Internal { what: String },
+}
+
+/// What went wrong on the wire, in words that tell a refused connection from a timeout (the
+/// top-level message of a request error is only "error sending request"), with the innermost
+/// cause.
+fn network_cause(e: &reqwest::Error) -> String {
+    let mut innermost: &dyn std::error::Error = e;
+    let mut refused = false;
+    while let Some(next) = innermost.source() {
+        refused |= next
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::ConnectionRefused);
+        innermost = next;
+    }
+    let what = if e.is_redirect() {
+        "redirect refused"
+    } else if e.is_timeout() {
+        "timed out (network.connect_timeout_secs, network.read_timeout_secs)"
+    } else if refused {
+        "connection refused (nothing listens there)"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "the request failed"
+    };
+    format!("{what}: {innermost}")
 }
 
 /// The crate's result type.
@@ -243,6 +304,10 @@ impl Error {
             | Error::SystemInfoRead { .. }
             | Error::SystemInfoInvalid { .. }
             | Error::SourceUnavailable { .. }
+            | Error::NoHealthChecks { .. }
+            | Error::TrustedRootRead { .. }
+            | Error::CaFile { .. }
+            | Error::TrustedRootInvalid { .. }
             | Error::Reboot { .. } => C::Config,
             Error::RunningSlotUnknown { .. }
             | Error::StateIo { .. }
@@ -260,7 +325,7 @@ impl Error {
             | Error::LocalRead { .. } => C::Network,
             Error::Signature { .. } | Error::IndexMismatch { .. } => C::Signature,
             Error::Expired { .. } => C::Expired,
-            Error::Rollback { .. } => C::Rollback,
+            Error::Rollback { .. } | Error::BelowFloor { .. } => C::Rollback,
             Error::Incompatible { .. } | Error::BadTarget { .. } | Error::NoKernelPart { .. } => {
                 C::Incompatible
             }
@@ -276,15 +341,18 @@ impl Error {
             Error::DataMismatch { .. } | Error::Chunk { .. } | Error::ImageHash { .. } => {
                 C::ChunkHash
             }
-            Error::TargetFile { .. } | Error::DiskIo { .. } => C::Io,
+            // A disk that is not there is a wrong path; one that fails to open, a device fault.
+            Error::DiskOpen { source, .. } if source.kind() == io::ErrorKind::NotFound => C::Config,
+            Error::TargetFile { .. } | Error::DiskIo { .. } | Error::DiskOpen { .. } => C::Io,
             Error::OutOfSlot { .. } | Error::Internal { .. } => C::Internal,
-            Error::Tuf { source } => tuf_class(source),
-            Error::HealthFailed { .. } | Error::Spawn { .. } => C::Health,
+            Error::Tuf { source } | Error::StoredRootDiffers { source, .. } => tuf_class(source),
+            Error::HealthFailed { .. } => C::Health,
         }
     }
 }
 
-fn tuf_class(e: &flipside_tuf::client::Error) -> ExitClass {
+/// The failure class of a TUF client error.
+pub(crate) fn tuf_class(e: &flipside_tuf::client::Error) -> ExitClass {
     use flipside_tuf::client::Error as E;
     use flipside_tuf::Error as V;
     match e {

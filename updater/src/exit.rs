@@ -105,7 +105,7 @@ impl ExitClass {
             ExitClass::Network => "repository unreachable or download broke off after retries: try again later",
             ExitClass::Signature => "repository metadata failed verification: nothing was installed; alert the operator",
             ExitClass::Expired => "repository metadata expired: the publisher must re-sign; check the clock",
-            ExitClass::Rollback => "offered release older than the installed one: refused (--allow-downgrade to force)",
+            ExitClass::Rollback => "offered release older than the installed one (--allow-downgrade to force) or below the anti-rollback floor: refused",
             ExitClass::Incompatible => "no release for this device (hardware id, system name or format)",
             ExitClass::ChunkHash => "downloaded or written data does not match its signed hash: try again or another mirror",
             ExitClass::TooLarge => "image larger than the slot, or a download above its cap",

@@ -3,10 +3,12 @@
 //! curl's `--speed-limit`/`--speed-time`, so a server that trickles bytes ends with an error
 //! in bounded time. Local files are read through the same [`ByteStream`] interface.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
@@ -14,8 +16,11 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
 use url::Url;
 
+use flipside_tuf::client::transport::open_regular;
+
 use crate::config::{Location, NetworkPolicy};
 use crate::error::{Error, Result};
+use crate::redirect;
 
 /// A source of bytes that fails with a classified [`Error`] (read from a network thread).
 pub trait ByteStream: Send {
@@ -46,26 +51,56 @@ pub fn read_full(stream: &mut dyn ByteStream, buf: &mut [u8], what: &str) -> Res
 pub struct Http {
     client: Client,
     policy: NetworkPolicy,
+    /// Files whose server answered a Range request with the whole file (`200`).
+    whole_files: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Http {
-    /// Builds the client: connect timeout, per-read timeout, bounded redirects.
+    /// Builds the client: connect timeout, per-read timeout, the mirrors' redirect rules
+    /// ([`crate::redirect`]), and `network.ca_file` as the only trusted roots when set.
     pub fn new(policy: NetworkPolicy) -> Result<Http> {
-        let client = Client::builder()
+        let rules = policy.redirects.clone();
+        let redirect = reqwest::redirect::Policy::custom(move |attempt| {
+            let first = attempt.previous().first().unwrap_or(attempt.url()).clone();
+            let hops = attempt.previous().len();
+            match redirect::check(rules.for_url(&first), &first, attempt.url(), hops) {
+                Ok(()) => attempt.follow(),
+                Err(refusal) => attempt.error(refusal),
+            }
+        });
+        let mut builder = Client::builder()
             .connect_timeout(policy.connect_timeout)
             // The blocking client applies this to waiting for the headers and to every read.
             .timeout(policy.read_timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .user_agent(concat!("flipside/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Internal {
-                what: format!("cannot build the HTTP client: {e}"),
-            })?;
-        Ok(Http { client, policy })
+            .redirect(redirect)
+            .user_agent(concat!("flipside/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &policy.ca_file {
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in ca_certificates(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|e| Error::Internal {
+            what: format!("cannot build the HTTP client: {e}"),
+        })?;
+        Ok(Http {
+            client,
+            policy,
+            whole_files: Arc::default(),
+        })
     }
 
     pub fn policy(&self) -> &NetworkPolicy {
         &self.policy
+    }
+
+    /// Whether the server of `url` answered a Range request with the whole file: each further
+    /// request would send everything up to the range again.
+    pub fn ignores_range(&self, url: &Url) -> bool {
+        self.whole_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(url.as_str())
     }
 
     /// Opens bytes `range` of a file whose signed length is `total` (the whole file when
@@ -130,6 +165,12 @@ impl Http {
                 0
             }
             StatusCode::OK => {
+                if range.is_some() && wanted != (0..total) {
+                    self.whole_files
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(url.to_string());
+                }
                 if let Some(l) = content_length {
                     if l != total {
                         return Err(Error::DataMismatch {
@@ -254,6 +295,20 @@ pub fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
     Some((first, last, size))
 }
 
+/// The certificates of a PEM file of certificate authorities (`network.ca_file`).
+fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>> {
+    let invalid = |why: String| Error::CaFile {
+        path: path.to_path_buf(),
+        why,
+    };
+    let pem = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(invalid("it holds no PEM certificate".into()));
+    }
+    Ok(certs)
+}
+
 /// The low-speed limit: over every `window`, at least `limit` bytes/s on average.
 #[derive(Clone, Copy, Debug)]
 pub struct SpeedGuard {
@@ -375,7 +430,8 @@ impl FileStream {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = File::open(path).map_err(err)?;
+        // Regular files only, opened without blocking: a FIFO on a stick must not hang.
+        let mut file = open_regular(path).map_err(err)?;
         let len = file.metadata().map_err(err)?.len();
         if len != total {
             return Err(Error::DataMismatch {
@@ -494,6 +550,17 @@ mod tests {
         assert!(matches!(
             FileStream::open(&path, 0..1, 11),
             Err(Error::DataMismatch { .. })
+        ));
+        // A FIFO no writer opens: refused at once instead of blocking.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(matches!(
+            FileStream::open(&fifo, 0..1, 1),
+            Err(Error::LocalRead { .. })
         ));
     }
 }

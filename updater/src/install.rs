@@ -22,6 +22,7 @@
 //! kernel and root untouched and the inactive slot unbootable.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::mpsc;
 
 use chrono::Utc;
@@ -30,17 +31,20 @@ use flipside_contract::index::{ChunkIndex, ChunkVerifier, FetchRange, Limits};
 
 use crate::config::{Config, Location, Mirror};
 use crate::device::{Device, Readback, Region};
+use crate::durable::Checkpoint;
 use crate::error::{Error, Result};
 use crate::http::{is_retryable, open_range, read_full, ByteStream, Http};
+use crate::offer::offer;
 use crate::plan::{plan, ChunkSource};
 use crate::progress::Progress;
 use crate::record::{Event, Journal, KernelRecord, Outcome, SlotRecord, StateDir};
 use crate::running;
 use crate::select::{
-    choose, index_of, installed_index, kernel_part_of, Candidate, Decision, Downgrade,
+    above_floor, choose, index_of, installed_index, kernel_part_of, Candidate, Decision, Downgrade,
 };
 use crate::source::{SourceFactory, SourceSpec, TargetInfo, UpdateSource};
 use crate::system::{installed, Installed};
+use flipside_contract::rollout::Admission;
 
 /// What `install` was asked.
 #[derive(Clone, Debug, Default)]
@@ -95,16 +99,29 @@ pub fn source_spec(config: &Config, from: Option<&Mirror>) -> SourceSpec {
         },
         trusted_root: config.repository.trusted_root.clone(),
         metadata_dir: config.device.state_dir.join("metadata"),
-        network: config.network,
+        network: config.network.clone(),
     }
 }
 
-/// Runs an install; `Ok(None)` when already up to date.
+/// What an install came to, when it did not fail.
+#[derive(Debug)]
+pub enum InstallOutcome {
+    /// The newest release offered to this device is installed.
+    UpToDate,
+    /// A newer release is published, but its rollout has not reached this device.
+    Waiting {
+        version: u64,
+        admission: Admission,
+    },
+    Installed(InstallReport),
+}
+
+/// Runs an install.
 pub fn install(
     config: &Config,
     options: &InstallOptions,
     factory: &SourceFactory,
-) -> Result<Option<InstallReport>> {
+) -> Result<InstallOutcome> {
     let installed = installed(config)?;
     let device = Device::open(&config.device, true)?;
     let running = running::running_slot(&config.device, device.state())?;
@@ -116,23 +133,28 @@ pub fn install(
     let spec = source_spec(config, options.from.as_ref());
     let mut source = factory(&spec)?;
     let targets = source.refresh()?;
-    let chosen = match choose(&targets, &installed, options.downgrade)? {
+    let state = StateDir::new(&config.device.state_dir);
+    let offer = offer(config, &installed.name, Utc::now());
+    let decision = choose(&targets, &installed, options.downgrade, &offer)?;
+    let chosen = match above_floor(decision, state.floor()?, &state.floor_path())? {
         Decision::UpToDate { version } => {
             log::info!(
                 "{} {version} is installed and is the newest release",
                 installed.name
             );
-            return Ok(None);
+            return Ok(InstallOutcome::UpToDate);
+        }
+        Decision::Waiting { version, admission } => {
+            return Ok(InstallOutcome::Waiting { version, admission })
         }
         Decision::Update(c) => *c,
     };
-    let state = StateDir::new(&config.device.state_dir);
     let mut job = Job {
         config,
         device,
         state,
         source: source.as_mut(),
-        http: Http::new(config.network)?,
+        http: Http::new(config.network.clone())?,
         slot: target_slot,
         running,
         chosen,
@@ -153,7 +175,7 @@ pub fn install(
             log::warn!("cannot record the failure: {record}");
         }
     }
-    result.map(Some)
+    result.map(InstallOutcome::Installed)
 }
 
 struct Job<'a> {
@@ -205,23 +227,26 @@ impl Job<'_> {
         let cleared = self.device.state().clear_for_write(self.slot)?;
         self.device.commit(&cleared)?;
         self.state.clear_slot(self.slot)?;
-        self.state.set_journal(&Journal {
+        let journal = Journal {
             slot: self.slot.name().into(),
             bundle_target: self.chosen.bundle.name.clone(),
             version: custom.version,
             image_sha256: custom.image_sha256.clone(),
             started: Utc::now(),
-        })?;
+            synced: Default::default(),
+        };
+        self.state.set_journal(&journal)?;
+        let mut checkpoint = Checkpoint::new(self.state.clone(), journal, self.config.device.sync);
 
         let mut progress = Progress::new(self.config.progress.interval);
         let resume = same_image || previous.is_some_and(|j| j.slot == self.slot.name());
         let mut counts = Counts::default();
         if let Some((part, _)) = &kernel {
             let seed = self.kernel_seed_index();
-            counts = self.place(part, resume, seed, &mut progress)?;
+            counts = self.place(part, resume, seed, &mut checkpoint, &mut progress)?;
         }
         let seed = self.seed_index(targets);
-        let root_counts = self.place(&root, resume, seed, &mut progress)?;
+        let root_counts = self.place(&root, resume, seed, &mut checkpoint, &mut progress)?;
         counts.fetched += root_counts.fetched;
         counts.reused += root_counts.reused;
         counts.copied += root_counts.copied;
@@ -247,6 +272,7 @@ impl Job<'_> {
             image_sha256: custom.image_sha256.clone(),
             installed_at: Utc::now(),
             kernel: kernel.as_ref().map(|(_, k)| k.clone()),
+            allow_rollback: custom.allow_rollback,
         };
         let kernel_index = kernel.as_ref().map(|(p, _)| p.index_bytes.as_slice());
         self.state
@@ -381,12 +407,14 @@ impl Job<'_> {
     }
 
     /// Writes every chunk of one part: kept from an interrupted install (`resume`), copied from
-    /// the running slot's same part (`seed`, the index of what it holds), or downloaded.
+    /// the running slot's same part (`seed`, the index of what it holds), or downloaded. The
+    /// partition is synced on `checkpoint`'s schedule, after the copies and at the end.
     fn place(
         &mut self,
         part: &Placement,
         resume: bool,
         seed: Option<ChunkIndex>,
+        checkpoint: &mut Checkpoint,
         progress: &mut Progress,
     ) -> Result<Counts> {
         let index = &part.index;
@@ -398,12 +426,15 @@ impl Job<'_> {
         let located = seed.as_ref().map(|s| index.locate_in(s));
         let mut sources = plan(&present, located.as_deref());
 
-        let mut w = Writer::new(part.region, &part.bundle.name);
+        let mut w = Writer::new(part.region, &part.bundle.name, checkpoint);
         progress.phase("write", index.image_length());
         w.reused = sum_len(index, &sources, |s| s == ChunkSource::Present);
         w.done = w.reused;
         self.copy_from_running(part, &mut sources, &mut w, progress)?;
+        // Copies are fast and a resume should not repeat them: durable before any download.
+        w.sync_pending(&mut self.device, None)?;
         self.fetch_missing(part, &sources, &mut w, progress)?;
+        w.sync_pending(&mut self.device, None)?;
         progress.finish();
         Ok(Counts {
             fetched: w.fetched,
@@ -502,24 +533,32 @@ impl Job<'_> {
             ..Limits::default()
         };
         let cap = self.config.update.max_index_bytes;
-        let stored = self.state.slot_index(self.running, cap).ok().flatten();
-        let bytes = match stored {
-            Some(b) => Some(b),
+        let stored = self
+            .state
+            .slot_index(self.running, cap)
+            .inspect_err(|e| log::warn!("no stored index of the running slot: {e}"))
+            .ok()
+            .flatten();
+        let (bytes, from) = match stored {
+            Some(b) => (b, self.state.slot_index_path(self.running)),
             None => installed_index(targets, &self.installed)
                 .filter(|t| t.length <= cap)
                 .cloned()
                 .and_then(|t| match self.source.fetch_target(&t) {
-                    Ok(b) => Some(b),
+                    Ok(b) => Some((b, PathBuf::from(t.name))),
                     Err(e) => {
                         log::warn!("no delta: cannot fetch the installed release's index: {e}");
                         None
                     }
-                }),
-        }?;
+                })?,
+        };
         match ChunkIndex::decode(&bytes, &limits) {
             Ok(i) => Some(i),
             Err(e) => {
-                log::warn!("no delta: the running slot's index is unusable: {e}");
+                log::warn!(
+                    "no delta: the running slot's index {} is unusable, so it is ignored: {e}",
+                    from.display()
+                );
                 None
             }
         }
@@ -569,6 +608,7 @@ impl Job<'_> {
                     .write_slot(part.region, entry.image_offset, &buf)?;
                 w.copied += entry.length;
                 w.done += entry.length;
+                w.wrote(&mut self.device, None, entry.length)?;
                 progress.update(w.done, w.fetched);
             } else {
                 sources[i] = ChunkSource::Fetch;
@@ -597,10 +637,31 @@ impl Job<'_> {
                 what: format!("the source gives no location for {}", part.bundle.name),
             });
         }
-        for range in &ranges {
+        for (k, range) in ranges.iter().enumerate() {
+            if k > 0 && self.ignores_range(&locations) {
+                // Every request would send the bundle from its start again: one request for
+                // all that is left, reading past what is not wanted.
+                let rest = FetchRange::spanning(&ranges[k..]);
+                log::warn!(
+                    "a mirror answers Range requests with the whole file: the {} remaining \
+                     ranges of {} come in one request of {} bytes; a server honouring Range \
+                     saves traffic",
+                    ranges.len() - k,
+                    part.bundle.name,
+                    rest.bundle.end
+                );
+                return self.fetch_range(part, &rest, &mut wanted, &locations, w, progress);
+            }
             self.fetch_range(part, range, &mut wanted, &locations, w, progress)?;
         }
         Ok(())
+    }
+
+    fn ignores_range(&self, locations: &[Location]) -> bool {
+        locations.iter().any(|l| match l {
+            Location::Url(url) => self.http.ignores_range(url),
+            Location::File(_) => false,
+        })
     }
 
     /// One coalesced run of frames, with bounded retries: each attempt asks for the bytes from
@@ -615,7 +676,7 @@ impl Job<'_> {
         w: &mut Writer,
         progress: &mut Progress,
     ) -> Result<()> {
-        let policy = self.config.network;
+        let policy = &self.config.network;
         let index = &part.index;
         let entries = index.entries();
         let total = part.bundle.length;
@@ -731,18 +792,20 @@ fn sum_len(index: &ChunkIndex, sources: &[ChunkSource], f: impl Fn(ChunkSource) 
         .sum()
 }
 
-/// Verifies and writes chunks from a stream of frames, and counts.
-struct Writer {
+/// Verifies and writes chunks from a stream of frames, counts, and syncs on schedule.
+struct Writer<'c> {
     target: String,
     region: Region,
+    /// Image bytes placed: every chunk below this count has been handed to the device.
     done: u64,
     fetched: u64,
     reused: u64,
     copied: u64,
+    checkpoint: &'c mut Checkpoint,
 }
 
-impl Writer {
-    fn new(region: Region, target: &str) -> Writer {
+impl Writer<'_> {
+    fn new<'c>(region: Region, target: &str, checkpoint: &'c mut Checkpoint) -> Writer<'c> {
         Writer {
             target: target.to_string(),
             region,
@@ -750,7 +813,31 @@ impl Writer {
             fetched: 0,
             reused: 0,
             copied: 0,
+            checkpoint,
         }
+    }
+
+    /// `n` more bytes were handed to the device (or to `out`, which buffers): syncs when due.
+    fn wrote(&mut self, device: &mut Device, out: Option<&mut RunWriter>, n: u64) -> Result<()> {
+        if self.checkpoint.wrote(n) {
+            self.sync(device, out)?;
+        }
+        Ok(())
+    }
+
+    /// Syncs if anything was written since the last sync.
+    fn sync_pending(&mut self, device: &mut Device, out: Option<&mut RunWriter>) -> Result<()> {
+        if self.checkpoint.pending() {
+            self.sync(device, out)?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self, device: &mut Device, out: Option<&mut RunWriter>) -> Result<()> {
+        if let Some(out) = out {
+            out.flush(device)?;
+        }
+        self.checkpoint.sync(device, self.region.part, self.done)
     }
 
     /// Reads the frames of `chunks` in order from `stream`; each wanted one is verified, then
@@ -773,7 +860,9 @@ impl Writer {
         let entries = index.entries();
         let first = chunks.start;
         let wanted_now: Vec<bool> = wanted[chunks.clone()].to_vec();
-        let target = self.target.as_str();
+        // Owned: the writing loop below needs all of `self`.
+        let target = self.target.clone();
+        let target = target.as_str();
         let n = verifiers();
         let mut out = RunWriter::new(self.region);
         let result = std::thread::scope(|scope| {
@@ -836,6 +925,7 @@ impl Writer {
                     out.put(device, entry.image_offset, &chunk)?;
                     wanted[i] = false;
                     self.done += entry.length;
+                    self.wrote(device, Some(&mut out), entry.length)?;
                     progress.update(self.done, self.fetched);
                 }
             }

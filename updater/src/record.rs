@@ -9,9 +9,10 @@
 //! STATE_DIR/slot-a.index       its chunk index
 //! STATE_DIR/slot-a.kernel.index  the chunk index of its kernel part (kernel partitions only)
 //! STATE_DIR/install.json       Journal: an install into a slot has started and not finished
+//! STATE_DIR/floor.json         Floor: the highest version ever committed (anti-rollback)
 //! ```
 
-use std::fs::File;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -19,6 +20,10 @@ use flipside_bootloader_hooks::Slot;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::floor::Floor;
+
+/// The anti-rollback floor's file.
+const FLOOR: &str = "floor.json";
 
 /// Largest state file read.
 const MAX_STATE_FILE: u64 = 256 << 20;
@@ -88,6 +93,9 @@ pub struct SlotRecord {
     /// the device has kernel partitions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelRecord>,
+    /// The publisher allowed this release as a rollback: committing it sets the floor to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_rollback: bool,
 }
 
 /// The kernel part written into a slot's kernel partition.
@@ -107,6 +115,10 @@ pub struct Journal {
     pub version: u64,
     pub image_sha256: String,
     pub started: DateTime<Utc>,
+    /// Image bytes of each part (`root`, `kernel`) synced to the partition so far: what a power
+    /// cut cannot take away (a resume still re-hashes every chunk it keeps).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub synced: BTreeMap<String, u64>,
 }
 
 /// The state directory.
@@ -169,6 +181,11 @@ impl StateDir {
         self.remove(&Self::slot_file(slot, "index"))
     }
 
+    /// Where the chunk index of `slot`'s image is kept.
+    pub fn slot_index_path(&self, slot: Slot) -> PathBuf {
+        self.file(&Self::slot_file(slot, "index"))
+    }
+
     /// The stored chunk index of `slot`'s image, if any (at most `cap` bytes are read).
     pub fn slot_index(&self, slot: Slot, cap: u64) -> Result<Option<Vec<u8>>> {
         self.read_bytes(&Self::slot_file(slot, "index"), cap)
@@ -179,8 +196,35 @@ impl StateDir {
         self.read_bytes(&Self::slot_file(slot, "kernel.index"), cap)
     }
 
+    /// The anti-rollback floor ([`crate::floor`]), if one was ever stored.
+    pub fn floor(&self) -> Result<Option<Floor>> {
+        self.read_json(FLOOR)
+    }
+
+    pub fn set_floor(&self, floor: Floor) -> Result<()> {
+        self.write_json(FLOOR, &floor)
+    }
+
+    /// Where the floor is kept (for messages).
+    pub fn floor_path(&self) -> PathBuf {
+        self.file(FLOOR)
+    }
+
+    /// The journal of an unfinished install; one naming a slot other than `a` or `b` is corrupt.
     pub fn journal(&self) -> Result<Option<Journal>> {
-        self.read_json("install.json")
+        let journal: Option<Journal> = self.read_json("install.json")?;
+        if let Some(j) = &journal {
+            if Slot::ALL.iter().all(|s| s.name() != j.slot) {
+                return Err(Error::StateParse {
+                    path: self.file("install.json"),
+                    source: serde::de::Error::custom(format!(
+                        "it names slot {:?}, which is neither a nor b",
+                        j.slot
+                    )),
+                });
+            }
+        }
+        Ok(journal)
     }
 
     pub fn set_journal(&self, journal: &Journal) -> Result<()> {
@@ -197,23 +241,12 @@ impl StateDir {
     }
 
     fn read_bytes(&self, name: &str, cap: u64) -> Result<Option<Vec<u8>>> {
-        use std::io::Read;
         let path = self.file(name);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.io("read", &path)(e)),
-        };
-        let mut bytes = Vec::new();
-        file.take(cap.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(self.io("read", &path))?;
-        if bytes.len() as u64 > cap {
-            return Err(self.io("read", &path)(std::io::Error::other(format!(
-                "larger than {cap} bytes"
-            ))));
+        match crate::file::read_capped(&path, cap) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io("read", &path)(e)),
         }
-        Ok(Some(bytes))
     }
 
     fn read_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {
@@ -299,6 +332,7 @@ mod tests {
                 image_length: 20,
                 image_sha256: "11".repeat(32),
             }),
+            allow_rollback: false,
         };
         s.set_slot(Slot::B, &r, b"index", Some(b"kernel index"))
             .unwrap();

@@ -1,12 +1,18 @@
 //! The update decision, pure: from the verified targets and the installed release, the bundle
 //! to install (if any). Anti-rollback: a release below the installed one is refused unless the
-//! operator passes [`Downgrade::Allow`], which still verifies everything.
+//! operator passes [`Downgrade::Allow`], which still verifies everything, or its publisher
+//! signed it with `allow_rollback`; [`above_floor`] then applies the device's persistent floor,
+//! which no device flag lowers.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
+use chrono::{DateTime, Utc};
 use flipside_contract::release::{TargetCustom, TargetKind, CUSTOM_KEY};
+use flipside_contract::rollout::{self, Admission};
 
 use crate::error::{Error, Result};
+use crate::floor::{self, Floor};
 use crate::source::TargetInfo;
 use crate::system::Installed;
 
@@ -33,6 +39,36 @@ pub enum Decision {
     UpToDate { version: u64 },
     /// Install this bundle.
     Update(Box<Candidate>),
+    /// A newer release is published for this device, but its rollout has not reached it.
+    Waiting { version: u64, admission: Admission },
+}
+
+/// What this device may be offered: its channel, a pinned version, its place in the fleet
+/// ([`flipside_contract::rollout::place`]) and the time rollouts are read at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offer {
+    pub channel: String,
+    /// Only this version; a pinned device takes it whatever the rollout (its operator chose).
+    pub pin: Option<u64>,
+    pub place: u32,
+    pub now: DateTime<Utc>,
+}
+
+/// What a device waiting for release `version` is told.
+pub fn describe_wait(version: u64, admission: Admission) -> String {
+    match admission {
+        Admission::Open => format!("release {version} is open to this device"),
+        Admission::OpensAt(t) => format!(
+            "release {version} is rolling out; this device's wave opens at {}",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        Admission::Paused => {
+            format!("release {version} is rolling out; its rollout is paused before this device")
+        }
+        Admission::Never => {
+            format!("release {version} is rolling out; its schedule does not reach this device")
+        }
+    }
 }
 
 /// The target's flipside fields, if it has valid ones.
@@ -48,15 +84,16 @@ pub fn custom_of(target: &TargetInfo) -> std::result::Result<TargetCustom, Strin
     Ok(custom)
 }
 
-/// Chooses the newest bundle for this system and hardware id; see the module doc. Targets
-/// without valid flipside fields are ignored (they may be other software).
-pub fn choose(
+/// The bundles of releases for this system and hardware id in the device's channel (and of
+/// its pinned version), newest first; equal versions (never published by flipside-build) by
+/// name order. `Err` lists what the repository has instead.
+fn offered(
     targets: &[TargetInfo],
     installed: &Installed,
-    downgrade: Downgrade,
-) -> Result<Decision> {
+    offer: &Offer,
+) -> std::result::Result<Vec<Candidate>, String> {
     let mut seen = BTreeSet::new();
-    let mut best: Option<Candidate> = None;
+    let mut found = Vec::new();
     for target in targets {
         let Ok(custom) = custom_of(target) else {
             continue;
@@ -64,37 +101,93 @@ pub fn choose(
         if custom.kind != TargetKind::Bundle || custom.bundle_target != target.name {
             continue;
         }
-        seen.insert(format!("{} for {}", custom.name, custom.hardware_id));
-        if custom.name != installed.name || custom.hardware_id != installed.hardware_id {
+        let channels = match custom.channels.is_empty() {
+            true => rollout::DEFAULT_CHANNEL.to_string(),
+            false => custom.channels.join("+"),
+        };
+        seen.insert(format!(
+            "{} {} for {} in {channels}",
+            custom.name, custom.version, custom.hardware_id
+        ));
+        if custom.name != installed.name
+            || custom.hardware_id != installed.hardware_id
+            || !rollout::in_channel(&custom.channels, &offer.channel)
+            || offer.pin.is_some_and(|pin| pin != custom.version)
+        {
             continue;
         }
-        // Highest version; equal versions (never published by flipside-build) by name order.
-        let better = best.as_ref().is_none_or(|b| {
-            (custom.version, std::cmp::Reverse(&target.name))
-                > (b.custom.version, std::cmp::Reverse(&b.bundle.name))
+        found.push(Candidate {
+            bundle: target.clone(),
+            custom,
         });
-        if better {
-            best = Some(Candidate {
-                bundle: target.clone(),
-                custom,
-            });
-        }
     }
+    if found.is_empty() {
+        return Err(match seen.is_empty() {
+            true => "it has no flipside releases".into(),
+            false => format!("it has {}", seen.into_iter().collect::<Vec<_>>().join(", ")),
+        });
+    }
+    found.sort_by(|a, b| {
+        (b.custom.version, &a.bundle.name).cmp(&(a.custom.version, &b.bundle.name))
+    });
+    Ok(found)
+}
+
+/// Whether the rollout of `c` admits this device now (a pinned device: always).
+fn admission(c: &Candidate, offer: &Offer) -> Admission {
+    match (&c.custom.rollout, offer.pin) {
+        (Some(r), None) => r.admission(offer.place, offer.now),
+        _ => Admission::Open,
+    }
+}
+
+/// Chooses the newest bundle for this system and hardware id that the device's channel, pin
+/// and place in the rollout allow; see the module doc. Targets without valid flipside fields
+/// are ignored (they may be other software).
+pub fn choose(
+    targets: &[TargetInfo],
+    installed: &Installed,
+    downgrade: Downgrade,
+    offer: &Offer,
+) -> Result<Decision> {
+    let candidates = offered(targets, installed, offer).map_err(|found| Error::Incompatible {
+        system: installed.name.clone(),
+        hardware_id: installed.hardware_id.clone(),
+        channel: offer.channel.clone(),
+        pin: offer.pin,
+        found,
+    })?;
+    let newest = Decision::Waiting {
+        version: candidates[0].custom.version,
+        admission: admission(&candidates[0], offer),
+    };
+    let newest_version = candidates[0].custom.version;
+    let best = candidates
+        .into_iter()
+        .find(|c| admission(c, offer) == Admission::Open);
     let Some(best) = best else {
-        return Err(Error::Incompatible {
-            system: installed.name.clone(),
-            hardware_id: installed.hardware_id.clone(),
-            found: if seen.is_empty() {
-                "it has no flipside releases".into()
-            } else {
-                format!("it has {}", seen.into_iter().collect::<Vec<_>>().join(", "))
+        // Nothing admitted yet: a newer release waits; an older one is no offer.
+        return Ok(match newest_version > installed.version {
+            true => newest,
+            false => Decision::UpToDate {
+                version: installed.version,
             },
         });
     };
     let version = best.custom.version;
     match version.cmp(&installed.version) {
         std::cmp::Ordering::Greater => Ok(Decision::Update(Box::new(best))),
+        // A newer release (or the installed one) is still rolling out: rollouts gate upgrades,
+        // they never send a device back.
+        _ if newest_version > installed.version => Ok(newest),
+        _ if newest_version == installed.version => Ok(Decision::UpToDate {
+            version: installed.version,
+        }),
         std::cmp::Ordering::Equal => Ok(Decision::UpToDate { version }),
+        // The publisher signed this rollback: no device flag is needed.
+        std::cmp::Ordering::Less if best.custom.allow_rollback => {
+            Ok(Decision::Update(Box::new(best)))
+        }
         std::cmp::Ordering::Less => match downgrade {
             Downgrade::Allow => Ok(Decision::Update(Box::new(best))),
             Downgrade::Refuse => Err(Error::Rollback {
@@ -103,6 +196,23 @@ pub fn choose(
                 installed: installed.version,
             }),
         },
+    }
+}
+
+/// The device's anti-rollback floor ([`crate::floor`]) over a decision: an update below it is
+/// refused unless its publisher allowed the rollback. `path` names where the floor is kept.
+pub fn above_floor(decision: Decision, floor: Option<Floor>, path: &Path) -> Result<Decision> {
+    match (&decision, floor) {
+        (Decision::Update(c), Some(f))
+            if !floor::admits(Some(f), c.custom.version, c.custom.allow_rollback) =>
+        {
+            Err(Error::BelowFloor {
+                offered: c.custom.version,
+                floor: f.version,
+                path: path.to_path_buf(),
+            })
+        }
+        _ => Ok(decision),
     }
 }
 
@@ -204,6 +314,7 @@ pub fn installed_index<'a>(
 mod tests {
     use super::*;
     use flipside_contract::release::{KernelTargets, RELEASE_FORMAT};
+    use flipside_contract::rollout::{Rollout, Wave};
 
     fn custom(kind: TargetKind, name: &str, hw: &str, version: u64) -> TargetCustom {
         TargetCustom {
@@ -219,6 +330,9 @@ mod tests {
             index_target: format!("{name}-{version}.index"),
             bundle_target: format!("{name}-{version}.bundle"),
             kernel: None,
+            allow_rollback: false,
+            channels: Vec::new(),
+            rollout: None,
         }
     }
 
@@ -274,7 +388,7 @@ mod tests {
     }
 
     fn chosen_of(targets: &[TargetInfo]) -> Candidate {
-        match choose(targets, &installed(1), Downgrade::Refuse).unwrap() {
+        match choose(targets, &installed(1), Downgrade::Refuse, &stable()).unwrap() {
             Decision::Update(c) => *c,
             d => panic!("{d:?}"),
         }
@@ -330,6 +444,16 @@ mod tests {
         }
     }
 
+    /// A device following stable, unpinned, at the middle of the fleet, on 2026-06-01.
+    fn stable() -> Offer {
+        Offer {
+            channel: "stable".into(),
+            pin: None,
+            place: 5_000,
+            now: "2026-06-01T00:00:00Z".parse().unwrap(),
+        }
+    }
+
     fn installed(version: u64) -> Installed {
         Installed {
             name: "kiosk".into(),
@@ -342,7 +466,7 @@ mod tests {
     fn chosen(d: Decision) -> u64 {
         match d {
             Decision::Update(c) => c.custom.version,
-            Decision::UpToDate { .. } => panic!("no update"),
+            other => panic!("no update: {other:?}"),
         }
     }
 
@@ -354,14 +478,14 @@ mod tests {
         }
         targets.extend(release("kiosk", "arm", 12));
         targets.extend(release("other", "pc", 20));
-        let d = choose(&targets, &installed(4), Downgrade::Refuse).unwrap();
+        let d = choose(&targets, &installed(4), Downgrade::Refuse, &stable()).unwrap();
         assert_eq!(chosen(d.clone()), 9);
         let Decision::Update(c) = d else {
             unreachable!()
         };
         assert_eq!(index_of(&targets, &c).unwrap().name, "kiosk-9.index");
         assert_eq!(
-            choose(&targets, &installed(9), Downgrade::Refuse).unwrap(),
+            choose(&targets, &installed(9), Downgrade::Refuse, &stable()).unwrap(),
             Decision::UpToDate { version: 9 }
         );
         assert_eq!(
@@ -371,48 +495,109 @@ mod tests {
         assert!(installed_index(&targets, &installed(4)).is_none());
     }
 
-    /// Every (newest, installed, flag) combination over a small range.
+    /// The release's targets, signed as a deliberate rollback.
+    fn rollback_release(version: u64) -> Vec<TargetInfo> {
+        [TargetKind::Bundle, TargetKind::Index]
+            .map(|kind| {
+                let mut c = custom(kind, "kiosk", "pc", version);
+                c.allow_rollback = true;
+                target(&c)
+            })
+            .to_vec()
+    }
+
+    /// Every (newest, installed, device flag, publisher flag) combination over a small range.
     #[test]
     fn anti_rollback_exhaustively() {
         for newest in 1..=5u64 {
-            let targets: Vec<TargetInfo> = (1..=newest)
-                .flat_map(|v| release("kiosk", "pc", v))
-                .collect();
-            for inst in 1..=5u64 {
-                for flag in [Downgrade::Refuse, Downgrade::Allow] {
-                    let got = choose(&targets, &installed(inst), flag);
-                    match (newest.cmp(&inst), flag) {
-                        (std::cmp::Ordering::Greater, _)
-                        | (std::cmp::Ordering::Less, Downgrade::Allow) => {
-                            assert_eq!(chosen(got.unwrap()), newest)
-                        }
-                        (std::cmp::Ordering::Equal, _) => {
-                            assert_eq!(got.unwrap(), Decision::UpToDate { version: inst })
-                        }
-                        (std::cmp::Ordering::Less, Downgrade::Refuse) => assert!(matches!(
-                            got,
-                            Err(Error::Rollback { offered, installed, .. }) if offered == newest && installed == inst
-                        )),
+            for signed in [false, true] {
+                let mut targets: Vec<TargetInfo> = (1..newest)
+                    .flat_map(|v| release("kiosk", "pc", v))
+                    .collect();
+                targets.extend(if signed {
+                    rollback_release(newest)
+                } else {
+                    release("kiosk", "pc", newest)
+                });
+                anti_rollback_case(&targets, newest, signed);
+            }
+        }
+    }
+
+    fn anti_rollback_case(targets: &[TargetInfo], newest: u64, signed: bool) {
+        for inst in 1..=5u64 {
+            for flag in [Downgrade::Refuse, Downgrade::Allow] {
+                let got = choose(targets, &installed(inst), flag, &stable());
+                match (newest.cmp(&inst), flag) {
+                    (std::cmp::Ordering::Greater, _)
+                    | (std::cmp::Ordering::Less, Downgrade::Allow) => {
+                        assert_eq!(chosen(got.unwrap()), newest)
                     }
+                    (std::cmp::Ordering::Less, Downgrade::Refuse) if signed => {
+                        assert_eq!(chosen(got.unwrap()), newest, "the publisher allowed it")
+                    }
+                    (std::cmp::Ordering::Equal, _) => {
+                        assert_eq!(got.unwrap(), Decision::UpToDate { version: inst })
+                    }
+                    (std::cmp::Ordering::Less, Downgrade::Refuse) => assert!(matches!(
+                        got,
+                        Err(Error::Rollback { offered, installed, .. }) if offered == newest && installed == inst
+                    )),
                 }
             }
         }
     }
 
+    /// Every (offered, floor, publisher flag) combination: below the floor only when signed.
+    #[test]
+    fn the_floor_refuses_what_the_publisher_did_not_allow() {
+        let path = Path::new("/state/floor.json");
+        for offered in 1..=4u64 {
+            for signed in [false, true] {
+                let targets = if signed {
+                    rollback_release(offered)
+                } else {
+                    release("kiosk", "pc", offered)
+                };
+                let decision =
+                    choose(&targets, &installed(0), Downgrade::Refuse, &stable()).unwrap();
+                assert_eq!(above_floor(decision.clone(), None, path).unwrap(), decision);
+                for floor in 1..=4u64 {
+                    let got = above_floor(decision.clone(), Some(Floor { version: floor }), path);
+                    if offered >= floor || signed {
+                        assert_eq!(got.unwrap(), decision);
+                    } else {
+                        assert!(matches!(
+                            got,
+                            Err(Error::BelowFloor { offered: o, floor: f, .. }) if o == offered && f == floor
+                        ));
+                    }
+                }
+            }
+        }
+        let up_to_date = Decision::UpToDate { version: 1 };
+        let floor = Some(Floor { version: 9 });
+        assert_eq!(
+            above_floor(up_to_date.clone(), floor, path).unwrap(),
+            up_to_date
+        );
+    }
+
     #[test]
     fn other_hardware_or_system_is_incompatible() {
         let targets = [release("kiosk", "arm", 9), release("other", "pc", 9)].concat();
-        match choose(&targets, &installed(1), Downgrade::Allow) {
+        match choose(&targets, &installed(1), Downgrade::Allow, &stable()) {
             Err(Error::Incompatible { found, .. }) => {
                 assert!(
-                    found.contains("kiosk for arm") && found.contains("other for pc"),
+                    found.contains("kiosk 9 for arm in stable")
+                        && found.contains("other 9 for pc in stable"),
                     "{found}"
                 )
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            choose(&[], &installed(1), Downgrade::Refuse),
+            choose(&[], &installed(1), Downgrade::Refuse, &stable()),
             Err(Error::Incompatible { .. })
         ));
     }
@@ -440,7 +625,7 @@ mod tests {
             custom: None,
         });
         assert_eq!(
-            chosen(choose(&targets, &installed(1), Downgrade::Refuse).unwrap()),
+            chosen(choose(&targets, &installed(1), Downgrade::Refuse, &stable()).unwrap()),
             2
         );
     }
@@ -451,7 +636,8 @@ mod tests {
         let mut bad = custom(TargetKind::Index, "kiosk", "pc", 3);
         bad.image_sha256 = "cd".repeat(32);
         targets[1] = target(&bad);
-        let Decision::Update(c) = choose(&targets, &installed(1), Downgrade::Refuse).unwrap()
+        let Decision::Update(c) =
+            choose(&targets, &installed(1), Downgrade::Refuse, &stable()).unwrap()
         else {
             panic!()
         };
@@ -464,5 +650,187 @@ mod tests {
             index_of(&targets, &c),
             Err(Error::IndexMismatch { .. })
         ));
+    }
+
+    /// A release of kiosk for pc with these channels and this rollout.
+    fn published(version: u64, channels: &[&str], rollout: Option<Rollout>) -> Vec<TargetInfo> {
+        [TargetKind::Bundle, TargetKind::Index]
+            .map(|kind| {
+                let mut c = custom(kind, "kiosk", "pc", version);
+                c.channels = channels.iter().map(|s| s.to_string()).collect();
+                c.rollout = rollout.clone();
+                target(&c)
+            })
+            .to_vec()
+    }
+
+    /// Half the fleet from 2026-05-01, the whole fleet from 2026-07-01.
+    fn halves() -> Rollout {
+        Rollout {
+            waves: vec![
+                Wave {
+                    start: "2026-05-01T00:00:00Z".parse().unwrap(),
+                    share: 5_000,
+                },
+                Wave {
+                    start: "2026-07-01T00:00:00Z".parse().unwrap(),
+                    share: 10_000,
+                },
+            ],
+            paused_at: None,
+        }
+    }
+
+    #[test]
+    fn a_device_takes_only_releases_of_its_channel() {
+        let targets = [
+            published(2, &[], None),
+            published(3, &["beta"], None),
+            published(4, &["beta", "stable"], None),
+            published(5, &["beta"], None),
+        ]
+        .concat();
+        let beta = Offer {
+            channel: "beta".into(),
+            ..stable()
+        };
+        assert_eq!(
+            chosen(choose(&targets, &installed(1), Downgrade::Refuse, &stable()).unwrap()),
+            4
+        );
+        assert_eq!(
+            chosen(choose(&targets, &installed(1), Downgrade::Refuse, &beta).unwrap()),
+            5
+        );
+        let edge = Offer {
+            channel: "edge".into(),
+            ..stable()
+        };
+        let err = choose(&targets, &installed(1), Downgrade::Refuse, &edge).unwrap_err();
+        assert!(
+            matches!(&err, Error::Incompatible { channel, .. } if channel == "edge"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("kiosk 5 for pc in beta"), "{err}");
+    }
+
+    #[test]
+    fn a_pinned_device_takes_its_version_only_whatever_the_rollout() {
+        let paused = Rollout {
+            paused_at: Some("2026-01-01T00:00:00Z".parse().unwrap()),
+            ..halves()
+        };
+        let targets = [
+            published(2, &[], None),
+            published(3, &[], Some(paused)),
+            published(4, &[], None),
+        ]
+        .concat();
+        let pin = |v| Offer {
+            pin: Some(v),
+            ..stable()
+        };
+        assert_eq!(
+            chosen(choose(&targets, &installed(1), Downgrade::Refuse, &pin(3)).unwrap()),
+            3
+        );
+        assert_eq!(
+            choose(&targets, &installed(3), Downgrade::Refuse, &pin(3)).unwrap(),
+            Decision::UpToDate { version: 3 }
+        );
+        // Pinned below the installed release: a downgrade, refused without the flag.
+        assert!(matches!(
+            choose(&targets, &installed(4), Downgrade::Refuse, &pin(2)),
+            Err(Error::Rollback { offered: 2, .. })
+        ));
+        let err = choose(&targets, &installed(1), Downgrade::Refuse, &pin(7)).unwrap_err();
+        assert!(
+            matches!(err, Error::Incompatible { pin: Some(7), .. }),
+            "{err:?}"
+        );
+    }
+
+    /// Places on both sides of every wave, at instants before, between and after the waves:
+    /// the newest admitted release is installed, a newer one not yet admitted is reported as
+    /// waiting, never installed.
+    #[test]
+    fn waves_admit_each_place_in_its_turn() {
+        let targets = [published(2, &[], None), published(3, &[], Some(halves()))].concat();
+        let at = |place: u32, now: &str| Offer {
+            place,
+            now: now.parse().unwrap(),
+            ..stable()
+        };
+        let opens = |t: &str| Admission::OpensAt(t.parse().unwrap());
+        let cases = [
+            (0, "2026-04-30T23:59:59Z", 2, opens("2026-05-01T00:00:00Z")),
+            (4_999, "2026-05-01T00:00:00Z", 3, Admission::Open),
+            (
+                5_000,
+                "2026-05-01T00:00:00Z",
+                2,
+                opens("2026-07-01T00:00:00Z"),
+            ),
+            (
+                9_999,
+                "2026-06-30T23:59:59Z",
+                2,
+                opens("2026-07-01T00:00:00Z"),
+            ),
+            (9_999, "2026-07-01T00:00:00Z", 3, Admission::Open),
+        ];
+        for (place, now, expected, admission) in cases {
+            let offer = at(place, now);
+            // From release 1: the newest admitted one.
+            let d = choose(&targets, &installed(1), Downgrade::Refuse, &offer).unwrap();
+            assert_eq!(chosen(d), expected, "{place} at {now}");
+            // From release 2: 3 when admitted, else a wait naming when.
+            let d = choose(&targets, &installed(2), Downgrade::Refuse, &offer).unwrap();
+            match admission {
+                Admission::Open => assert_eq!(chosen(d), 3, "{place} at {now}"),
+                _ => assert_eq!(
+                    d,
+                    Decision::Waiting {
+                        version: 3,
+                        admission
+                    },
+                    "{place} at {now}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn a_paused_rollout_holds_the_devices_it_has_not_reached() {
+        let paused = Rollout {
+            paused_at: Some("2026-05-15T00:00:00Z".parse().unwrap()),
+            ..halves()
+        };
+        let targets = [published(2, &[], None), published(3, &[], Some(paused))].concat();
+        let late = Offer {
+            place: 7_000,
+            now: "2026-08-01T00:00:00Z".parse().unwrap(),
+            ..stable()
+        };
+        assert_eq!(
+            choose(&targets, &installed(2), Downgrade::Refuse, &late).unwrap(),
+            Decision::Waiting {
+                version: 3,
+                admission: Admission::Paused
+            }
+        );
+        let early = Offer {
+            place: 10,
+            ..late.clone()
+        };
+        assert_eq!(
+            chosen(choose(&targets, &installed(2), Downgrade::Refuse, &early).unwrap()),
+            3
+        );
+        // A device already past the paused release stays up to date.
+        assert_eq!(
+            choose(&targets, &installed(3), Downgrade::Refuse, &late).unwrap(),
+            Decision::UpToDate { version: 3 }
+        );
     }
 }

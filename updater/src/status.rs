@@ -29,6 +29,12 @@ pub struct Status {
     pub last: Option<Outcome>,
     /// An install that started and has not finished (interrupted, or running now).
     pub unfinished_install: Option<Journal>,
+    /// The anti-rollback floor: no release below it is installed unless its publisher allows
+    /// the rollback (`None` until the first commit).
+    pub floor: Option<u64>,
+    /// State files that could not be used (corrupt, unreadable): what is shown without them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// A kernel image the firmware refused to load this boot (flipside-boot's
     /// `FlipsideRefused` variable), so that flipside-boot started the other slot.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,10 +114,19 @@ pub fn gather(config: &Config) -> Result<Status> {
     };
     let boots_next = state.boots_next().ok();
     let system = installed(config).ok();
+    let mut warnings = Vec::new();
+    // A state file that cannot be used is shown as missing, with a warning that says so.
+    let mut usable = |e: crate::Error| {
+        log::warn!("{e}");
+        warnings.push(e.to_string());
+    };
     let mut slots = Vec::new();
     for slot in Slot::ALL {
         let s = state.slot(slot);
-        let record = state_dir.slot_record(slot).ok().flatten();
+        let record = state_dir.slot_record(slot).unwrap_or_else(|e| {
+            usable(e);
+            None
+        });
         let kernel_release = device.has_kernel_partitions().then(|| {
             record
                 .as_ref()
@@ -155,7 +170,11 @@ pub fn gather(config: &Config) -> Result<Status> {
         });
     }
     let last = state_dir.last().unwrap_or_else(|e| {
-        log::warn!("{e}");
+        usable(e);
+        None
+    });
+    let unfinished_install = state_dir.journal().unwrap_or_else(|e| {
+        usable(e);
         None
     });
     // A trial that never came back left no record of its own: tell it from the bits.
@@ -172,7 +191,15 @@ pub fn gather(config: &Config) -> Result<Status> {
         running_on_trial: running.is_some_and(|s| state.is_on_trial(s)),
         slots,
         last,
-        unfinished_install: state_dir.journal().ok().flatten(),
+        unfinished_install,
+        floor: state_dir
+            .floor()
+            .unwrap_or_else(|e| {
+                log::warn!("{e}");
+                None
+            })
+            .map(|f| f.version),
+        warnings,
         refused_kernel: firmware_refusal(&config.device.efivars)
             .as_ref()
             .map(RefusedKernel::from_refusal),
@@ -243,7 +270,8 @@ pub fn render_text(s: &Status) -> String {
             .as_deref()
             .map_or("nothing bootable".to_string(), |b| format!("slot {b}"))
     ));
-    if s.trial_pending {
+    // A trial under way is already shown on the running line.
+    if s.trial_pending && !s.running_on_trial {
         out.push_str("trial pending: reboot to try the new slot\n");
     }
     if let Some(j) = &s.unfinished_install {
@@ -258,6 +286,11 @@ pub fn render_text(s: &Status) -> String {
     if let Some(r) = &s.refused_kernel {
         out.push_str(&format!("refused kernel: {}\n", r.detail));
     }
+    if let Some(floor) = s.floor {
+        out.push_str(&format!(
+            "anti-rollback floor: {floor} (the highest version committed)\n"
+        ));
+    }
     match &s.last {
         Some(o) => out.push_str(&format!(
             "last: {} {} slot {}{}: {}\n",
@@ -268,6 +301,9 @@ pub fn render_text(s: &Status) -> String {
             o.detail
         )),
         None => out.push_str("last: nothing recorded\n"),
+    }
+    for w in &s.warnings {
+        out.push_str(&format!("warning: {w}\n"));
     }
     out
 }

@@ -2,13 +2,13 @@
 //! every image by the builder) gives the installed release; the configured hardware id, if
 //! any, must agree with it.
 
-use std::io::Read;
 use std::path::Path;
 
 use flipside_contract::release::{check_name, SystemInfo, RELEASE_FORMAT};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::file::read_capped;
 
 /// Largest system description read (it lists the image's closure).
 const MAX_SYSTEM_INFO: u64 = 16 << 20;
@@ -24,24 +24,22 @@ pub struct Installed {
 
 /// Reads and checks the system description at `path`.
 pub fn read_system_info(path: &Path) -> Result<SystemInfo> {
-    let file = std::fs::File::open(path).map_err(|source| Error::SystemInfoRead {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut bytes = Vec::new();
-    file.take(MAX_SYSTEM_INFO + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| Error::SystemInfoRead {
-            path: path.to_path_buf(),
-            source,
-        })?;
     let invalid = |why: String| Error::SystemInfoInvalid {
         path: path.to_path_buf(),
         why,
     };
-    if bytes.len() as u64 > MAX_SYSTEM_INFO {
-        return Err(invalid(format!("larger than {MAX_SYSTEM_INFO} bytes")));
-    }
+    let bytes = match read_capped(path, MAX_SYSTEM_INFO) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+            return Err(invalid(e.to_string()))
+        }
+        Err(source) => {
+            return Err(Error::SystemInfoRead {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
     let info: SystemInfo = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
     if info.format != RELEASE_FORMAT {
         return Err(invalid(format!(

@@ -2,17 +2,18 @@
 //! metadata in `STATE_DIR/metadata`, started from the pinned root, reaching the repository
 //! through [`MirrorTransport`] (HTTP(S) with the network policy, or a directory).
 
-use std::fs::File;
 use std::io::Read;
+use std::path::Path;
 
 use chrono::Utc;
-use flipside_tuf::client::transport::check_path;
+use flipside_tuf::client::transport::{check_path, open_regular};
 use flipside_tuf::client::{
     Client, Error as ClientError, Limits, MetadataStore, Transport, TransportError,
 };
 
 use crate::config::{Location, Mirror};
 use crate::error::{Error, Result};
+use crate::file::read_capped;
 use crate::http::Http;
 use crate::source::{SourceSpec, TargetInfo, UpdateSource};
 
@@ -52,7 +53,8 @@ impl Transport for MirrorTransport {
                         source: Box::new(e),
                     }),
                 },
-                Location::File(file) => match File::open(&file) {
+                // Not a plain open: a FIFO or a link on a stick must not hang or redirect.
+                Location::File(file) => match open_regular(&file) {
                     Ok(f) => Ok(Box::new(f)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         Err(TransportError::NotFound {
@@ -86,26 +88,102 @@ pub struct TufSource {
     client: Client,
     mirrors: Vec<Mirror>,
     spec: SourceSpec,
+    stored_root: Option<StoredRoot>,
+}
+
+impl TufSource {
+    /// A refresh failure, naming the stored root when it, not the pinned one, may be the cause.
+    fn refused(&self, source: ClientError) -> Error {
+        match &self.stored_root {
+            Some(root) if crate::error::tuf_class(&source) == crate::ExitClass::Signature => {
+                Error::StoredRootDiffers {
+                    root: Box::new(root.clone()),
+                    store: self.spec.metadata_dir.clone(),
+                    source,
+                }
+            }
+            _ => tuf(source),
+        }
+    }
 }
 
 /// Builds the production source: the metadata store is initialised from the pinned root the
 /// first time and kept across runs (so versions never go back).
 pub fn tuf_source(spec: &SourceSpec) -> Result<Box<dyn UpdateSource>> {
-    let pinned = std::fs::read(&spec.trusted_root).map_err(|source| Error::ConfigRead {
-        path: spec.trusted_root.clone(),
-        source,
-    })?;
-    let store = MetadataStore::open_or_init(&spec.metadata_dir, &pinned).map_err(tuf)?;
+    let pinned = read_pinned_root(&spec.trusted_root)?;
+    let store = match MetadataStore::open(&spec.metadata_dir) {
+        // First run: the pinned root becomes the trusted one, once it verifies. Its failure
+        // is the configuration's (the store does not exist yet), so it names the pinned file.
+        Err(ClientError::NotInitialised { .. }) => MetadataStore::init(&spec.metadata_dir, &pinned)
+            .map_err(|e| match e {
+                ClientError::TrustedRoot { source, .. } => Error::TrustedRootInvalid {
+                    path: spec.trusted_root.clone(),
+                    why: source.to_string(),
+                },
+                other => tuf(other),
+            })?,
+        opened => opened.map_err(tuf)?,
+    };
+    let stored_root = StoredRoot::differing(&store, &pinned, spec);
     let client = client_for(spec, spec.mirrors.clone(), store)?;
     Ok(Box::new(TufSource {
         client,
         mirrors: spec.mirrors.clone(),
         spec: spec.clone(),
+        stored_root,
     }))
 }
 
+/// The store's root when it differs from the pinned one without being newer: a root pinned
+/// wrongly on the first run stays trusted after the configuration is fixed, so a refusal must
+/// say that it is the stored root, not the pinned one, that verified (or failed) it.
+#[derive(Clone, Debug)]
+pub struct StoredRoot {
+    pub stored: std::path::PathBuf,
+    pub stored_version: u64,
+    pub pinned: std::path::PathBuf,
+    pub pinned_version: u64,
+}
+
+impl StoredRoot {
+    fn differing(store: &MetadataStore, pinned: &[u8], spec: &SourceSpec) -> Option<StoredRoot> {
+        let stored = store.read(flipside_tuf::Role::Root).ok().flatten()?;
+        let version = |bytes: &[u8]| {
+            serde_json::from_slice::<serde_json::Value>(bytes)
+                .ok()?
+                .pointer("/signed/version")?
+                .as_u64()
+        };
+        let (stored_version, pinned_version) = (version(&stored)?, version(pinned)?);
+        // A newer stored root is the normal result of rotations since the pin.
+        (stored != pinned && stored_version <= pinned_version).then(|| StoredRoot {
+            stored: store.path(flipside_tuf::Role::Root),
+            stored_version,
+            pinned: spec.trusted_root.clone(),
+            pinned_version,
+        })
+    }
+}
+
+/// The pinned root metadata, read with the cap of any root metadata.
+pub fn read_pinned_root(path: &Path) -> Result<Vec<u8>> {
+    read_capped(path, Limits::default().max_root_size).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::FileTooLarge {
+            Error::TrustedRootInvalid {
+                path: path.to_path_buf(),
+                why: source.to_string(),
+            }
+        } else {
+            Error::TrustedRootRead {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })
+}
+
 fn client_for(spec: &SourceSpec, mirrors: Vec<Mirror>, store: MetadataStore) -> Result<Client> {
-    let http = Http::new(spec.network)?;
+    let http = Http::new(spec.network.clone())?;
     Ok(Client::new(
         store,
         MirrorTransport::new(mirrors, http),
@@ -158,12 +236,12 @@ impl UpdateSource for TufSource {
                         Err(e) if mirror_may_be_at_fault(&e) => {
                             log::warn!("mirror {}: {e}", self.mirrors[i]);
                         }
-                        Err(e) => return Err(tuf(e)),
+                        Err(e) => return Err(self.refused(e)),
                     }
                 }
-                found.ok_or_else(|| tuf(first))?
+                found.ok_or_else(|| self.refused(first))?
             }
-            Err(e) => return Err(tuf(e)),
+            Err(e) => return Err(self.refused(e)),
         };
         log::info!(
             "repository metadata: root {}, timestamp {}, snapshot {}, targets {}",

@@ -18,7 +18,8 @@
 //!   write the install makes to the table before streaming sets exactly that; see
 //!   `attack_tampered_chunk_disarms_a_bootable_inactive_slot_and_changes_nothing_else`);
 //! - the trusted metadata store: after a metadata refusal every file (each role and
-//!   `time.json`, the last trusted time) is byte-identical; after a refusal of data signed by
+//!   `last-trusted-time`) is byte-identical, except a timestamp or snapshot verified before
+//!   the refused role, which may only have become newer; after a refusal of data signed by
 //!   valid metadata the role files are identical to the baseline (same versions) and the
 //!   last trusted time only moved forward (a successful refresh records the device clock).
 
@@ -217,16 +218,33 @@ impl Scene {
     fn assert_store(&self, before: &Before, metadata_refused: bool) {
         let now = self.store();
         if metadata_refused {
+            // The refused role, those after it and the last trusted time are untouched; a
+            // timestamp or snapshot that verified before the refusal is kept (each role is
+            // persisted as soon as it verifies), so it may only have become newer.
+            let earlier = ["timestamp.json", "snapshot.json"];
             assert_eq!(
-                now.keys().collect::<Vec<_>>(),
-                before.store.keys().collect::<Vec<_>>()
+                now.keys()
+                    .filter(|n| !earlier.contains(&n.as_str()))
+                    .collect::<Vec<_>>(),
+                before
+                    .store
+                    .keys()
+                    .filter(|n| !earlier.contains(&n.as_str()))
+                    .collect::<Vec<_>>()
             );
             for (name, bytes) in &before.store {
-                assert!(&now[name] == bytes, "the stored {name} changed");
+                if earlier.contains(&name.as_str()) && now.get(name) != Some(bytes) {
+                    assert!(
+                        version_of(&now[name]) > version_of(bytes),
+                        "the stored {name} changed without becoming newer"
+                    );
+                } else {
+                    assert!(&now[name] == bytes, "the stored {name} changed");
+                }
             }
         } else {
             for (name, bytes) in &before.store {
-                if name == "time.json" {
+                if name == TIME_FILE {
                     assert!(
                         last_trusted_time(&now[name]) >= last_trusted_time(bytes),
                         "the last trusted time went back"
@@ -237,6 +255,14 @@ impl Scene {
             }
         }
     }
+}
+
+/// The store's file of the last trusted time.
+const TIME_FILE: &str = "last-trusted-time";
+
+fn version_of(bytes: &[u8]) -> u64 {
+    let v: Value = serde_json::from_slice(bytes).unwrap();
+    v["signed"]["version"].as_u64().unwrap()
 }
 
 /// What the invariants compare against.
@@ -702,7 +728,7 @@ fn attack_indefinite_freeze_clock_set_back_refused() {
     // spoofed NTP). The served metadata (timestamp valid one day) is valid by the clock alone.
     let later = Utc::now() + chrono::TimeDelta::days(3);
     std::fs::write(
-        s.w.state.join("metadata/time.json"),
+        s.w.state.join("metadata").join(TIME_FILE),
         format!("{{\"last_trusted_time\": \"{}\"}}\n", rfc3339(later)),
     )
     .unwrap();
@@ -846,6 +872,47 @@ fn attack_endless_data_image_larger_than_slot_refused_before_any_write() {
     let before = s.snapshot();
     let run = s.w.run(&["install"]);
     s.assert_refused_before_write(&run, code::TOO_LARGE, &before, false);
+}
+
+/// A partition table whose entries contradict each other: slot b starting 1 MiB inside the
+/// running, proven slot a, or ending 2 sectors before it starts (a length that would wrap and
+/// land the image elsewhere). Refused before the disk is written at all: every byte of it,
+/// slot a, slot b, the data partition and both GPT copies, is identical afterwards.
+#[test]
+fn attack_hostile_gpt_entries_refused_before_any_write() {
+    for (case, inside_a) in [("b inside a", true), ("b wraps", false)] {
+        let s = Scene::new();
+        let _nginx = s.nginx();
+        let (a, b) = (s.w.slot_range(Slot::A), s.w.slot_range(Slot::B));
+        let (a_first, b_first, b_last) = (a.start / 512, b.start / 512, b.end / 512 - 1);
+        if inside_a {
+            common::hostile_gpt::set_entry_lbas(&s.w.disk, 2, a_first + 2048, b_last);
+        } else {
+            common::hostile_gpt::set_entry_lbas(&s.w.disk, 2, b_first, b_first - 2);
+        }
+        let before = std::fs::read(&s.w.disk).unwrap();
+        let run = s.w.run(&["install"]);
+        run.expect(code::CONFIG);
+        assert!(
+            run.stderr.contains("cannot be trusted"),
+            "{case}: {}",
+            run.stderr
+        );
+        assert!(
+            std::fs::read(&s.w.disk).unwrap() == before,
+            "{case}: the disk changed"
+        );
+        // Every command that reads the boot state refuses the table the same way.
+        for cmd in [&["status"][..], &["health"], &["rollback"]] {
+            let run = s.w.run(cmd);
+            run.expect(code::CONFIG);
+            assert!(run.stderr.contains("cannot be trusted"), "{case} {cmd:?}");
+        }
+        assert!(
+            std::fs::read(&s.w.disk).unwrap() == before,
+            "{case}: the disk changed"
+        );
+    }
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! SIGKILL in the middle of an install (a slow server gives it time): the old slot still boots
 //! (the new one is P=0), and the next install reuses what was written and downloads less than
-//! the whole bundle.
+//! the whole bundle. The install journal holds the durable high-water mark of the writes.
 
 mod common;
 
@@ -49,6 +49,12 @@ fn sigkill_mid_install_keeps_the_old_slot_and_the_retry_downloads_less() {
     assert_eq!(choice.slot, Slot::A);
     let s: serde_json::Value = serde_json::from_str(&w.run(&["status", "--json"]).stdout).unwrap();
     assert_eq!(s["unfinished_install"]["slot"], "b");
+    // The writer synced the partition on its 2 s schedule while the download ran for seconds:
+    // the journal names what a power cut (unlike this kill) could not have taken away.
+    let synced = s["unfinished_install"]["synced"]["root"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(synced > 0, "no durable high-water mark: {s}");
 
     server.set_fault(".bundle", Fault::None);
     server.reset_count();

@@ -178,3 +178,48 @@ fn a_failing_mirror_falls_back_to_the_next() {
     assert_eq!(w.read_slot(Slot::B, image.len() as u64), image);
     assert!(good.bytes_sent() >= w.release(2).release.bundle.length);
 }
+
+/// A server that answers Range requests with the whole file: once seen, every chunk still
+/// missing comes from one more request instead of one request per range (each of which would
+/// send the file from its start again).
+#[test]
+fn a_server_ignoring_range_is_asked_once_more_not_once_per_range() {
+    let (w, server) = world();
+    w.run(&["install"]).expect(code::OK);
+    let image = w.release(2).image_bytes();
+    let len = image.len() as u64;
+    // An interrupted install of the same image: slot b unbootable, damaged in four places far
+    // apart, so that the resume needs four ranges.
+    let interrupt = || {
+        w.set_attrs(Slot::A, BootAttrs::new(2, 0, true).unwrap());
+        w.set_attrs(Slot::B, BootAttrs::new(0, 0, false).unwrap());
+        for k in 1..=4 {
+            w.damage_slot(Slot::B, len * k / 5, 4096);
+        }
+    };
+
+    interrupt();
+    server.reset_count();
+    w.run(&["install"]).expect(code::OK);
+    let honest = bundle_requests(&server);
+    assert!(
+        honest.len() >= 4,
+        "the setup needs several ranges: {honest:?}"
+    );
+    assert!(honest.iter().all(Option::is_some));
+
+    interrupt();
+    server.set_fault(".bundle", Fault::IgnoreRange);
+    server.reset_count();
+    let run = w.run(&["install"]);
+    run.expect(code::OK);
+    assert_eq!(w.read_slot(Slot::B, len), image);
+    let asked = bundle_requests(&server);
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(
+        run.stderr
+            .contains("answers Range requests with the whole file"),
+        "{}",
+        run.stderr
+    );
+}

@@ -11,6 +11,7 @@ use common::nginx::Nginx;
 use common::server::Server;
 use common::{code, Setup, World, HARDWARE, SENTINEL};
 use flipside_bootloader_hooks::{efivar, BootAttrs, Slot};
+use flipside_repository::AddOptions;
 
 fn attrs(p: u8, t: u8, s: bool) -> BootAttrs {
     BootAttrs::new(p, t, s).unwrap()
@@ -240,6 +241,72 @@ fn downgrade_is_refused_unless_allowed() {
     assert_eq!(w.read_slot(Slot::B, image.len() as u64), image);
 }
 
+/// The floor is the highest version ever committed: a manual rollback to an older slot does
+/// not lower it, `--allow-downgrade` does not pass it, and only a release its publisher signed
+/// as a rollback does (and sets the floor to itself when committed).
+#[test]
+fn the_floor_outlives_a_rollback_and_only_the_publisher_lowers_it() {
+    let mut w = World::new(Setup {
+        publish: vec![(1, HARDWARE), (2, HARDWARE), (4, HARDWARE)],
+        ..Setup::default()
+    });
+    let server = Server::start(&w.repo);
+    w.write_config(&[server.url()], 3);
+    w.add_check("10-ok", "exit 0");
+    let versions = |b: u64| move |s: Slot| if s == Slot::B { b } else { 1 };
+
+    w.run(&["install"]).expect(code::OK);
+    assert_eq!(w.reboot(versions(4)), Slot::B);
+    w.run(&["health"]).expect(code::OK);
+    assert_eq!(w.status_json()["floor"], 4);
+
+    // By hand back to slot a, proven, running 1; the publisher withdraws 4.
+    w.run(&["rollback"]).expect(code::OK);
+    assert_eq!(w.reboot(versions(4)), Slot::A);
+    w.withdraw(4);
+    let before = w.gpt_bytes();
+    let b_before = w.slot_bytes(Slot::B);
+    for args in [
+        &["install"][..],
+        &["install", "--allow-downgrade"],
+        &["check"],
+    ] {
+        let run = w.run(args);
+        run.expect(code::ROLLBACK);
+        assert!(
+            run.stderr
+                .contains("below this device's anti-rollback floor 4")
+                && run.stderr.contains("--allow-rollback"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(w.gpt_bytes(), before, "nothing written");
+    assert_eq!(w.slot_bytes(Slot::B), b_before);
+    assert_eq!(w.status_json()["floor"], 4);
+
+    // The publisher signs 3 as a deliberate rollback: installed without a device flag,
+    // committed, and the floor follows it down.
+    w.publish_with(
+        3,
+        1 << 20,
+        AddOptions {
+            allow_rollback: true,
+            ..AddOptions::default()
+        },
+    );
+    w.run(&["install"]).expect(code::OK);
+    assert_eq!(w.reboot(versions(3)), Slot::B);
+    w.run(&["health"]).expect(code::OK);
+    assert_eq!(w.status_json()["floor"], 3);
+    let text = w.run(&["status"]);
+    assert!(
+        text.stdout.contains("anti-rollback floor: 3"),
+        "{}",
+        text.stdout
+    );
+}
+
 #[test]
 fn other_hardware_id_is_incompatible() {
     let w = World::new(Setup {
@@ -252,7 +319,7 @@ fn other_hardware_id_is_incompatible() {
     let run = w.run(&["install"]);
     run.expect(code::INCOMPATIBLE);
     assert!(
-        run.stderr.contains("kiosk for other-board"),
+        run.stderr.contains("kiosk 2 for other-board in stable"),
         "{}",
         run.stderr
     );
@@ -445,14 +512,21 @@ fn production_binary_installs_through_the_tuf_client() {
             .unwrap();
         common::Run::from(out)
     };
-    // A pinned root that is not the repository's: refused as a verification failure.
+    // A pinned root whose signature does not verify: a local configuration problem (exit 3),
+    // named as the pinned root, not an attack on the repository.
     let root = w.tmp.path().join("root.json");
     let good = std::fs::read(&root).unwrap();
     let mut bad = good.clone();
     let at = bad.windows(5).position(|x| x == b"\"sig\"").unwrap() + 9;
     bad[at] = if bad[at] == b'0' { b'1' } else { b'0' };
     std::fs::write(&root, &bad).unwrap();
-    real(&["check"]).expect(code::SIGNATURE);
+    let refused = real(&["check"]);
+    refused.expect(code::CONFIG);
+    assert!(
+        refused.stderr.contains("repository.trusted_root"),
+        "{}",
+        refused.stderr
+    );
     std::fs::write(&root, &good).unwrap();
     std::fs::remove_dir_all(&w.state).ok();
 
@@ -480,6 +554,9 @@ fn expired_metadata_is_refused_before_any_write() {
     w.write_config(&[server.url()], 3);
     // Re-sign snapshot and timestamp as of ten days ago: the timestamp (1 day) has expired.
     let past = chrono::Utc::now() - chrono::Duration::days(10);
+    // Without the record of the last publish, as a repository whose publisher's clock was
+    // behind from the start: nothing betrays the clock, and the metadata goes out expired.
+    std::fs::remove_file(w.repo.join(flipside_repository::layout::PUBLISHED_FILE)).unwrap();
     let mut repo = flipside_repository::Repository::open(&w.repo).unwrap();
     repo.resign(&flipside_repository::KeyDir::new(&w.keys), &[], past)
         .unwrap();

@@ -132,18 +132,26 @@ impl Scene {
     }
 
     fn download(&self, name: &str) -> Output {
-        let targets = self.dir("client-targets");
-        self.flipside(&[
-            "--metadata-url",
-            &self.url("metadata"),
-            "--target-name",
-            name,
+        self.download_into("client-targets", &[name])
+    }
+
+    /// One `download` with `--target-name` repeated for each of `names`, saving in `dir`.
+    fn download_into(&self, dir: &str, names: &[&str]) -> Output {
+        let targets = self.dir(dir);
+        let metadata_url = self.url("metadata");
+        let mut args = vec!["--metadata-url", &metadata_url];
+        for name in names {
+            args.extend(["--target-name", name]);
+        }
+        let base = self.url("targets/");
+        args.extend([
             "--target-base-url",
-            &self.url("targets/"),
+            &base,
             "--target-dir",
             targets.to_str().unwrap(),
             "download",
-        ])
+        ]);
+        self.flipside(&args)
     }
 
     /// The paths the server was asked for, in order.
@@ -221,10 +229,10 @@ fn plain_repository_is_refreshed_and_its_target_downloaded_once() {
     assert_eq!(
         s.metadata_files(),
         [
+            "last-trusted-time",
             "root.json",
             "snapshot.json",
             "targets.json",
-            "time.json",
             "timestamp.json"
         ]
     );
@@ -341,6 +349,79 @@ fn delegated_target_is_found_through_the_delegated_role() {
         "unlisted delegated name",
         "no target named",
     );
+}
+
+#[test]
+fn several_target_names_are_downloaded_in_order_until_the_first_failure() {
+    let s = Scene::new("delegation", "none");
+    s.init();
+    let app = b"an app, delegated\n".repeat(50);
+    assert_ok(
+        &s.download_into("both", &["apps/app.tgz", "file1.txt"]),
+        "two targets",
+    );
+    let saved = |dir: &str, file: &str| std::fs::read(s.dir(dir).join(file)).ok();
+    assert_eq!(saved("both", "apps%2Fapp.tgz").as_deref(), Some(&app[..]));
+    assert_eq!(saved("both", "file1.txt").as_deref(), Some(FILE1));
+    // One client: one refresh for both (a single timestamp request).
+    let timestamps = |s: &Scene| {
+        s.requests()
+            .iter()
+            .filter(|r| r.ends_with("timestamp.json"))
+            .count()
+    };
+    assert_eq!(timestamps(&s), 1, "{:?}", s.requests());
+
+    // The first failure stops the command: what came before is saved, nothing after.
+    let out = s.download_into("stopped", &["file1.txt", "apps/other.tgz", "apps/app.tgz"]);
+    assert_refused(&out, "second of three unknown", "no target named");
+    assert_eq!(saved("stopped", "file1.txt").as_deref(), Some(FILE1));
+    assert_eq!(saved("stopped", "apps%2Fapp.tgz"), None);
+}
+
+#[test]
+fn directory_mirror_with_a_fifo_or_a_link_is_refused_without_hanging() {
+    let s = Scene::new("plain", "none");
+    s.init();
+    let metadata = s.dir("scene/repo/metadata");
+    let dir_refresh =
+        |s: &Scene| s.flipside(&["--metadata-url", metadata.to_str().unwrap(), "refresh"]);
+    assert_ok(&dir_refresh(&s), "refresh from the directory");
+    // A FIFO where the next root would be: no writer ever comes, a blocking open would hang.
+    let fifo = metadata.join("2.root.json");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    assert_refused(&dir_refresh(&s), "fifo", "not a regular file");
+    std::fs::remove_file(&fifo).unwrap();
+    // A link as the timestamp: not followed.
+    let timestamp = metadata.join("timestamp.json");
+    std::fs::rename(&timestamp, metadata.join("real-timestamp.json")).unwrap();
+    std::os::unix::fs::symlink("real-timestamp.json", &timestamp).unwrap();
+    let out = dir_refresh(&s);
+    assert_eq!(out.status.code(), Some(1), "link: {}", text(&out));
+}
+
+#[test]
+fn a_missing_snapshot_keeps_the_verified_timestamp() {
+    let s = Scene::new("plain", "none");
+    s.init();
+    let snapshot = s.dir("scene/repo/metadata/snapshot.json");
+    let saved = std::fs::read(&snapshot).unwrap();
+    std::fs::remove_file(&snapshot).unwrap();
+    assert_refused(&s.refresh(), "refresh without a snapshot", "snapshot");
+    // The timestamp verified before the snapshot failed: it is the trusted one now. The last
+    // trusted time is recorded only by a refresh that succeeds.
+    assert_eq!(
+        s.metadata_files(),
+        ["root.json", "timestamp.json"],
+        "only the verified roles are kept"
+    );
+    assert_eq!(
+        std::fs::read(s.dir("client-metadata/timestamp.json")).unwrap(),
+        std::fs::read(s.dir("scene/repo/metadata/timestamp.json")).unwrap()
+    );
+    std::fs::write(&snapshot, saved).unwrap();
+    assert_ok(&s.refresh(), "refresh once the snapshot is back");
 }
 
 #[test]

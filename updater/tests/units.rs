@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const FLIPSIDE: &str = env!("CARGO_BIN_EXE_flipside");
-const UNITS: &[&str] = &["flipside-health.service", "flipside-update.service"];
+const UNITS: &[&str] = &[
+    "flipside-health.service",
+    "flipside-update.service",
+    "flipside-update.timer",
+];
 
 fn units_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd")
@@ -128,11 +132,40 @@ fn enabling_the_health_unit_links_it_into_multi_user_and_boot_complete() {
             Path::new("/usr/lib/systemd/system/flipside-health.service")
         );
     }
-    // The update unit has no [Install] section: nothing starts it by itself (yet).
+    // The update service has no [Install] section: its timer starts it.
     let out = run(Command::new("systemctl")
         .arg(format!("--root={}", root.path().display()))
         .args(["is-enabled", "flipside-update.service"]));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "static");
+}
+
+#[test]
+fn enabling_the_update_timer_links_it_into_timers_target() {
+    let root = scratch_root(&shipped());
+    let out = run(Command::new("systemctl")
+        .arg(format!("--root={}", root.path().display()))
+        .args(["enable", "flipside-update.timer"]));
+    assert!(out.status.success(), "systemctl enable: {out:?}");
+    let link = root
+        .path()
+        .join("etc/systemd/system/timers.target.wants/flipside-update.timer");
+    let target = fs::read_link(&link).unwrap_or_else(|e| panic!("{}: {e}", link.display()));
+    assert_eq!(
+        target,
+        Path::new("/usr/lib/systemd/system/flipside-update.timer")
+    );
+    let u = parse_unit(&unit_text("flipside-update.timer"));
+    for (key, value) in [
+        ("OnBootSec", "15min"),
+        ("OnUnitInactiveSec", "1h"),
+        ("RandomizedDelaySec", "30min"),
+        ("Unit", "flipside-update.service"),
+    ] {
+        assert!(
+            has(&u, "Timer", key, value),
+            "[Timer] {key}={value} missing"
+        );
+    }
 }
 
 /// A unit file as section -> directive -> values (list directives split on whitespace, every
@@ -222,7 +255,7 @@ fn update_unit_waits_for_the_verdict_and_yields_to_the_appliance() {
         ("Unit", "After", "network-online.target"),
         ("Unit", "Wants", "network-online.target"),
         ("Service", "Type", "oneshot"),
-        ("Service", "ExecStart", "/usr/bin/flipside install"),
+        ("Service", "ExecStart", "/usr/bin/flipside update"),
         ("Service", "Nice", "19"),
         ("Service", "IOSchedulingClass", "idle"),
         ("Service", "ProtectSystem", "strict"),
@@ -247,7 +280,7 @@ fn update_unit_waits_for_the_verdict_and_yields_to_the_appliance() {
             "{key}= would block the disk"
         );
     }
-    // No timer yet: not enabled by anything.
+    // Started by its timer, not enabled by itself.
     assert!(!u.contains_key("Install"));
 }
 

@@ -47,7 +47,7 @@ use std::process::ExitCode;
 
 use flipside_bootloader_hooks::devpath::partition_device;
 use flipside_bootloader_hooks::disk::{self, SlotLayout, DEFAULT_LABEL_A, DEFAULT_LABEL_B};
-use flipside_bootloader_hooks::{Disk, Error, Selection, Slot};
+use flipside_bootloader_hooks::{Disk, Error, Selection, Slot, TableHealth};
 
 const EXIT_INTERNAL: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -202,6 +202,15 @@ fn open(args: &Args) -> Result<(Disk<File>, Option<Error>), (u8, Error)> {
     }
 }
 
+/// Which copy was rewritten and why, for the repair line.
+fn repair_reason(health: &TableHealth) -> String {
+    match (&health.primary, &health.backup) {
+        (Some(p), _) => format!("the primary copy was unusable: {p}"),
+        (None, Some(b)) => format!("the backup copy was unusable: {b}"),
+        (None, None) => "the two copies disagreed".to_string(),
+    }
+}
+
 fn run(args: &Args) -> Result<String, (u8, Error)> {
     let (mut disk, write_refused) = open(args)?;
     let layout = SlotLayout::by_labels(args.label_a.clone(), args.label_b.clone());
@@ -235,17 +244,26 @@ fn run(args: &Args) -> Result<String, (u8, Error)> {
     }
     // A consumed try must be on disk before the trial boots; a repair may wait.
     let must_write = next != state;
+    let repair = table.needs_repair().then(|| repair_reason(&table.health()));
     let written = match write_refused {
         Some(e) => Err(e),
         None => disk::commit(&mut disk, &mut table, &next),
     };
     match written {
-        Ok(true) => eprintln!(
-            "flipside-select: {name}: wrote slot {} {} (was {})",
-            choice.slot,
-            next.attrs(choice.slot),
-            state.attrs(choice.slot)
-        ),
+        Ok(true) => {
+            // Said apart: a repair alone changes no boot bit, and must not read as if it did.
+            if must_write {
+                eprintln!(
+                    "flipside-select: {name}: wrote slot {} {} (was {})",
+                    choice.slot,
+                    next.attrs(choice.slot),
+                    state.attrs(choice.slot)
+                );
+            }
+            if let Some(why) = &repair {
+                eprintln!("flipside-select: {name}: repaired the GPT ({why})");
+            }
+        }
         Ok(false) => {}
         Err(e) if must_write => return Err((EXIT_CANNOT_WRITE, e)),
         Err(e) if table.needs_repair() => eprintln!(

@@ -64,6 +64,8 @@ fn main() {
         index: info(&index_name, &index_bytes),
         init: "/sbin/init".into(),
         closure: vec![],
+        kernel: None,
+        allow_rollback: false,
     };
     std::fs::write(
         dir.join("release.json"),

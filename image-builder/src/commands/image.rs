@@ -34,7 +34,7 @@ pub struct ImageArgs {
     /// zstd level of the bundle's chunks (1-22; higher is smaller and slower to build).
     #[arg(long, default_value_t = BundleParams::default().zstd_level)]
     pub zstd_level: i32,
-    /// Compression threads (0: one per core). The output does not depend on it.
+    /// Compression threads (0: one per core; at most 256). The output does not depend on it.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Sign uki.efi for Secure Boot with this db key (PEM; needs --secure-boot-cert).

@@ -9,6 +9,7 @@ pub mod closure;
 pub mod diff;
 pub mod image;
 pub mod repo;
+pub mod rollout;
 pub mod sign;
 pub mod store;
 pub mod uki;

@@ -4,9 +4,12 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use flipside_repository::{Error as RepoError, InitSettings, KeyDir, Published, Repository};
+use flipside_repository::{
+    AddOptions, Amend, Error as RepoError, InitSettings, KeyDir, Published, Repository,
+};
 use flipside_tuf::Role;
 
+use super::rollout;
 use crate::{Class, Error};
 
 const INIT_EXAMPLE: &str = "\
@@ -30,6 +33,15 @@ Publishes the bundle and index named in RELEASE_DIR/release.json as targets (cop
 REPO/targets/ and checked against release.json), then new targets, snapshot and timestamp
 metadata. Needs the targets, snapshot and timestamp keys. Adding a published release again
 changes nothing.";
+
+const WITHDRAW_EXAMPLE: &str = "\
+Example:
+  flipside-build repo withdraw --repo ./repo --keys ./keys kiosk 8
+
+Removes every target of release 8 of kiosk from new targets, snapshot and timestamp metadata
+(the files stay, for downloads in progress). Devices no longer choose it; a device that runs it
+keeps it until a newer release. To send devices below their anti-rollback floor, publish the
+older content with `repo add --allow-rollback`.";
 
 const RESIGN_EXAMPLE: &str = "\
 Examples:
@@ -75,12 +87,21 @@ pub enum RepoCommand {
     /// Publish a release built by `flipside-build image`.
     #[command(after_help = ADD_EXAMPLE)]
     Add(AddArgs),
+    /// Withdraw a published release: devices no longer choose it.
+    #[command(after_help = WITHDRAW_EXAMPLE)]
+    Withdraw(WithdrawArgs),
     /// Renew metadata before it expires.
     #[command(after_help = RESIGN_EXAMPLE)]
     Resign(ResignArgs),
     /// Replace the keys of a role.
     #[command(after_help = ROTATE_EXAMPLE)]
     RotateKey(RotateArgs),
+    /// Schedule, pause or resume the rollout of a published release.
+    #[command(after_help = rollout::ROLLOUT_EXAMPLE)]
+    Rollout(rollout::RolloutArgs),
+    /// Set the channels a published release is offered in (promote it).
+    #[command(after_help = rollout::CHANNELS_EXAMPLE)]
+    Channels(rollout::ChannelsArgs),
 }
 
 /// `--repo` and `--keys`, shared by every repo command.
@@ -116,6 +137,28 @@ pub struct AddArgs {
     /// Output directory of `flipside-build image` (holds release.json, the bundle and index).
     #[arg(value_name = "RELEASE_DIR")]
     pub release_dir: PathBuf,
+    /// A deliberate rollback: devices that committed a newer release may install this one,
+    /// and committing it lowers their anti-rollback floor to its version.
+    #[arg(long)]
+    pub allow_rollback: bool,
+    /// Offer the release in this channel (repeatable; default stable).
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Vec<String>,
+    /// Roll the release out in waves, e.g. '1%@now,10%@+1d,100%@+3d' (see `repo rollout`).
+    #[arg(long, value_name = "WAVES")]
+    pub rollout: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WithdrawArgs {
+    #[command(flatten)]
+    pub dirs: Dirs,
+    /// System name of the release.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Its version.
+    #[arg(value_name = "VERSION")]
+    pub version: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -191,13 +234,49 @@ pub fn run(cmd: RepoCommand) -> Result<(), Error> {
         }
         RepoCommand::Add(args) => {
             let mut repo = Repository::open(&args.dirs.repo)?;
-            let published = repo.add(&KeyDir::new(&args.dirs.keys), &args.release_dir, now)?;
+            let rollout = args
+                .rollout
+                .as_deref()
+                .map(|text| rollout::parse_waves(text, now))
+                .transpose()
+                .map_err(|why| RepoError::Rollout { why })?;
+            let options = AddOptions {
+                allow_rollback: args.allow_rollback,
+                channels: args.channel,
+                rollout,
+            };
+            let published = repo.add_with(
+                &KeyDir::new(&args.dirs.keys),
+                &args.release_dir,
+                options,
+                now,
+            )?;
+            (args.dirs, published)
+        }
+        RepoCommand::Withdraw(args) => {
+            let mut repo = Repository::open(&args.dirs.repo)?;
+            let published =
+                repo.withdraw(&KeyDir::new(&args.dirs.keys), &args.name, args.version, now)?;
             (args.dirs, published)
         }
         RepoCommand::Resign(args) => {
             let roles: Vec<Role> = args.role.iter().map(|r| Role::from(*r)).collect();
             let mut repo = Repository::open(&args.dirs.repo)?;
             let published = repo.resign(&KeyDir::new(&args.dirs.keys), &roles, now)?;
+            (args.dirs, published)
+        }
+        RepoCommand::Rollout(args) => {
+            let change = args.change(now).map_err(|why| RepoError::Rollout { why })?;
+            let mut repo = Repository::open(&args.dirs.repo)?;
+            let keys = KeyDir::new(&args.dirs.keys);
+            let published = repo.amend(&keys, &args.name, args.version, &change, now)?;
+            (args.dirs, published)
+        }
+        RepoCommand::Channels(args) => {
+            let change = Amend::Channels(args.channels);
+            let mut repo = Repository::open(&args.dirs.repo)?;
+            let keys = KeyDir::new(&args.dirs.keys);
+            let published = repo.amend(&keys, &args.name, args.version, &change, now)?;
             (args.dirs, published)
         }
         RepoCommand::RotateKey(args) => {
@@ -210,8 +289,16 @@ pub fn run(cmd: RepoCommand) -> Result<(), Error> {
     report(&dirs, &published)
 }
 
-/// Prints what was published, one fact per line.
+/// Prints what was published, one fact per line; a warning on stderr.
 fn report(dirs: &Dirs, p: &Published) -> Result<(), Error> {
+    if let Some(newer) = &p.newer {
+        eprintln!(
+            "warning: version {} ({}) of this system and hardware id is already published, above \
+             the release just added: devices install the newest and never go back, so none will \
+             install this one; publish a version above {} to replace it",
+            newer.version, newer.display_version, newer.version
+        );
+    }
     let mut lines = Vec::new();
     for key in &p.new_keys {
         lines.push(format!(
@@ -226,6 +313,9 @@ fn report(dirs: &Dirs, p: &Published) -> Result<(), Error> {
     }
     for name in &p.added {
         lines.push(format!("added target {name}"));
+    }
+    for name in &p.withdrawn {
+        lines.push(format!("withdrew target {name}"));
     }
     let v = p.versions;
     lines.push(format!(
@@ -258,7 +348,7 @@ fn report(dirs: &Dirs, p: &Published) -> Result<(), Error> {
 pub(crate) fn class(e: &RepoError) -> Class {
     use RepoError as E;
     match e {
-        E::Expired { .. } => Class::Expired,
+        E::Expired { .. } | E::ExpiresTooSoon { .. } | E::ClockBehind { .. } => Class::Expired,
         E::KeyNotInRoot { .. }
         | E::WrongRoleKey { .. }
         | E::NotEnoughKeys { .. }
@@ -269,6 +359,8 @@ pub(crate) fn class(e: &RepoError) -> Class {
         | E::ReleaseMismatch { .. }
         | E::TargetConflict { .. }
         | E::CustomConflict { .. }
+        | E::NoSuchRelease { .. }
+        | E::Rollout { .. }
         | E::Settings { .. } => Class::Input,
         E::NotARepository { .. }
         | E::Locked { .. }

@@ -111,8 +111,8 @@ pub(crate) fn stdout_result(result: std::io::Result<()>) -> Result<(), Error> {
 }
 
 /// The exit class of a store failure: what the user gave is unusable (Input), the store's
-/// content breaks its rules or is missing (Store), `nix` is missing or failed (Tool), a file
-/// could not be read or written (Io).
+/// content or an input file breaks its rules, is missing or cannot be read (Store), `nix` is
+/// missing or failed (Tool), a file could not be written (Io).
 pub(crate) fn class(e: &StoreError) -> Class {
     use StoreError as E;
     match e {
@@ -134,8 +134,10 @@ pub(crate) fn class(e: &StoreError) -> Class {
         | E::SymlinkTargetMissing { .. }
         | E::UnsupportedFileType { .. }
         | E::Corrupt { .. }
-        | E::BadMetadata { .. } => Class::Store,
+        | E::BadMetadata { .. }
+        // An input that cannot be read is the store error the README documents (exit 4).
+        | E::ReadSource { .. } => Class::Store,
         E::ToolMissing { .. } | E::ToolFailed { .. } => Class::Tool,
-        E::ReadSource { .. } | E::Write { .. } => Class::Io,
+        E::Write { .. } => Class::Io,
     }
 }

@@ -98,6 +98,7 @@ pub fn write_release(dir: &Path, version: u64, bundle: &[u8], index: &[u8]) -> R
         init: "/init".to_string(),
         closure: Vec::new(),
         kernel: None,
+        allow_rollback: false,
     };
     std::fs::write(
         dir.join("release.json"),

@@ -30,7 +30,7 @@ pub enum Error {
         #[source]
         source: Box<crate::Error>,
     },
-    /// The store's `time.json` is unreadable.
+    /// The store's last trusted time file is unreadable.
     #[error("metadata store file {}: {why}; delete it only if the system clock is known to be right", path.display())]
     TimeFile { path: PathBuf, why: String },
     /// A file the signed metadata requires is not in the repository.

@@ -1,7 +1,7 @@
 //! The device side of TUF (specification 1.0, section 5 "detailed client workflow"): fetch a
 //! repository's metadata through a [`Transport`], check it with [`crate::TrustedSet`], keep the
 //! trusted files in a [`MetadataStore`], and download targets with their signed length as a
-//! cap and their signed sha256 checked before success is reported.
+//! cap and every signed sha256 and sha512 checked before success is reported.
 //!
 //! ```text
 //! MetadataStore::open_or_init(dir, pinned_root)   the device's trusted root, once

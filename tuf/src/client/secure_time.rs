@@ -21,7 +21,7 @@ pub fn reference_time(now: DateTime<Utc>, last_trusted: Option<DateTime<Utc>>) -
     }
 }
 
-/// Content of `time.json`.
+/// Content of the store's `last-trusted-time` file.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TimeFile {

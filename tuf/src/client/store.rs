@@ -6,8 +6,14 @@
 //! DIR/timestamp.json   \
 //! DIR/snapshot.json     } verified together by the last successful refresh
 //! DIR/targets.json     /
-//! DIR/time.json        {"last_trusted_time": RFC 3339}: see `secure_time`
+//! DIR/ROLE.json        delegated roles verified by a target search
+//! DIR/last-trusted-time  {"last_trusted_time": RFC 3339}: see `secure_time`
 //! ```
+//!
+//! Every `*.json` file here is TUF metadata (tools and test suites read them all as such), so
+//! the last trusted time has a name without `.json`. Stores written before kept it in
+//! `time.json`: it is still read when the new file is absent, and removed once the time is
+//! next recorded.
 //!
 //! Every write is atomic: a temporary file in the same directory, fsync, rename, fsync of the
 //! directory; a crash leaves the old file or the new one, never a mix. Only the client writes
@@ -22,8 +28,11 @@ use crate::client::{secure_time, Error, Result};
 use crate::metadata::{Metadata, Role, Root};
 use crate::verify::verify_role;
 
-/// Name of the file holding the last trusted time.
-pub const TIME_FILE: &str = "time.json";
+/// Name of the file holding the last trusted time: not `*.json`, which is metadata only.
+pub const TIME_FILE: &str = "last-trusted-time";
+
+/// Where stores written before kept the last trusted time; read when [`TIME_FILE`] is absent.
+const LEGACY_TIME_FILE: &str = "time.json";
 
 /// A metadata store directory.
 #[derive(Debug, Clone)]
@@ -92,7 +101,12 @@ impl MetadataStore {
 
     /// Deletes the trusted file of `role` (fast-forward recovery, 5.3.11), durably.
     pub(crate) fn remove(&self, role: Role) -> Result<()> {
-        let path = self.path(role);
+        self.remove_file(&file_name(role))
+    }
+
+    /// Deletes file `name` of the store if it exists, durably.
+    fn remove_file(&self, name: &str) -> Result<()> {
+        let path = self.dir.join(name);
         let io = |source| Error::StoreIo {
             path: path.clone(),
             source,
@@ -106,15 +120,16 @@ impl MetadataStore {
 
     /// Where the trusted metadata of a delegated role is kept: `DIR/{stem}.json`, `stem`
     /// from [`crate::delegation::role_file_stem`]. `None` for a stem that would collide with
-    /// the store's own files (top-level names are refused when metadata is parsed; `time` is
-    /// not, and is simply not cached).
+    /// the store's own files (top-level names are refused when metadata is parsed; `time`,
+    /// the `time.json` of older stores, is not, and is simply not cached) or that is not one
+    /// plain file name. A stem may start with a dot (`..%2Frole` for the role `../role`).
     pub fn delegated_path(&self, stem: &str) -> Option<PathBuf> {
         let name = format!("{stem}.json");
-        let reserved = name == TIME_FILE
+        let reserved = name == LEGACY_TIME_FILE
             || Role::ALL.iter().any(|r| file_name(*r) == name)
             || stem.is_empty()
             || stem.contains(['/', '\0'])
-            || stem.starts_with('.');
+            || stem.bytes().all(|b| b == b'.');
         (!reserved).then(|| self.dir.join(name))
     }
 
@@ -137,13 +152,15 @@ impl MetadataStore {
 
     /// The last trusted time (see [`secure_time`]), if one was recorded.
     pub fn last_trusted_time(&self) -> Result<Option<DateTime<Utc>>> {
-        let path = self.dir.join(TIME_FILE);
-        match read_optional(&path)? {
-            None => Ok(None),
-            Some(bytes) => secure_time::decode(&bytes)
-                .map(Some)
-                .map_err(|why| Error::TimeFile { path, why }),
+        for name in [TIME_FILE, LEGACY_TIME_FILE] {
+            let path = self.dir.join(name);
+            if let Some(bytes) = read_optional(&path)? {
+                return secure_time::decode(&bytes)
+                    .map(Some)
+                    .map_err(|why| Error::TimeFile { path, why });
+            }
         }
+        Ok(None)
     }
 
     /// Raises the last trusted time to `time` if it is later; returns the time now recorded.
@@ -152,7 +169,9 @@ impl MetadataStore {
     pub fn raise_trusted_time(&self, time: DateTime<Utc>) -> Result<DateTime<Utc>> {
         let last = self.last_trusted_time()?;
         let time = secure_time::reference_time(time, last);
-        if last != Some(time) {
+        let recorded = read_optional(&self.dir.join(TIME_FILE))?
+            .and_then(|bytes| secure_time::decode(&bytes).ok());
+        if recorded != Some(time) {
             write_atomic(&self.dir, TIME_FILE, &secure_time::encode(time)).map_err(|source| {
                 Error::StoreIo {
                     path: self.dir.join(TIME_FILE),
@@ -160,6 +179,7 @@ impl MetadataStore {
                 }
             })?;
         }
+        self.remove_file(LEGACY_TIME_FILE)?;
         Ok(time)
     }
 }
@@ -283,6 +303,44 @@ mod tests {
         std::fs::write(dir.path().join(TIME_FILE), b"garbage").unwrap();
         let err = store.last_trusted_time().unwrap_err();
         assert!(matches!(err, Error::TimeFile { .. }), "{err}");
+    }
+
+    #[test]
+    fn trusted_time_is_not_a_json_file_and_a_legacy_one_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore {
+            dir: dir.path().to_path_buf(),
+        };
+        let (a, b) = (t("2025-01-01T00:00:00Z"), t("2025-02-01T00:00:00Z"));
+        std::fs::write(dir.path().join(LEGACY_TIME_FILE), secure_time::encode(b)).unwrap();
+        assert_eq!(
+            store.last_trusted_time().unwrap(),
+            Some(b),
+            "legacy file read"
+        );
+        assert_eq!(store.raise_trusted_time(a).unwrap(), b, "legacy time kept");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [TIME_FILE]);
+        assert!(!TIME_FILE.ends_with(".json"));
+        assert_eq!(store.last_trusted_time().unwrap(), Some(b));
+    }
+
+    #[test]
+    fn delegated_roles_are_plain_files_beside_the_top_level_ones() {
+        let store = MetadataStore {
+            dir: PathBuf::from("/s"),
+        };
+        let stem = crate::delegation::role_file_stem;
+        for role in ["a", "../delegatedrole", "/r", "?", "#", ".x"] {
+            let path = store.delegated_path(&stem(role)).unwrap();
+            assert_eq!(path.parent(), Some(Path::new("/s")), "{role:?}");
+        }
+        for stem in ["", ".", "..", "time", "root", "a/b", "a\0"] {
+            assert_eq!(store.delegated_path(stem), None, "{stem:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Targets (5.7 "fetch target"): names that cannot be mistaken for paths, and the verified
 //! copy: stream -> signed length as a cap -> digests -> writer, with success reported only
-//! after every digest matched. A target without a sha256 is refused, never trusted unchecked.
+//! after every digest matched. A target listing neither sha256 nor sha512 is refused, never
+//! trusted unchecked.
 
 use std::io::{self, Read, Write};
 
@@ -11,7 +12,8 @@ use crate::client::{Error, Result};
 use crate::metadata::TargetFile;
 
 /// A target name from targets metadata, checked to be usable in a repository path: `/`-separated
-/// components, none empty, `.` or `..`, and no backslash or NUL.
+/// components, none empty, `.` or `..` (nor `%2e%2e` and the like, which URL resolution
+/// treats as `..`), and no backslash or NUL.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TargetName(String);
 
@@ -23,11 +25,8 @@ impl TargetName {
             Some("it contains a backslash or a NUL byte")
         } else if name.starts_with('/') {
             Some("it is an absolute path")
-        } else if name
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
-        {
-            Some("it has an empty, `.` or `..` path component")
+        } else if name.split('/').any(|c| c.is_empty() || is_dot_segment(c)) {
+            Some("it has an empty, `.` or `..` path component (percent-encoded or not)")
         } else {
             None
         };
@@ -57,21 +56,47 @@ impl TargetName {
     }
 }
 
+/// Whether path component `c` is `.` or `..`, also when spelled with `%2e` (any case), as
+/// URL resolution reads it.
+pub(crate) fn is_dot_segment(c: &str) -> bool {
+    let decoded = c.to_ascii_lowercase().replace("%2e", ".");
+    decoded == "." || decoded == ".."
+}
+
 impl std::fmt::Display for TargetName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-/// The digests a target is checked with: sha256 (required) and sha512 when listed.
+/// The digests a target is checked with: each supported algorithm it lists (at least one).
 struct Digests {
-    sha256: Sha256,
+    sha256: Option<Sha256>,
     sha512: Option<Sha512>,
 }
 
+impl Digests {
+    fn update(&mut self, chunk: &[u8]) {
+        if let Some(d) = &mut self.sha256 {
+            d.update(chunk);
+        }
+        if let Some(d) = &mut self.sha512 {
+            d.update(chunk);
+        }
+    }
+
+    /// Each computed digest, lowercase hex, by algorithm name.
+    fn finish(self) -> Vec<(&'static str, String)> {
+        let sha256 = self.sha256.map(|d| ("sha256", hex::encode(d.finalize())));
+        let sha512 = self.sha512.map(|d| ("sha512", hex::encode(d.finalize())));
+        sha256.into_iter().chain(sha512).collect()
+    }
+}
+
 /// Copies `src` to `dest`, never writing more than `info.length` bytes, and checks the
-/// length, the sha256 and any sha512 of what was written. `dest` holds unverified bytes until
-/// this returns `Ok`. `path` names the source in errors.
+/// length and every listed hash the client supports (sha256, sha512; at least one must be
+/// listed) of what was written. `dest` holds unverified bytes until this returns `Ok`.
+/// `path` names the source in errors.
 pub(crate) fn copy_verified(
     src: &mut dyn Read,
     dest: &mut dyn Write,
@@ -85,9 +110,9 @@ pub(crate) fn copy_verified(
         source: Box::new(source),
     };
     // Before any byte moves: a target that cannot be checked is not downloaded.
-    info.sha256(name).map_err(refused)?;
+    info.path_digest(name).map_err(refused)?;
     let mut digests = Digests {
-        sha256: Sha256::new(),
+        sha256: info.hashes.contains_key("sha256").then(Sha256::new),
         sha512: info.hashes.contains_key("sha512").then(Sha512::new),
     };
     let mut buf = vec![0u8; 64 * 1024];
@@ -114,10 +139,7 @@ pub(crate) fn copy_verified(
         }
         total += n as u64;
         let chunk = &buf[..n];
-        digests.sha256.update(chunk);
-        if let Some(d) = &mut digests.sha512 {
-            d.update(chunk);
-        }
+        digests.update(chunk);
         dest.write_all(chunk).map_err(|source| Error::Write {
             name: name.to_string(),
             source,
@@ -130,20 +152,9 @@ pub(crate) fn copy_verified(
             found: total,
         }));
     }
-    let found = [
-        ("sha256", hex::encode(digests.sha256.finalize())),
-        (
-            "sha512",
-            digests
-                .sha512
-                .map(|d| hex::encode(d.finalize()))
-                .unwrap_or_default(),
-        ),
-    ];
+    let found = digests.finish();
     for (algorithm, found) in found {
-        let Some(expected) = info.hashes.get(algorithm) else {
-            continue;
-        };
+        let expected = &info.hashes[algorithm];
         if !found.eq_ignore_ascii_case(expected) {
             return Err(refused(crate::Error::HashMismatch {
                 what: format!("target {name}"),
@@ -161,8 +172,8 @@ pub(crate) fn copy_verified(
 }
 
 /// Whether `local` (e.g. a file already downloaded) has exactly the signed length and hashes
-/// of `info`; reads at most one byte more than the signed length. A target without a sha256
-/// is an error, as for downloads.
+/// of `info`; reads at most one byte more than the signed length. A target without a hash the
+/// client supports is an error, as for downloads.
 pub fn local_copy_matches(info: &TargetFile, name: &str, local: &mut dyn Read) -> Result<bool> {
     match copy_verified(local, &mut io::sink(), info, name, "local copy") {
         Ok(_) => Ok(true),
@@ -198,11 +209,32 @@ mod tests {
 
     #[test]
     fn names() {
-        for good in ["kiosk-1.bundle", "a/b.txt", "x..y", ".hidden"] {
+        for good in [
+            "kiosk-1.bundle",
+            "a/b.txt",
+            "x..y",
+            ".hidden",
+            "%2e%2e%2e",
+            "a%2fb",
+        ] {
             TargetName::new(good).unwrap();
         }
         for bad in [
-            "", "/abs", "../x", "a/../b", "a//b", "a/", ".", "a\\b", "a\0",
+            "",
+            "/abs",
+            "../x",
+            "a/../b",
+            "a//b",
+            "a/",
+            ".",
+            "a\\b",
+            "a\0",
+            "%2e%2e/x",
+            "a/%2E%2e/b",
+            ".%2e/x",
+            "%2e./x",
+            "a/%2e",
+            "%2E",
         ] {
             let err = TargetName::new(bad).unwrap_err();
             assert!(matches!(err, Error::UnsafeTargetName { .. }), "{bad:?}");
@@ -254,23 +286,42 @@ mod tests {
     }
 
     #[test]
-    fn sha512_is_checked_when_listed_and_sha256_is_required() {
-        let mut signed = info(b"abc");
-        signed
-            .hashes
-            .insert("sha512".to_string(), hex::encode(Sha512::digest(b"abd")));
-        let (got, _) = copy(b"abc", &signed);
+    fn every_supported_hash_listed_is_checked_and_one_is_required() {
+        let sha512 = |b: &[u8]| hex::encode(Sha512::digest(b));
+        let mut both = info(b"abc");
+        both.hashes.insert("sha512".to_string(), sha512(b"abc"));
+        let (got, out) = copy(b"abc", &both);
+        assert_eq!(got.unwrap(), 3);
+        assert_eq!(out, b"abc");
+        both.hashes.insert("sha512".to_string(), sha512(b"abd"));
+        let (got, _) = copy(b"abc", &both);
         assert!(
             matches!(refusal(&got), crate::Error::HashMismatch { algorithm, .. } if algorithm == "sha512")
         );
+        // sha512 alone is enough, and checked.
         let only512 = TargetFile {
-            hashes: BTreeMap::from([("sha512".to_string(), hex::encode(Sha512::digest(b"abc")))]),
+            hashes: BTreeMap::from([("sha512".to_string(), sha512(b"abc"))]),
             ..info(b"abc")
         };
-        let (got, out) = copy(b"abc", &only512);
+        let (got, _) = copy(b"abc", &only512);
+        assert_eq!(got.unwrap(), 3);
+        let (got, _) = copy(b"abd", &only512);
+        assert!(matches!(refusal(&got), crate::Error::HashMismatch { .. }));
+        assert!(local_copy_matches(&only512, "t", &mut &b"abc"[..]).unwrap());
+        // An unsupported algorithm is skipped beside a supported one, refused alone.
+        let mut with_unknown = only512.clone();
+        with_unknown
+            .hashes
+            .insert("blake2b".to_string(), "00".to_string());
+        assert_eq!(copy(b"abc", &with_unknown).0.unwrap(), 3);
+        let unknown_only = TargetFile {
+            hashes: BTreeMap::from([("blake2b".to_string(), "00".to_string())]),
+            ..info(b"abc")
+        };
+        let (got, out) = copy(b"abc", &unknown_only);
         assert!(matches!(refusal(&got), crate::Error::MissingHash { .. }));
         assert!(out.is_empty(), "nothing is written before the check");
-        assert!(local_copy_matches(&only512, "t", &mut &b"abc"[..]).is_err());
+        assert!(local_copy_matches(&unknown_only, "t", &mut &b"abc"[..]).is_err());
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub fn check_path(path: &str) -> Result<(), TransportError> {
         || path.contains(['\\', '\0'])
         || path
             .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..");
+            .any(|c| c.is_empty() || crate::client::target::is_dot_segment(c));
     if bad {
         return Err(TransportError::Failed {
             path: path.to_string(),
@@ -94,25 +94,36 @@ impl FsTransport {
 impl Transport for FsTransport {
     fn fetch(&self, path: &str, _max_len: u64) -> Result<Box<dyn Read + '_>, TransportError> {
         check_path(path)?;
-        let full = self.base.join(path);
-        match File::open(&full) {
-            Ok(file) => {
-                // Reading a directory fails only at the first read on Linux; say so up front.
-                let meta = file.metadata().map_err(|e| TransportError::io(path, e))?;
-                if !meta.is_file() {
-                    return Err(TransportError::Failed {
-                        path: path.to_string(),
-                        source: format!("{} is not a regular file", full.display()).into(),
-                    });
-                }
-                Ok(Box::new(file))
-            }
+        match open_regular(&self.base.join(path)) {
+            Ok(file) => Ok(Box::new(file)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(TransportError::NotFound {
                 path: path.to_string(),
             }),
             Err(e) => Err(TransportError::io(path, e)),
         }
     }
+}
+
+/// Opens a file of a local repository (a directory, a USB stick) for reading, refusing what
+/// is not a regular file before any read: a FIFO would block the open or the read forever,
+/// a directory fails only at the first read, and a symbolic link as the last component
+/// could point anywhere. The open does not block and does not follow a link; `fstat` then
+/// checks the file type.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = (OFlags::NONBLOCK | OFlags::NOFOLLOW).bits();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(file)
 }
 
 /// Fetches a whole file of at most `max_len` bytes; `None` when the repository does not have
@@ -209,5 +220,34 @@ mod tests {
         assert!(matches!(err, Error::Fetch { .. }), "{err}");
         let err = fetch_capped(&t, "../x", 5, "outside").unwrap_err();
         assert!(matches!(err, Error::Fetch { .. }), "{err}");
+    }
+
+    #[test]
+    fn fifos_and_links_are_refused_without_blocking() {
+        use rustix::fs::{mknodat, FileType, Mode, CWD};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("metadata")).unwrap();
+        // No writer ever opens it: a blocking open would never return.
+        let fifo = dir.path().join("metadata/2.root.json");
+        mknodat(CWD, &fifo, FileType::Fifo, Mode::from(0o644), 0).unwrap();
+        std::fs::write(dir.path().join("secret"), b"x").unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("secret"),
+            dir.path().join("metadata/timestamp.json"),
+        )
+        .unwrap();
+        let t = FsTransport::new(dir.path());
+        for path in ["metadata/2.root.json", "metadata/timestamp.json"] {
+            let err = fetch_capped(&t, path, 5, "x").unwrap_err();
+            assert!(matches!(err, Error::Fetch { .. }), "{path}: {err}");
+        }
+        let err = open_regular(&fifo).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        assert_eq!(
+            open_regular(&dir.path().join("missing"))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::NotFound
+        );
     }
 }

@@ -7,9 +7,11 @@
 //! than [`Limits::max_root_rotations`] continues on the next refresh; a root that changes the
 //! timestamp or snapshot keys deletes the cached timestamp and snapshot before it is written
 //! (5.3.11), so no failure or crash can leave new keys next to versions the old keys may have
-//! inflated. The timestamp, snapshot and targets are written together, only after all three
-//! verified, followed by the last trusted time: a refusal leaves them byte for byte as they
-//! were (only roots verified before the refusal are kept, as 5.3.8 requires).
+//! inflated. The timestamp, snapshot and targets are likewise each written as soon as they
+//! verify (as python-tuf does): when the snapshot is then refused, the new timestamp is
+//! already the trusted one, so the next refresh checks rollback against it. The last trusted
+//! time is recorded only after the whole refresh succeeded; a refusal leaves the refused role
+//! and every role after it byte for byte as it was.
 //!
 //! When the remote timestamp has the version already trusted (5.4.3.1, "nothing changed"),
 //! the cached snapshot and targets are used again, checked as if fetched (version, hashes,
@@ -112,16 +114,16 @@ impl Client {
             transport: self.transport.as_ref(),
             limits: self.limits,
             set,
-            verified: Vec::new(),
+            changed: false,
         };
         let roots = run.update_root()?;
         run.update_timestamp()?;
         run.update_snapshot()?;
         run.update_targets()?;
         let versions = run.versions()?;
-        let (set, changed) = run.persist()?;
+        let changed = run.changed;
         self.store.raise_trusted_time(reference_time)?;
-        self.trusted = Some(set);
+        self.trusted = Some(run.set);
         Ok(Refreshed {
             reference_time,
             versions,
@@ -147,7 +149,10 @@ impl Client {
     /// `{version}.{role}.json` (with consistent snapshots) read up to the length the snapshot
     /// gives, or [`Limits::max_targets_size`]. Verified delegated metadata is kept in the
     /// store as `ROLE.json` (the role name percent-encoded where needed). A delegated role
-    /// that fails verification ends the search with an error.
+    /// that fails verification ends the search with an error. Nothing verified is held in
+    /// memory between lookups: a role is checked against the delegation being searched each
+    /// time it is reached, so a role two delegators name never carries one's trust into the
+    /// other's search path.
     pub fn find_target(&self, name: &str) -> Result<Option<Found>> {
         let set = self.trusted.as_ref().ok_or(Error::NotRefreshed)?;
         let top = set.targets().ok_or(Error::NotRefreshed)?;
@@ -201,15 +206,16 @@ impl Client {
         Ok(md.signed)
     }
 
-    /// The repository path of target `name`: `targets/{sha256}.{name}` with consistent
-    /// snapshots. Fails for a name that is not a safe path or a target without a sha256.
+    /// The repository path of target `name`: `targets/{digest}.{name}` with consistent
+    /// snapshots (the sha256, or the sha512 when it is the only hash listed). Fails for a
+    /// name that is not a safe path or a target without a supported hash.
     pub fn target_path(&self, name: &str) -> Result<String> {
         let info = self.known_target(name)?;
         self.path_of(name, &info)
     }
 
     /// Streams target `name` into `dest`: at most its signed length is written, and success
-    /// is reported only when the length, the sha256 and any sha512 matched (5.7). On error
+    /// is reported only when the length and every listed sha256 and sha512 matched (5.7). On error
     /// `dest` may hold part of the bytes and must not be used.
     pub fn download_target(&self, name: &str, dest: &mut dyn Write) -> Result<u64> {
         let info = self.known_target(name)?;
@@ -266,13 +272,12 @@ impl Client {
             .trusted
             .as_ref()
             .is_some_and(|s| s.root().signed.consistent_snapshot());
-        let sha256 = info.sha256(name).map_err(|source| Error::Target {
+        let digest = info.path_digest(name).map_err(|source| Error::Target {
             name: name.to_string(),
             path: target.repository_path(None),
             source: Box::new(source),
         })?;
-        let sha256 = hex::encode(sha256);
-        Ok(target.repository_path(consistent.then_some(sha256.as_str())))
+        Ok(target.repository_path(consistent.then_some(digest.as_str())))
     }
 }
 
@@ -301,8 +306,8 @@ struct Run<'a> {
     transport: &'a dyn Transport,
     limits: Limits,
     set: TrustedSet,
-    /// Timestamp, snapshot and targets verified in this run, written once all have verified.
-    verified: Vec<(Role, Vec<u8>)>,
+    /// A timestamp, snapshot or targets file was verified and written in this run.
+    changed: bool,
 }
 
 /// What the root step did.
@@ -387,7 +392,7 @@ impl Run<'_> {
             .update_timestamp(&bytes, Origin::Remote)
             .map_err(|source| refused(Role::Timestamp, &path, source))?;
         match update {
-            TimestampUpdate::New => self.verified.push((Role::Timestamp, bytes)),
+            TimestampUpdate::New => self.persist(Role::Timestamp, &bytes)?,
             // 5.4.3.1: the same version; the cached one stays in use and must be unexpired.
             TimestampUpdate::Unchanged => {
                 let expires = self.timestamp_entry()?.1;
@@ -416,7 +421,7 @@ impl Run<'_> {
         self.set
             .update_snapshot(&bytes, Origin::Remote)
             .map_err(|source| refused(Role::Snapshot, &path, source))?;
-        self.verified.push((Role::Snapshot, bytes));
+        self.persist(Role::Snapshot, &bytes)?;
         Ok(())
     }
 
@@ -443,16 +448,15 @@ impl Run<'_> {
         self.set
             .update_targets(&bytes)
             .map_err(|source| refused(Role::Targets, &path, source))?;
-        self.verified.push((Role::Targets, bytes));
-        Ok(())
+        self.persist(Role::Targets, &bytes)
     }
 
-    /// Writes what this run verified (timestamp, snapshot, targets); true if anything was.
-    fn persist(self) -> Result<(TrustedSet, bool)> {
-        for (role, bytes) in &self.verified {
-            self.store.write(*role, bytes)?;
-        }
-        Ok((self.set, !self.verified.is_empty()))
+    /// Writes `role` as soon as it verified: it is the trusted one from now on, whatever
+    /// happens to the roles after it.
+    fn persist(&mut self, role: Role, bytes: &[u8]) -> Result<()> {
+        self.store.write(role, bytes)?;
+        self.changed = true;
+        Ok(())
     }
 
     fn versions(&self) -> Result<Versions> {

@@ -32,8 +32,31 @@ fn patterns_match_segment_by_segment() {
         ("**", "", true),
         ("exact/name", "exact/name", true),
         ("exact/name", "exact/Name", false),
-        ("[ab]", "a", false),
-        ("[ab]", "[ab]", true),
+        // Character classes, expected values from Python's fnmatch.fnmatchcase.
+        ("[ab]", "a", true),
+        ("[ab]", "[ab]", false),
+        ("[ab]", "c", false),
+        ("[!ab]", "c", true),
+        ("[!ab]", "a", false),
+        ("[a-c].txt", "b.txt", true),
+        ("[a-c].txt", "d.txt", false),
+        ("[]]", "x", false),
+        ("[]]", "]", true),
+        ("[!]]", "x", true),
+        ("[", "[", true),
+        ("a[", "a[", true),
+        ("[a-", "[a-", true),
+        ("[a-]", "-", true),
+        ("file[0-9][0-9].tgz", "file42.tgz", true),
+        ("file[0-9][0-9].tgz", "file4x.tgz", false),
+        ("*[0-9]", "abc7", true),
+        ("[*]", "*", true),
+        ("[*]", "a", false),
+        ("[?]", "?", true),
+        ("[?]", "a", false),
+        ("[z-a]", "m", false),
+        ("[é]", "é", true),
+        ("[/]", "/", false),
         ("", "", true),
         ("/*", "/x", true),
     ];
@@ -52,10 +75,10 @@ fn hash_prefixes() {
     let digest = hex::encode(Sha256::digest(b"apps/a.tgz"));
     let p = |s: &str| vec![s.to_string()];
     assert!(hash_prefix_matches(&p(&digest[..2]), "apps/a.tgz"));
-    assert!(hash_prefix_matches(
-        &p(&digest[..2].to_uppercase()),
-        "apps/a.tgz"
-    ));
+    // Compared exactly, as python-tuf does: an uppercase prefix delegates nothing.
+    let upper = digest[..8].to_uppercase();
+    assert_ne!(upper, digest[..8], "the prefix has a letter");
+    assert!(!hash_prefix_matches(&p(&upper), "apps/a.tgz"));
     assert!(hash_prefix_matches(&p(""), "apps/a.tgz"));
     assert!(hash_prefix_matches(&p(&digest), "apps/a.tgz"));
     let other = if digest.starts_with('0') { "1" } else { "0" };
@@ -93,6 +116,7 @@ fn targets(listed: &[&str], children: Vec<DelegatedRole>) -> Targets {
         t.delegations = Some(Delegations {
             keys: BTreeMap::new(),
             roles: children,
+            succinct_roles: None,
             extra: Extra::new(),
         });
     }

@@ -517,6 +517,7 @@ fn delegating(
             path_hash_prefixes: None,
             extra: BTreeMap::new(),
         }],
+        succinct_roles: None,
         extra: BTreeMap::new(),
     };
     let mut targets = Targets::new(1, later());
@@ -706,4 +707,58 @@ fn delegations_breaking_the_rules_are_refused_when_parsed() {
             "{what}: {err}"
         );
     }
+}
+
+#[test]
+fn succinct_roles_parse_name_their_bins_as_python_tuf_and_round_trip() {
+    let parse = |delegations: serde_json::Value| {
+        let mut targets = serde_json::to_value(Targets::new(1, later())).unwrap();
+        targets["delegations"] = delegations;
+        Metadata::<Targets>::from_parts(targets, Vec::new())
+    };
+    let succinct = |bit_length: u32| serde_json::json!({"keyids": [], "threshold": 1, "bit_length": bit_length, "name_prefix": "bin"});
+    // Bin names from python-tuf 7's SuccinctRoles.get_role_for_target.
+    let expected: &[(u32, [&str; 3])] = &[
+        (1, ["bin-1", "bin-0", "bin-1"]),
+        (2, ["bin-3", "bin-1", "bin-3"]),
+        (8, ["bin-d7", "bin-55", "bin-e3"]),
+        (13, ["bin-1ae4", "bin-0ab5", "bin-1c76"]),
+        (32, ["bin-d726d7c2", "bin-55ae75d9", "bin-e3b0c442"]),
+    ];
+    for (bits, names) in expected {
+        let md = parse(serde_json::json!({"keys": {}, "succinct_roles": succinct(*bits)})).unwrap();
+        let delegations = md.signed.delegations.clone().unwrap();
+        assert!(delegations.roles.is_empty());
+        let bins = delegations.succinct_roles.as_ref().unwrap();
+        for (target, name) in ["apps/a.tgz", "file1.txt", ""].iter().zip(names) {
+            let role = bins.role_for_target(target);
+            assert_eq!(role.name, *name, "{bits} bits, {target:?}");
+            assert!(role.terminating);
+        }
+        // Written back with succinct_roles and no roles.
+        let written = serde_json::to_value(&delegations).unwrap();
+        assert!(written.get("roles").is_none(), "{written}");
+        assert_eq!(written["succinct_roles"]["bit_length"], *bits);
+    }
+    for (what, delegations) in [
+        (
+            "bit_length 0",
+            serde_json::json!({"keys": {}, "succinct_roles": succinct(0)}),
+        ),
+        (
+            "bit_length 33",
+            serde_json::json!({"keys": {}, "succinct_roles": succinct(33)}),
+        ),
+        ("neither", serde_json::json!({"keys": {}})),
+        (
+            "both",
+            serde_json::json!({"keys": {}, "roles": [], "succinct_roles": succinct(4)}),
+        ),
+    ] {
+        assert!(parse(delegations).is_err(), "{what}");
+    }
+    // An empty list of roles is still written as one.
+    let empty = parse(serde_json::json!({"keys": {}, "roles": []})).unwrap();
+    let written = serde_json::to_value(empty.signed.delegations.unwrap()).unwrap();
+    assert_eq!(written["roles"], serde_json::json!([]));
 }

@@ -61,9 +61,7 @@ fn every_subset_of_signers_against_every_threshold() {
                 .filter(|i| mask & (1 << i) != 0)
                 .map(|i| &keys[i])
                 .collect();
-            // Every signer signs twice: duplicates must not count.
-            let mut sigs = raw_signatures(&raw, &signers);
-            sigs.extend(raw_signatures(&raw, &signers));
+            let sigs = raw_signatures(&raw, &signers);
             let valid = (mask & 0b0111).count_ones() as u64;
             let got = verify_signatures(Role::Targets, &raw, &sigs, &rk, &keymap(&all));
             if valid >= threshold {
@@ -87,24 +85,34 @@ fn every_subset_of_signers_against_every_threshold() {
 }
 
 #[test]
-fn one_signature_repeated_does_not_meet_a_threshold_of_two() {
+fn a_key_id_repeated_in_signatures_is_refused_whatever_the_threshold() {
     let (a, b) = (key(1), key(2));
     let raw = body();
-    let rk = role_keys(&[&a, &b], 2);
     let sig = raw_signatures(&raw, &[&a]).remove(0);
-    let sigs = vec![sig.clone(), sig.clone(), sig];
-    let err = verify_signatures(Role::Targets, &raw, &sigs, &rk, &keymap(&[&a, &b])).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ThresholdNotMet {
-                valid: 1,
-                threshold: 2,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let both = raw_signatures(&raw, &[&a, &b]);
+    for threshold in [1, 2] {
+        let rk = role_keys(&[&a, &b], threshold);
+        let keys = keymap(&[&a, &b]);
+        // One valid signature repeated, or repeated after a threshold already met.
+        for sigs in [
+            vec![sig.clone(), sig.clone()],
+            vec![both[0].clone(), both[1].clone(), sig.clone()],
+        ] {
+            let err = verify_signatures(Role::Targets, &raw, &sigs, &rk, &keys).unwrap_err();
+            assert!(
+                matches!(&err, Error::DuplicateSignature { role: Role::Targets, keyid } if *keyid == sig.keyid),
+                "{err}"
+            );
+        }
+    }
+    // Refused when parsed, before any key is looked at.
+    let md = Metadata::sign(Targets::new(1, expires()), &[&a]).unwrap();
+    let mut envelope: Value = serde_json::from_slice(&md.to_bytes().unwrap()).unwrap();
+    let first = envelope["signatures"][0].clone();
+    envelope["signatures"].as_array_mut().unwrap().push(first);
+    let bytes = serde_json::to_vec(&envelope).unwrap();
+    let err = Metadata::<Targets>::from_slice(&bytes).unwrap_err();
+    assert!(matches!(err, Error::DuplicateSignature { .. }), "{err}");
 }
 
 #[test]
@@ -176,15 +184,15 @@ fn signature_made_by_another_key_under_a_listed_key_id_fails() {
 
 #[test]
 fn unknown_key_types_and_malformed_signatures_are_skipped() {
-    let (a, b) = (key(1), key(2));
+    let (a, b, c) = (key(1), key(2), key(3));
     let raw = body();
-    let mut keys = keymap(&[&a, &b]);
+    let mut keys = keymap(&[&a, &b, &c]);
     let rsa = KeyId("ab".repeat(32));
     let mut rsa_key = a.public().clone();
     rsa_key.keytype = "rsa".to_string();
     rsa_key.scheme = "rsassa-pss-sha256".to_string();
     keys.insert(rsa.clone(), rsa_key);
-    let mut rk = role_keys(&[&a, &b], 2);
+    let mut rk = role_keys(&[&a, &b, &c], 2);
     rk.keyids.push(rsa.clone());
     let mut sigs = vec![
         Signature {
@@ -192,7 +200,7 @@ fn unknown_key_types_and_malformed_signatures_are_skipped() {
             sig: raw_signatures(&raw, &[&a])[0].sig.clone(),
         },
         Signature {
-            keyid: b.key_id().clone(),
+            keyid: c.key_id().clone(),
             sig: "not hex".to_string(),
         },
     ];
@@ -487,7 +495,7 @@ fn check_foreign(id: KeyId, key: PublicKey, sign: &dyn Fn(&[u8]) -> Vec<u8>) {
     };
     let keys = BTreeMap::from([(id.clone(), key.clone())]);
     let good = sign(&message);
-    let got = verify_signatures(Role::Targets, &raw, &[sig(&good), sig(&good)], &rk, &keys);
+    let got = verify_signatures(Role::Targets, &raw, &[sig(&good)], &rk, &keys);
     assert_eq!(got.unwrap().len(), 1, "{}", key.scheme);
     // Another message.
     let other = sign(b"another message");
@@ -541,6 +549,21 @@ fn ecdsa_p256_keys_verify_with_either_keytype_spelling() {
         };
         check_foreign(id, key, &fixed);
     }
+    // The public key as the hex of its uncompressed SEC1 point (older securesystemslib).
+    let point = signer.verifying_key().to_encoded_point(false);
+    let (id, key) = foreign_key(
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp256",
+        hex::encode(point),
+    );
+    assert!(key.verifier().is_some());
+    let der = |m: &[u8]| {
+        let s: p256::ecdsa::Signature = signer.sign(m);
+        s.to_der().as_bytes().to_vec()
+    };
+    check_foreign(id, key, &der);
+    let (_, garbage) = foreign_key("ecdsa", "ecdsa-sha2-nistp256", "04abcd".to_string());
+    assert!(garbage.verifier().is_none());
 }
 
 #[test]
@@ -613,4 +636,58 @@ fn unusable_keys_never_count_and_are_not_fatal() {
         rk.threshold = 2;
         assert!(verify_signatures(Role::Targets, &raw, &sigs, &rk, &keys).is_err());
     }
+}
+
+/// securesystemslib's signatures for every non-ed25519 scheme (`tests/data/key-vectors.json`,
+/// made by `tests/data/make_key_vectors.py`): each verifies, its key id is the one
+/// securesystemslib computed, and a changed bit or body fails.
+#[test]
+fn securesystemslib_signatures_of_every_scheme_verify() {
+    let path = format!("{}/tests/data/key-vectors.json", env!("CARGO_MANIFEST_DIR"));
+    let vectors: Vec<Value> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let mut schemes = Vec::new();
+    for v in &vectors {
+        let key: PublicKey = serde_json::from_value(v["key"].clone()).unwrap();
+        let id = KeyId(v["keyid"].as_str().unwrap().to_string());
+        assert_eq!(key.key_id().unwrap(), id, "{}", key.scheme);
+        assert!(key.verifier().is_some(), "{} is not understood", key.scheme);
+        let rk = RoleKeys {
+            keyids: vec![id.clone()],
+            threshold: 1,
+            extra: Default::default(),
+        };
+        let keys = BTreeMap::from([(id.clone(), key.clone())]);
+        let sig = v["sig"].as_str().unwrap().to_string();
+        let signed = &v["signed"];
+        let check = |body: &Value, sig: &str| {
+            let sigs = [Signature {
+                keyid: id.clone(),
+                sig: sig.to_string(),
+            }];
+            verify_signatures(Role::Targets, body, &sigs, &rk, &keys)
+        };
+        assert_eq!(check(signed, &sig).unwrap().len(), 1, "{}", key.scheme);
+        let mut flipped = hex::decode(&sig).unwrap();
+        flipped[10] ^= 1;
+        assert!(
+            check(signed, &hex::encode(flipped)).is_err(),
+            "{}",
+            key.scheme
+        );
+        let mut other = signed.clone();
+        other["note"] = "cafe".into();
+        assert!(check(&other, &sig).is_err(), "{}", key.scheme);
+        schemes.push(key.scheme.clone());
+    }
+    assert_eq!(
+        schemes,
+        [
+            "ecdsa-sha2-nistp256",
+            "ecdsa-sha2-nistp384",
+            "rsassa-pss-sha256",
+            "rsassa-pss-sha384",
+            "rsassa-pss-sha512",
+            "rsa-pkcs1v15-sha256"
+        ]
+    );
 }

@@ -171,7 +171,7 @@ fn revoked_key_is_refused() {
 }
 
 #[test]
-fn signature_duplicated_to_meet_a_threshold_of_two_is_refused() {
+fn signature_duplicated_by_key_id_or_under_another_id_is_refused() {
     let mut settings = InitSettings::default();
     for (role, days) in [(Role::Root, 365), (Role::Timestamp, 1)] {
         let two = RoleSettings {
@@ -204,34 +204,58 @@ fn signature_duplicated_to_meet_a_threshold_of_two_is_refused() {
         mirror.write(path, &serde_json::to_vec_pretty(&envelope).unwrap());
         mirror
     };
-    for same_keyid in [true, false] {
-        let mirror = duplicate("metadata/timestamp.json", same_keyid);
-        let err = at_root_2.refused(&mirror.dir, at(2));
-        assert!(
-            matches!(
-                refusal(&err, Role::Timestamp),
-                Tuf::ThresholdNotMet {
-                    threshold: 2,
-                    valid: 1,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let mirror = duplicate("metadata/2.root.json", same_keyid);
-        let err = at_root_1.refused(&mirror.dir, at(2));
-        assert!(
-            matches!(
-                refusal(&err, Role::Root),
-                Tuf::ThresholdNotMet {
-                    threshold: 2,
-                    valid: 1,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-    }
+    // The same key id twice is refused as a whole.
+    let mirror = duplicate("metadata/timestamp.json", true);
+    let err = at_root_2.refused(&mirror.dir, at(2));
+    assert!(
+        matches!(
+            refusal(&err, Role::Timestamp),
+            Tuf::DuplicateSignature {
+                role: Role::Timestamp,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let mirror = duplicate("metadata/2.root.json", true);
+    let err = at_root_1.refused(&mirror.dir, at(2));
+    assert!(
+        matches!(
+            refusal(&err, Role::Root),
+            Tuf::DuplicateSignature {
+                role: Role::Root,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // One key's signature under two key ids counts once.
+    let mirror = duplicate("metadata/timestamp.json", false);
+    let err = at_root_2.refused(&mirror.dir, at(2));
+    assert!(
+        matches!(
+            refusal(&err, Role::Timestamp),
+            Tuf::ThresholdNotMet {
+                threshold: 2,
+                valid: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let mirror = duplicate("metadata/2.root.json", false);
+    let err = at_root_1.refused(&mirror.dir, at(2));
+    assert!(
+        matches!(
+            refusal(&err, Role::Root),
+            Tuf::ThresholdNotMet {
+                threshold: 2,
+                valid: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -314,15 +338,13 @@ fn target_with_a_flipped_or_missing_byte_is_refused() {
 }
 
 #[test]
-fn target_without_sha256_is_refused() {
+fn target_without_a_supported_hash_is_refused_before_any_fetch() {
     let (p, device) = published();
     let mirror = p.mirror();
-    let (bundle, _) = release_bytes(1);
     mirror.republish_targets(&p, |targets| {
         let file = targets.targets.get_mut("kiosk-1.bundle").unwrap();
         file.hashes.clear();
-        file.hashes
-            .insert("sha512".to_string(), hex::encode(Sha512::digest(&bundle)));
+        file.hashes.insert("blake2b".to_string(), "00".repeat(64));
     });
     let transport = Recording::new(&mirror.dir);
     let log = transport.log.clone();
@@ -346,22 +368,71 @@ fn target_without_sha256_is_refused() {
 }
 
 #[test]
+fn target_with_sha512_only_or_both_hashes_is_downloaded_and_checked() {
+    let (bundle, _) = release_bytes(1);
+    let sha512 = hex::encode(Sha512::digest(&bundle));
+    let sha256 = sha256_hex(&bundle);
+    for both in [false, true] {
+        let (p, device) = published();
+        let mirror = p.mirror();
+        mirror.republish_targets(&p, |targets| {
+            let file = targets.targets.get_mut("kiosk-1.bundle").unwrap();
+            file.hashes.clear();
+            file.hashes.insert("sha512".to_string(), sha512.clone());
+            if both {
+                file.hashes.insert("sha256".to_string(), sha256.clone());
+            }
+        });
+        // With consistent snapshots the file is named by the sha256, else the sha512.
+        let prefix = if both { &sha256 } else { &sha512 };
+        mirror.write(&format!("targets/{prefix}.kiosk-1.bundle"), &bundle);
+        let mut client = device.client(&mirror.dir);
+        client.refresh(at(1)).unwrap();
+        let mut out = Vec::new();
+        client.download_target("kiosk-1.bundle", &mut out).unwrap();
+        assert_eq!(out, bundle, "both: {both}");
+
+        // An altered file is refused.
+        let path = format!("targets/{prefix}.kiosk-1.bundle");
+        let mut altered = bundle.clone();
+        altered[0] ^= 1;
+        mirror.write(&path, &altered);
+        let err = client
+            .download_target("kiosk-1.bundle", &mut Vec::new())
+            .unwrap_err();
+        assert!(
+            matches!(target_refusal(&err), Tuf::HashMismatch { .. }),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn target_name_with_path_traversal_is_refused() {
-    let (p, device) = published();
-    let mirror = p.mirror();
-    let evil = "../../../../etc/passwd";
-    mirror.republish_targets(&p, |targets| {
-        let file = TargetFile::new(4, &sha256_hex(b"root"), None);
-        targets.targets.insert(evil.to_string(), file);
-    });
-    let transport = Recording::new(&mirror.dir);
-    let log = transport.log.clone();
-    let mut client = device.client_with(transport, Limits::default());
-    client.refresh(at(1)).unwrap();
-    log.borrow_mut().clear();
-    let err = client.download_target(evil, &mut Vec::new()).unwrap_err();
-    assert!(matches!(err, Error::UnsafeTargetName { .. }), "{err}");
-    assert!(log.borrow().is_empty());
+    // Plain, and percent-encoded as URL resolution would read it (`%2e%2e` is `..`).
+    for evil in [
+        "../../../../etc/passwd",
+        "%2e%2e/%2e%2e/etc/passwd",
+        "a/%2E%2e/%2e./b",
+    ] {
+        let (p, device) = published();
+        let mirror = p.mirror();
+        mirror.republish_targets(&p, |targets| {
+            let file = TargetFile::new(4, &sha256_hex(b"root"), None);
+            targets.targets.insert(evil.to_string(), file);
+        });
+        let transport = Recording::new(&mirror.dir);
+        let log = transport.log.clone();
+        let mut client = device.client_with(transport, Limits::default());
+        client.refresh(at(1)).unwrap();
+        log.borrow_mut().clear();
+        let err = client.download_target(evil, &mut Vec::new()).unwrap_err();
+        assert!(
+            matches!(err, Error::UnsafeTargetName { .. }),
+            "{evil}: {err}"
+        );
+        assert!(log.borrow().is_empty(), "{evil}");
+    }
 }
 
 // --- rollback --------------------------------------------------------------------------

@@ -155,6 +155,7 @@ fn write_release(dir: &Path, version: u64, bundle: &[u8], index: &[u8]) {
         init: "/init".to_string(),
         closure: Vec::new(),
         kernel: None,
+        allow_rollback: false,
     };
     std::fs::write(
         dir.join("release.json"),
@@ -279,7 +280,9 @@ impl Device {
         self.client(repo).refresh(now)
     }
 
-    /// A refresh of `repo` that must be refused and leave the store byte-for-byte unchanged.
+    /// A refresh of `repo` that must be refused. The refused role, every role after it and
+    /// the last trusted time are left byte for byte; only top-level roles verified before the
+    /// refused one may have been replaced (each is persisted as soon as it verifies).
     pub fn refused(&self, repo: &Path, now: DateTime<Utc>) -> Error {
         self.refused_with(FsTransport::new(repo), Limits::default(), now)
     }
@@ -297,10 +300,17 @@ impl Device {
             Err(err) => err,
         };
         let after = listing(&self.store);
+        let kept_earlier = |name: &Path| {
+            let refused = refused_role(&err);
+            [Role::Timestamp, Role::Snapshot]
+                .into_iter()
+                .filter(|role| refused.is_some_and(|r| order(*role) < order(r)))
+                .any(|role| name == Path::new(&format!("{role}.json")))
+        };
         let changed: Vec<_> = before
             .keys()
             .chain(after.keys())
-            .filter(|name| before.get(*name) != after.get(*name))
+            .filter(|name| before.get(*name) != after.get(*name) && !kept_earlier(name))
             .collect();
         assert!(
             changed.is_empty(),
@@ -316,6 +326,29 @@ impl Device {
             .read(role)
             .unwrap()
     }
+}
+
+/// The top-level role a refresh error names (a refusal, or a file of it that could not be
+/// fetched), if any.
+pub fn refused_role(err: &Error) -> Option<Role> {
+    let path = match err {
+        Error::Metadata { role, .. } => return Some(*role),
+        Error::Missing { path, .. } | Error::Fetch { path, .. } | Error::TooLarge { path, .. } => {
+            path
+        }
+        _ => return None,
+    };
+    Role::ALL
+        .into_iter()
+        .find(|role| path.ends_with(&format!("{role}.json")))
+}
+
+/// The position of `role` in the update order of a refresh.
+fn order(role: Role) -> usize {
+    [Role::Root, Role::Timestamp, Role::Snapshot, Role::Targets]
+        .iter()
+        .position(|r| *r == role)
+        .unwrap()
 }
 
 /// Every file under `dir` (recursively) with its content.

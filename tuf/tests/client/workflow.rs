@@ -103,8 +103,8 @@ fn second_refresh_with_nothing_new_fetches_only_the_root_probe_and_the_timestamp
     let mut after = listing(&device.store);
     let mut before = before;
     assert_ne!(
-        after.remove(std::path::Path::new("time.json")),
-        before.remove(std::path::Path::new("time.json"))
+        after.remove(std::path::Path::new("last-trusted-time")),
+        before.remove(std::path::Path::new("last-trusted-time"))
     );
     assert_eq!(after, before);
     assert!(client.target("kiosk-1.bundle").unwrap().is_some());

@@ -3,7 +3,9 @@
 use crate::config::Config;
 use crate::error::Result;
 use crate::install::source_spec;
-use crate::select::{choose, Decision, Downgrade};
+use crate::offer::offer;
+use crate::record::StateDir;
+use crate::select::{above_floor, choose, describe_wait, Decision, Downgrade};
 use crate::source::SourceFactory;
 use crate::system::installed;
 
@@ -11,11 +13,22 @@ pub fn run(config: &Config, factory: &SourceFactory) -> Result<()> {
     let installed = installed(config)?;
     let mut source = factory(&source_spec(config, None))?;
     let targets = source.refresh()?;
-    match choose(&targets, &installed, Downgrade::Refuse)? {
+    let state = StateDir::new(&config.device.state_dir);
+    let offer = offer(config, &installed.name, chrono::Utc::now());
+    let decision = choose(&targets, &installed, Downgrade::Refuse, &offer)?;
+    match above_floor(decision, state.floor()?, &state.floor_path())? {
         Decision::UpToDate { version } => {
             println!(
                 "up to date: {} {version} ({})",
                 installed.name, installed.display_version
+            );
+        }
+        Decision::Waiting { version, admission } => {
+            println!(
+                "{}; installed {} ({})",
+                describe_wait(version, admission),
+                installed.version,
+                installed.display_version
             );
         }
         Decision::Update(c) => {

@@ -1,7 +1,7 @@
 //! `flipside health`: run the health checks; on a trial boot, commit the slot when they pass,
 //! or mark it bad and reboot into the other slot when one fails.
 
-use crate::config::Config;
+use crate::config::{Config, NoChecks};
 use crate::error::{Error, Result};
 use crate::health::{reboot, run_checks, CheckOutcome};
 use flipside_bootloader_hooks::Slot;
@@ -15,28 +15,35 @@ use super::{open_running, record};
 pub fn run(config: &Config) -> Result<()> {
     let (mut device, running) = open_running(config)?;
     let on_trial = device.state().is_on_trial(running);
-    let results = run_checks(&config.health.dir, config.health.timeout)?;
+    if !on_trial {
+        record_fallback(config, &device, running)?;
+    }
+    let results = run_checks(&config.health.dir, config.health.timeout);
+    if results.is_empty() && config.health.no_checks == NoChecks::Refuse {
+        return Err(Error::NoHealthChecks {
+            dir: config.health.dir.clone(),
+            running,
+            on_trial,
+        });
+    }
     let failure = results.iter().find_map(|r| match &r.outcome {
         CheckOutcome::Passed => None,
         CheckOutcome::Failed(how) => Some((r.name.clone(), how.clone())),
         CheckOutcome::TimedOut(t) => Some((r.name.clone(), format!("killed after {t:?}"))),
+        CheckOutcome::CannotRun(why) => Some((r.name.clone(), format!("cannot run: {why}"))),
     });
+    let passed = match results.len() {
+        0 => "no checks configured, health.no_checks = \"commit\"".to_string(),
+        n => format!("{n} health checks passed"),
+    };
     let Some((check, why)) = failure else {
         if on_trial {
             let next = device.state().mark_good(running)?;
             device.commit(&next)?;
-            let detail = format!("{} health checks passed", results.len());
-            record(config, Event::Committed, running, detail)?;
-            println!(
-                "healthy: slot {running} committed ({} checks passed)",
-                results.len()
-            );
+            record(config, Event::Committed, running, passed.clone())?;
+            println!("healthy: slot {running} committed ({passed})");
         } else {
-            record_fallback(config, &device, running)?;
-            println!(
-                "healthy: slot {running} is proven, nothing to commit ({} checks passed)",
-                results.len()
-            );
+            println!("healthy: slot {running} is proven, nothing to commit ({passed})");
         }
         return Ok(());
     };
@@ -49,9 +56,8 @@ pub fn run(config: &Config) -> Result<()> {
             "{failed}: slot {running} marked bad, rebooting into slot {}",
             !running
         );
-        reboot(&config.health.reboot_command)?;
+        reboot(&config.health.reboot_command, config.health.reboot_timeout)?;
     } else {
-        record_fallback(config, &device, running)?;
         log::error!("{failed}: slot {running} is proven; its boot state is left as it is");
     }
     Err(failed)

@@ -2,8 +2,8 @@
 
 use crate::config::{Config, Mirror};
 use crate::error::{Error, Result};
-use crate::install::{install, InstallOptions};
-use crate::select::Downgrade;
+use crate::install::{install, InstallOptions, InstallOutcome};
+use crate::select::{describe_wait, Downgrade};
 use crate::source::SourceFactory;
 
 pub fn run(
@@ -31,9 +31,22 @@ pub fn run(
         },
         from,
     };
-    match install(config, &options, factory)? {
-        None => println!("up to date: nothing to install"),
-        Some(r) => {
+    report(config, install(config, &options, factory)?);
+    Ok(())
+}
+
+/// Prints what an install came to: a sentence, and a `FLIPSIDE_RESULT` line for programs.
+pub fn report(config: &Config, outcome: InstallOutcome) {
+    match outcome {
+        InstallOutcome::UpToDate => println!("up to date: nothing to install"),
+        InstallOutcome::Waiting { version, admission } => {
+            println!(
+                "{}: nothing installed now",
+                describe_wait(version, admission)
+            );
+            println!("FLIPSIDE_RESULT event=waiting version={version}");
+        }
+        InstallOutcome::Installed(r) => {
             let kernel = r.kernel_release.as_deref();
             println!(
                 "installed {} {} ({}){} into slot {}: reboot to try it ({} trial boots)",
@@ -56,5 +69,4 @@ pub fn run(
             );
         }
     }
-    Ok(())
 }

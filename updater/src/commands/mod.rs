@@ -7,6 +7,7 @@ pub mod mark;
 pub mod rollback;
 pub mod status;
 pub mod tuf;
+pub mod update;
 
 use chrono::Utc;
 use flipside_bootloader_hooks::Slot;
@@ -14,6 +15,7 @@ use flipside_bootloader_hooks::Slot;
 use crate::config::Config;
 use crate::device::Device;
 use crate::error::Result;
+use crate::floor;
 use crate::record::{Event, Outcome, StateDir};
 use crate::running::running_slot;
 
@@ -24,10 +26,15 @@ pub(crate) fn open_running(config: &Config) -> Result<(Device, Slot)> {
     Ok((device, running))
 }
 
-/// Records a boot-state step in the state directory.
+/// Records a boot-state step in the state directory; a commit also moves the anti-rollback
+/// floor ([`crate::floor::after_commit`]).
 pub(crate) fn record(config: &Config, event: Event, slot: Slot, detail: String) -> Result<()> {
     let state = StateDir::new(&config.device.state_dir);
     let release = state.slot_record(slot).ok().flatten();
+    if let (Event::Committed, Some(r)) = (event, &release) {
+        let floor = floor::after_commit(state.floor()?, r.version, r.allow_rollback);
+        state.set_floor(floor)?;
+    }
     state.set_last(&Outcome {
         time: Utc::now(),
         event,

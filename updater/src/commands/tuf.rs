@@ -5,14 +5,17 @@
 //! ```text
 //! flipside tuf --metadata-dir DIR init TRUSTED_ROOT
 //! flipside tuf --metadata-dir DIR --metadata-url URL refresh
-//! flipside tuf --metadata-dir DIR --metadata-url URL --target-name NAME \
+//! flipside tuf --metadata-dir DIR --metadata-url URL --target-name NAME [--target-name NAME...] \
 //!     --target-base-url URL --target-dir DIR download
 //! ```
+//!
+//! `download` refreshes once, then processes the targets in the order given with that one
+//! client, and stops at the first that fails.
 //!
 //! Exit 0 on success, 1 on any failure (the caller maps every error to 1). The trusted
 //! metadata is kept in DIR under non-versioned names (`root.json`, `timestamp.json`,
 //! `snapshot.json`, `targets.json`, `ROLE.json` for delegated roles) with the last trusted
-//! time in `time.json`. A target is saved as `TARGET_DIR/QUOTED_NAME` (the whole name
+//! time in `last-trusted-time` (not `*.json`: every `*.json` file there is metadata). A target is saved as `TARGET_DIR/QUOTED_NAME` (the whole name
 //! percent-encoded as python-tuf does, so `apps/a.tgz` is `apps%2Fa.tgz`: one file name,
 //! never a path); a file already there with the signed length and hashes is kept, not
 //! downloaded again. URLs are `http(s)://` or directories.
@@ -41,9 +44,9 @@ pub struct TufArgs {
     /// Base URL (or directory) of the repository's metadata files.
     #[arg(long, value_name = "URL")]
     pub metadata_url: Option<String>,
-    /// Target to download.
+    /// Target to download; repeat for several, downloaded in order by one client.
     #[arg(long, value_name = "NAME")]
-    pub target_name: Option<String>,
+    pub target_name: Vec<String>,
     /// Base URL (or directory) of the repository's target files.
     #[arg(long, value_name = "URL")]
     pub target_base_url: Option<String>,
@@ -63,7 +66,8 @@ pub enum TufAction {
     },
     /// Update the trusted metadata from the repository (TUF 1.0 sections 5.1-5.6).
     Refresh,
-    /// Refresh, then download one target (5.6.7 search and 5.7 checks).
+    /// Refresh, then download each target in order (5.6.7 search and 5.7 checks), stopping at
+    /// the first failure.
     Download,
 }
 
@@ -71,10 +75,7 @@ pub enum TufAction {
 pub fn run(args: &TufArgs) -> Result<()> {
     match &args.action {
         TufAction::Init { trusted_root } => {
-            let root = std::fs::read(trusted_root).map_err(|source| Error::LocalRead {
-                path: trusted_root.clone(),
-                source,
-            })?;
+            let root = crate::tuf_client::read_pinned_root(trusted_root)?;
             MetadataStore::init(&args.metadata_dir, &root).map_err(tuf)?;
             println!(
                 "initialised {} with {}",
@@ -98,15 +99,29 @@ pub fn run(args: &TufArgs) -> Result<()> {
 }
 
 fn download(args: &TufArgs) -> Result<()> {
-    let name = required(&args.target_name, "--target-name")?;
+    if args.target_name.is_empty() {
+        return Err(Error::Usage {
+            what: "`flipside tuf download` needs --target-name".to_string(),
+        });
+    }
     let base = required(&args.target_base_url, "--target-base-url")?;
     let dir = required(&args.target_dir, "--target-dir")?;
     let mut client = client(args, Some(base))?;
     client.refresh(Utc::now()).map_err(tuf)?;
-    let info = client
-        .target(name)
-        .map_err(tuf)?
-        .ok_or_else(|| tuf(flipside_tuf::client::Error::UnknownTarget { name: name.clone() }))?;
+    for name in &args.target_name {
+        download_one(&client, name, dir)?;
+    }
+    Ok(())
+}
+
+/// Finds target `name` with the refreshed `client` and saves it in `dir` (kept when a file
+/// with its signed length and hashes is already there).
+fn download_one(client: &Client, name: &str, dir: &Path) -> Result<()> {
+    let info = client.target(name).map_err(tuf)?.ok_or_else(|| {
+        tuf(flipside_tuf::client::Error::UnknownTarget {
+            name: name.to_string(),
+        })
+    })?;
     let dest = dir.join(local_file_name(name)?);
     if let Ok(mut existing) = File::open(&dest) {
         if local_copy_matches(&info, name, &mut existing).map_err(tuf)? {
@@ -231,6 +246,8 @@ mod tests {
             "http://127.0.0.1:1/metadata",
             "--target-name",
             "a/b",
+            "--target-name",
+            "c",
             "--target-base-url",
             "http://127.0.0.1:1/targets",
             "--target-dir",
@@ -242,7 +259,7 @@ mod tests {
             panic!("not the tuf command");
         };
         assert!(matches!(args.action, TufAction::Download));
-        assert_eq!(args.target_name.as_deref(), Some("a/b"));
+        assert_eq!(args.target_name, ["a/b", "c"], "in the order given");
         let cli = crate::cli::Cli::try_parse_from([
             "flipside",
             "tuf",

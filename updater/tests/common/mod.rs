@@ -8,6 +8,9 @@
 pub mod nginx;
 pub mod server;
 
+#[path = "../../../bootloader-hooks/tests/common/hostile_gpt.rs"]
+pub mod hostile_gpt;
+
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -20,7 +23,7 @@ use flipside_bundle::{write_bundle, BundleParams};
 use flipside_contract::release::{
     FileInfo, ImageInfo, KernelPart, Release, SystemInfo, RELEASE_FORMAT, UKI_FORMAT,
 };
-use flipside_repository::{InitSettings, KeyDir, Repository};
+use flipside_repository::{AddOptions, InitSettings, KeyDir, Repository};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
@@ -241,6 +244,7 @@ pub fn make_release_with(
         init: "/sbin/init".into(),
         closure: vec![],
         kernel,
+        allow_rollback: false,
     };
     std::fs::write(
         dir.join("release.json"),
@@ -353,22 +357,58 @@ impl World {
         world.set_attrs(Slot::B, BootAttrs::new(0, 0, false).unwrap());
         world.set_running(Slot::A, setup.running, HARDWARE);
         std::fs::create_dir_all(&world.health).unwrap();
+        std::fs::write(t.join("machine-id"), format!("{MACHINE_ID}\n")).unwrap();
         world.write_config(&["http://127.0.0.1:9/".to_string()], 3);
         world
     }
 
     /// Builds and publishes a release.
     pub fn publish(&mut self, version: u64, hardware_id: &str, payload: u64) -> Built {
+        self.publish_as(version, hardware_id, payload, AddOptions::default())
+    }
+
+    /// Builds and publishes a release of this world's hardware with the publisher's `options`.
+    pub fn publish_with(&mut self, version: u64, payload: u64, options: AddOptions) -> Built {
+        self.publish_as(version, HARDWARE, payload, options)
+    }
+
+    fn publish_as(
+        &mut self,
+        version: u64,
+        hardware_id: &str,
+        payload: u64,
+        options: AddOptions,
+    ) -> Built {
         let work = self.tmp.path().join("work");
         let image = make_image(&work, version, hardware_id, payload);
         let kernel = self.kernels.then(|| kernel_bytes(version));
         let built = make_release_with(&work, &image, version, hardware_id, kernel.as_deref());
         let mut r = Repository::open(&self.repo).unwrap();
-        r.add(&KeyDir::new(&self.keys), &built.dir, Utc::now())
+        r.add_with(&KeyDir::new(&self.keys), &built.dir, options, Utc::now())
             .unwrap();
         self.releases
             .insert((version, hardware_id.to_string()), built.clone());
         built
+    }
+
+    /// Applies a change of channels or rollout to a published release of this world's system.
+    pub fn amend(&self, version: u64, change: &flipside_repository::Amend) {
+        let mut r = Repository::open(&self.repo).unwrap();
+        r.amend(
+            &KeyDir::new(&self.keys),
+            SYSTEM,
+            version,
+            change,
+            Utc::now(),
+        )
+        .unwrap();
+    }
+
+    /// Withdraws a published release of this world's system.
+    pub fn withdraw(&self, version: u64) {
+        let mut r = Repository::open(&self.repo).unwrap();
+        r.withdraw(&KeyDir::new(&self.keys), SYSTEM, version, Utc::now())
+            .unwrap();
     }
 
     pub fn release(&self, version: u64) -> &Built {
@@ -459,6 +499,18 @@ impl World {
         f.sync_all().unwrap();
     }
 
+    /// Overwrites `len` bytes of `slot` at `offset` with a byte no image holds there.
+    pub fn damage_slot(&self, slot: Slot, offset: u64, len: usize) {
+        use std::os::unix::fs::FileExt;
+        let r = self.slot_range(slot);
+        assert!(offset + len as u64 <= r.end - r.start);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.disk)
+            .unwrap();
+        f.write_all_at(&vec![0xee; len], r.start + offset).unwrap();
+    }
+
     pub fn fill_slot(&self, slot: Slot, byte: u8) {
         let r = self.slot_range(slot);
         self.write_slot(slot, &vec![byte; (r.end - r.start) as usize]);
@@ -507,11 +559,14 @@ impl World {
 
     /// Writes the configuration with `mirrors` and `retries` download retries.
     pub fn write_config(&self, mirrors: &[String], retries: u32) {
-        let list = mirrors
-            .iter()
-            .map(|m| format!("{m:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let entries: Vec<String> = mirrors.iter().map(|m| format!("{m:?}")).collect();
+        self.write_config_with(&entries, retries, "");
+    }
+
+    /// Writes the configuration with mirror `entries` as TOML (a quoted URL or an inline
+    /// table) and `network` lines added to the `[network]` section.
+    pub fn write_config_with(&self, entries: &[String], retries: u32, network: &str) {
+        let list = entries.join(", ");
         let text = format!(
             r#"[repository]
 mirrors = [{list}]
@@ -523,6 +578,7 @@ state_dir = "state"
 efivars = "efivars"
 cmdline = "cmdline"
 system_info = "system.json"
+machine_id = "machine-id"
 
 [update]
 trial_boots = 3
@@ -535,6 +591,7 @@ low_speed_time_secs = 2
 retries = {retries}
 backoff_initial_ms = 20
 backoff_max_ms = 100
+{network}
 
 [health]
 dir = "health.d"
@@ -635,6 +692,9 @@ impl Run {
 }
 
 /// Exit codes (see the README).
+/// The machine id of every world's device (`device.machine_id`).
+pub const MACHINE_ID: &str = "5f0c3a4e2b8d4d7f9c1e6a2b3c4d5e6f";
+
 pub mod code {
     pub const OK: i32 = 0;
     pub const CONFIG: i32 = 3;

@@ -12,18 +12,129 @@ pub struct Nginx {
     pub port: u16,
     child: Child,
     pub dir: TempDir,
+    https: bool,
+}
+
+/// A certificate authority and a server certificate it issued for 127.0.0.1 (openssl).
+pub struct TestCa {
+    pub dir: TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        super::require_tool("openssl");
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+            &["-days", "2", "-subj", "/CN=flipside test CA"],
+        ]
+        .concat());
+        run(&[
+            &["req"][..],
+            &ec,
+            &["-keyout", "server.key", "-out", "server.csr"],
+            &["-subj", "/CN=127.0.0.1"],
+        ]
+        .concat());
+        std::fs::write(dir.path().join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ]);
+        TestCa { dir }
+    }
+
+    pub fn ca(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The server's certificate and key, for [`Options::tls`].
+    pub fn server(&self) -> (std::path::PathBuf, std::path::PathBuf) {
+        (
+            self.dir.path().join("server.pem"),
+            self.dir.path().join("server.key"),
+        )
+    }
+}
+
+/// What a server adds to serving `root` over plain HTTP.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Certificate and key (PEM): serve HTTPS.
+    pub tls: Option<(&'a Path, &'a Path)>,
+    /// Directives inside the `server` block (e.g. a `return 302`).
+    pub server: &'a str,
 }
 
 impl Nginx {
     pub fn start(root: &Path) -> Nginx {
-        super::require_tool("nginx");
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        Nginx::start_with(root, Options::default())
+    }
+
+    /// Reserves a free port of 127.0.0.1 (for a server whose address another one names
+    /// before it starts).
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
-            .port();
+            .port()
+    }
+
+    pub fn start_with(root: &Path, options: Options) -> Nginx {
+        Nginx::start_on(Nginx::free_port(), root, options)
+    }
+
+    pub fn start_on(port: u16, root: &Path, options: Options) -> Nginx {
+        super::require_tool("nginx");
+        let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
+        let (listen, tls) = match options.tls {
+            Some((cert, key)) => (
+                "ssl",
+                format!(
+                    "ssl_certificate {};\n        ssl_certificate_key {};",
+                    cert.display(),
+                    key.display()
+                ),
+            ),
+            None => ("", String::new()),
+        };
+        let extra = options.server;
         let conf = format!(
             r#"daemon off;
 master_process off;
@@ -42,8 +153,10 @@ http {{
     default_type application/octet-stream;
     sendfile on;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port} {listen};
+        {tls}
         root {root};
+        {extra}
     }}
 }}
 "#,
@@ -68,11 +181,17 @@ http {{
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Nginx { port, child, dir }
+        Nginx {
+            port,
+            child,
+            dir,
+            https: options.tls.is_some(),
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     pub fn access_log(&self) -> String {

@@ -31,6 +31,8 @@ pub enum Fault {
     /// The first request is honest but cut after `after` bytes; later requests flip a bit at
     /// `offset` (the file changed between two reads).
     CutOnceThenCorrupt { after: u64, offset: u64 },
+    /// Ignore `Range`: answer every request with `200` and the whole file.
+    IgnoreRange,
 }
 
 /// One request as received.
@@ -160,6 +162,7 @@ fn handle(s: &Shared, mut conn: TcpStream) -> std::io::Result<()> {
         data.extend(std::iter::repeat_n(0x5a, extra as usize));
     }
     let total = data.len() as u64;
+    let range = range.filter(|_| !matches!(fault, Fault::IgnoreRange));
     let (status, start, end) = match range.as_deref().and_then(|r| parse_range(r, total)) {
         Some((a, b)) => (206, a, b + 1),
         None if range.is_some() => return respond_status(&mut conn, 416),
