@@ -58,6 +58,28 @@ impl Keys {
     }
 }
 
+/// The keys that sign the chain world's UKIs ([`crate::chain`]): made once per assets
+/// directory (`secure-boot-keys/`) and kept, as a publisher keeps its Secure Boot keys.
+pub fn chain_keys(assets_dir: &Path) -> Result<KeySet> {
+    let dir = assets_dir.join("secure-boot-keys");
+    if dir.join("complete").exists() {
+        return Ok(KeySet::in_dir(&dir));
+    }
+    let tmp = assets_dir.join(format!("secure-boot-keys.tmp-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    secureboot::generate_keys(&tmp, "flipside chain").map_err(|e| Error::Io {
+        action: "generate Secure Boot keys (flipside_image_builder::secureboot) in",
+        path: tmp.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    fs::write(tmp.join("complete"), "").map_err(Error::io("write", tmp.join("complete")))?;
+    // Another test may have made them meanwhile: theirs stay.
+    if fs::rename(&tmp, &dir).is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    Ok(KeySet::in_dir(&dir))
+}
+
 /// Writes `out`: `image` signed with `key` (`flipside_image_builder::secureboot::sign`).
 pub fn sign(key: &SigningKey, image: &Path, out: &Path) -> Result<PathBuf> {
     secureboot::sign(key, image, out).map_err(|e| Error::Io {

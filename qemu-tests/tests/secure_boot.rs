@@ -17,8 +17,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use flipside_bootloader_hooks::Slot;
+use flipside_qemu_tests::chain;
 use flipside_qemu_tests::markers::Boot;
-use flipside_qemu_tests::ota::{OtaBoot, Snapshot, World, GUEST_PORT};
+use flipside_qemu_tests::ota::{OtaBoot, World, GUEST_PORT};
 use flipside_qemu_tests::secureboot::{self, Keys};
 use flipside_qemu_tests::server::{Step, UpdateServer};
 use flipside_qemu_tests::uefi::{self, kernel_label};
@@ -117,45 +118,74 @@ fn firmware_events(boot: &Boot) -> Vec<String> {
 #[test]
 fn signed_chain_updates_v1_to_v2() -> Result<()> {
     let started = Instant::now();
-    let rig = Rig::new("secure_boot_signed_chain_updates_v1_to_v2")?;
+    let bed = TestBed::new("secure_boot_signed_chain_updates_v1_to_v2")?;
+    let world = chain::World::get(bed.assets)?;
+    // The chain's releases were built by `flipside-build image --secure-boot-key`: each UKI
+    // carries our db signature (checked on the host with sbverify too).
+    let keys = secureboot::chain_keys(&bed.assets.dir)?;
+    for version in [1, 2] {
+        flipside_image_builder::secureboot::verify(&keys.db.cert, &world.uki(version))
+            .expect("a chain UKI signed by our db key");
+    }
+    let app = secureboot::sign(
+        &keys.db,
+        bed.assets.flipside_boot()?,
+        &bed.work().join("flipside-boot.signed.efi"),
+    )?;
+    let disk = uefi::disk_with_app(&bed, "disk", &chain::disk_layout(), &app)?;
+    let rig = chain::Rig {
+        bed,
+        world,
+        server: UpdateServer::start()?,
+        disk,
+    };
     rig.provision(Slot::A, 1, (2, 0, true))?;
     rig.server.push_steps([
-        Step::with_repo("install", &rig.world.repo(Snapshot::UpTo(2))),
+        Step::with_repo("install", &world.repo(chain::UpTo(2))),
         Step::new("reboot"),
         Step::new("status"),
         Step::new("poweroff"),
     ]);
-    let (vm, exit) = rig.run("update", 2, started)?;
+    let mut cfg = rig.vm_config("update")?;
+    cfg.firmware = Some(secureboot::firmware(&rig.bed, "update", &keys)?);
+    let mut vm = rig.bed.start(&cfg)?;
+    // Secure Boot OVMF (SMM) under TCG is slower than the chain's plain OVMF.
+    let exit = vm.wait_exit((chain::INSTALL_BOOT + chain::BOOT) * 2)?;
     let log = vm.serial_log().display().to_string();
-    let boots: Vec<OtaBoot> = vm.boots().iter().map(OtaBoot::from_boot).collect();
-    let summaries: Vec<BootSummary> = boots.iter().map(|b| b.summary.clone()).collect();
+    eprintln!(
+        "SCENARIO update boots={} wall={:.1}",
+        vm.boots().len(),
+        started.elapsed().as_secs_f64()
+    );
+    let (k1, k2) = (world.kernel_release(1), world.kernel_release(2));
+    let rows: Vec<chain::Row> = vm.boots().iter().map(chain::Row::from_boot).collect();
     assert_eq!(
-        summaries,
+        rows,
         [
-            BootSummary::system(Slot::A, false, 0, 1, "reboot"),
-            BootSummary::system(Slot::B, true, 1, 2, "poweroff"),
+            chain::Row::new(Slot::A, false, 0, k1, Some(1), "reboot"),
+            chain::Row::new(Slot::B, true, 1, k2, Some(2), "poweroff"),
         ],
         "serial log: {log}"
     );
     assert_eq!(exit, QemuExit::PoweredOff);
+    let boots: Vec<OtaBoot> = vm.boots().iter().map(OtaBoot::from_boot).collect();
     for boot in vm.boots() {
         assert!(
             boot.find("boot", "fail").is_none(),
-            "the firmware loaded every signed UKI; {log}"
+            "the firmware loaded every signed image; {log}"
         );
     }
     assert_eq!(
         boots[0].installed(&["slot", "version"]),
-        Some(vec!["b", "2"])
+        Some(vec!["b", "2"]),
+        "{log}"
     );
-    assert_eq!(boots[1].health, Some(0), "{log}");
     let st = &boots[1].statuses[0];
     assert_eq!(st["running"], "b", "{st}");
     assert_eq!(st["last"]["event"], "committed", "{st}");
     assert!(st.get("refused_kernel").is_none(), "{st}");
     rig.disk
-        .assert_bits((1, 0, true), (2, 0, true), "after the commit")?;
-    Ok(())
+        .assert_bits((1, 0, true), (2, 0, true), "v2 committed in b")
 }
 
 #[test]
@@ -219,9 +249,11 @@ fn assert_refused_then_a(vm: &Vm, exit: QemuExit, name: &str) {
     );
     let fail = boot.find("boot", "fail").expect(&log);
     assert_eq!(fail.get("stage"), Some("load"), "{name}: {log}");
-    assert_eq!(
-        fail.get("status"),
-        Some("SECURITY_VIOLATION"),
+    // LoadImage refuses by the platform's policy with either status (UEFI 2.10 7.4: no image
+    // handle, or a handle that must not be started); OVMF answers ACCESS_DENIED.
+    let refusals = ["ACCESS_DENIED", "SECURITY_VIOLATION"];
+    assert!(
+        fail.get("status").is_some_and(|s| refusals.contains(&s)),
         "{name}: {log}"
     );
     let ota = OtaBoot::from_boot(boot);
@@ -235,7 +267,11 @@ fn assert_refused_then_a(vm: &Vm, exit: QemuExit, name: &str) {
     assert_eq!(st["running"], "a", "{name}: {st}");
     let refused = &st["refused_kernel"];
     assert_eq!(refused["slot"], "b", "{name}: {st}");
-    assert_eq!(refused["status"], "SECURITY_VIOLATION", "{name}: {st}");
+    assert_eq!(
+        refused["status"].as_str(),
+        fail.get("status"),
+        "{name}: {st}"
+    );
     let detail = refused["detail"].as_str().unwrap_or_default();
     assert!(
         detail.contains("not signed by a key in the firmware's db"),
