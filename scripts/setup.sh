@@ -30,6 +30,8 @@ FLIPSIDE_APT_PACKAGES=(
   "ovmf:/usr/share/OVMF/OVMF_CODE_4M.fd"
   "dosfstools:mkfs.fat"
   "mtools:mcopy"
+  "sbsigntool:sbsign"
+  "cryptsetup-bin:veritysetup"
 )
 
 flipside_as_root() {
@@ -65,6 +67,13 @@ flipside_install_python() {
     "$venv/bin/pip" install -q --disable-pip-version-check 'tuf>=5,<8' 'securesystemslib[crypto]'
   fi
   export FLIPSIDE_TEST_PYTHON="$venv/bin/python"
+  # virt-fw-vars enrolls our own Secure Boot keys into OVMF's variable store (the QEMU
+  # Secure Boot tests); Debian 12 does not package python3-virt-firmware.
+  if [ ! -x "$venv/bin/virt-fw-vars" ]; then
+    echo "setup: installing virt-firmware into $venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check 'virt-firmware>=24'
+  fi
+  export FLIPSIDE_VIRT_FW_VARS="$venv/bin/virt-fw-vars"
 }
 
 flipside_check_rust() {

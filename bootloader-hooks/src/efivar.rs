@@ -57,6 +57,67 @@ pub fn slot_variable_file_name() -> alloc::string::String {
     alloc::format!("{SLOT_VARIABLE}-{}", VENDOR_GUID.hyphenated())
 }
 
+/// Name of the variable in which flipside-boot records a kernel image the firmware refused
+/// to load this boot (Secure Boot: not signed by a key in `db`), so that the booted system can
+/// say why it runs the other slot. Volatile like [`SLOT_VARIABLE`], with the same attributes.
+pub const REFUSED_VARIABLE: &str = "FlipsideRefused";
+
+/// A kernel image the firmware refused: the slot and the firmware's status
+/// (`SECURITY_VIOLATION`, `ACCESS_DENIED`, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub slot: Slot,
+    pub status: alloc::string::String,
+}
+
+/// Longest firmware status name kept in [`REFUSED_VARIABLE`].
+pub const REFUSAL_STATUS_MAX: usize = 64;
+
+/// The value of [`REFUSED_VARIABLE`]: ASCII `slot=<a|b> status=<STATUS>`, readable with `cat`.
+/// A status is cut to [`REFUSAL_STATUS_MAX`] characters of `[A-Z0-9_]`; others become `_`.
+pub fn encode_refusal(slot: Slot, status: &str) -> Vec<u8> {
+    let status: alloc::string::String = status
+        .chars()
+        .take(REFUSAL_STATUS_MAX)
+        .map(|c| match c {
+            'A'..='Z' | '0'..='9' | '_' => c,
+            _ => '_',
+        })
+        .collect();
+    alloc::format!("slot={} status={status}", slot.name()).into_bytes()
+}
+
+/// Reads [`REFUSED_VARIABLE`] back, with or without the efivarfs attribute word in front.
+/// Anything that is not exactly what [`encode_refusal`] writes is `None`.
+pub fn decode_refusal(bytes: &[u8]) -> Option<Refusal> {
+    let text = match bytes.strip_prefix(&SLOT_VARIABLE_ATTRIBUTES.to_le_bytes()) {
+        Some(rest) => rest,
+        None => bytes,
+    };
+    let text = core::str::from_utf8(text).ok()?;
+    let rest = text.strip_prefix("slot=")?;
+    let (slot, status) = rest.split_once(" status=")?;
+    let slot = match slot {
+        "a" => Slot::A,
+        "b" => Slot::B,
+        _ => return None,
+    };
+    let valid = !status.is_empty()
+        && status.len() <= REFUSAL_STATUS_MAX
+        && status
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    valid.then(|| Refusal {
+        slot,
+        status: status.into(),
+    })
+}
+
+/// The efivarfs file name of the refusal variable.
+pub fn refused_variable_file_name() -> alloc::string::String {
+    alloc::format!("{REFUSED_VARIABLE}-{}", VENDOR_GUID.hyphenated())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +150,38 @@ mod tests {
         ] {
             assert_eq!(decode_slot(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn refusals_round_trip_and_nothing_else_parses() {
+        let value = encode_refusal(Slot::B, "SECURITY_VIOLATION");
+        assert_eq!(value, b"slot=b status=SECURITY_VIOLATION");
+        let want = Refusal {
+            slot: Slot::B,
+            status: "SECURITY_VIOLATION".into(),
+        };
+        assert_eq!(decode_refusal(&value), Some(want.clone()));
+        let mut file = SLOT_VARIABLE_ATTRIBUTES.to_le_bytes().to_vec();
+        file.extend_from_slice(&value);
+        assert_eq!(decode_refusal(&file), Some(want));
+        assert_eq!(
+            encode_refusal(Slot::A, "Access denied!"),
+            b"slot=a status=A_____________"
+        );
+        for bad in [
+            &b""[..],
+            b"slot=c status=X",
+            b"slot=a status=",
+            b"slot=a status=lower",
+            b"slot=a",
+            b"slot=a status=X\n",
+        ] {
+            assert_eq!(decode_refusal(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            refused_variable_file_name(),
+            "FlipsideRefused-04bfef25-d88a-4d8f-bb49-90caf86c6315"
+        );
     }
 
     #[test]

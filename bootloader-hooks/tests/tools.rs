@@ -310,6 +310,30 @@ fn select_reports_a_repair_apart_from_a_write_of_the_bits() {
 }
 
 #[test]
+fn mark_bad_clears_a_proven_slot_so_the_other_boots_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = make_image(dir.path(), "disk.img");
+    let code = |args: &[&str]| select(args).status.code();
+    // b proven and preferred, a proven fallback: as after a committed update.
+    cgpt_set(&img, 1, 1, 0, true);
+    cgpt_set(&img, 2, 2, 0, true);
+    let out = select(&["--disk", s(&img), "--mark-bad", "b"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "FLIPSIDE_MARKED_BAD=b"
+    );
+    assert_eq!(cgpt_pts(&img, 2), (0, 0, false));
+    assert_eq!(cgpt_pts(&img, 1), (1, 0, true));
+    assert_sgdisk_clean(&img);
+    assert_eq!(select_step(&img, false), Slot::A);
+    // a is the only bootable slot left: marking it bad too is refused and writes nothing.
+    let before = std::fs::read(&img).unwrap();
+    assert_eq!(code(&["--disk", s(&img), "--mark-bad", "a"]), Some(3));
+    assert_eq!(std::fs::read(&img).unwrap(), before);
+}
+
+#[test]
 fn select_output_evaluates_in_a_shell() {
     let dir = tempfile::tempdir().unwrap();
     let img = make_image(dir.path(), "disk.img");

@@ -61,6 +61,8 @@ pub enum Error {
     Image(#[from] crate::image::Error),
     #[error(transparent)]
     Uki(#[from] crate::uki::Error),
+    #[error(transparent)]
+    SecureBoot(#[from] crate::secureboot::Error),
 }
 
 impl Error {
@@ -73,6 +75,7 @@ impl Error {
             Error::Rootfs(e) => e.class(),
             Error::Image(e) => e.class(),
             Error::Uki(e) => e.class(),
+            Error::SecureBoot(e) => e.class(),
         }
     }
 }

@@ -124,6 +124,8 @@ pub struct Options {
     /// Overrides the description's `slot_size`.
     pub slot_size: Option<u64>,
     pub bundle: BundleParams,
+    /// Sign `uki.efi` for Secure Boot with this db key (before it is cut into its bundle).
+    pub secure_boot: Option<crate::secureboot::SigningKey>,
 }
 
 /// File names of a release's outputs inside the output directory.
@@ -197,23 +199,50 @@ fn build_in(system: &System, options: &Options, work: &Path) -> Result<Built, cr
     };
     rootfs::add_layout(&stage, &layout)?;
 
-    // Before the squashfs, so that a missing stub or kernel fails fast; files of roots are
-    // read from the stage, exactly as they are in the image.
-    let (kernel, uki) = match &system.kernel {
-        Some(kernel) => {
-            let (part, info) = build_kernel_part(system, kernel, &roots, &stage, work, options)?;
-            (Some(part), Some(info))
-        }
-        None => (None, None),
-    };
-
     let image = work.join("image");
-    let size = rootfs::make_squashfs(&stage, &image)?;
+    rootfs::make_squashfs(&stage, &image)?;
+    // dm-verity: the tree goes onto the image before anything hashes it, and its root hash onto
+    // the UKI's command line, so the kernel part is built after the image.
+    let verity = match system.kernel.as_ref().and_then(|k| k.verity) {
+        Some(mode) => {
+            let mut f = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&image)
+                .map_err(io("open", &image))?;
+            let params = flipside_verity::tree::append_to(&mut f, mode)
+                .map_err(io("append the dm-verity hash tree to", &image))?;
+            log::info!(
+                "dm-verity root hash {} over {} blocks",
+                hex::encode(params.root),
+                params.data_blocks
+            );
+            Some(params.to_string())
+        }
+        None => None,
+    };
+    let size = fs::metadata(&image).map_err(io("stat", &image))?.len();
     if let Some(slot) = options.slot_size.or(system.slot_size) {
         if size > slot {
             return Err(Error::TooLarge { size, slot }.into());
         }
     }
+    // Files of roots are read from the stage, exactly as they are in the image.
+    let (kernel, uki) = match &system.kernel {
+        Some(kernel) => {
+            let (part, info) = build_kernel_part(
+                system,
+                kernel,
+                verity.as_deref(),
+                &roots,
+                &stage,
+                work,
+                options,
+            )?;
+            (Some(part), Some(info))
+        }
+        None => (None, None),
+    };
     make_writable(&stage);
     fs::remove_dir_all(&stage).map_err(io("remove", &stage))?;
 
@@ -272,6 +301,7 @@ fn build_in(system: &System, options: &Options, work: &Path) -> Result<Built, cr
 fn build_kernel_part(
     system: &System,
     kernel: &Kernel,
+    verity: Option<&str>,
     roots: &BTreeMap<String, String>,
     stage: &Path,
     work: &Path,
@@ -283,15 +313,26 @@ fn build_kernel_part(
         file("initrd", &kernel.initrd)?,
     );
     let os_release = uki::os_release(&system.name, system.version, &system.display_version);
+    let cmdline = match verity {
+        Some(word) => format!("{} {word}", kernel.cmdline),
+        None => kernel.cmdline.clone(),
+    };
     let parts = UkiParts {
         stub: &kernel.stub,
         kernel: &image,
         initrd: &initrd,
-        cmdline: &kernel.cmdline,
+        cmdline: &cmdline,
         os_release: &os_release,
     };
     let uki_path = work.join(UKI_FILE);
     let info = uki::assemble(&parts, &uki_path)?;
+    if let Some(key) = &options.secure_boot {
+        // The signature is appended (the certificate table); the sections stay as assembled.
+        let signed = work.join("uki.signed.efi");
+        crate::secureboot::sign(key, &uki_path, &signed)?;
+        crate::secureboot::verify(&key.cert, &signed)?;
+        fs::rename(&signed, &uki_path).map_err(io("move into place", &uki_path))?;
+    }
     // After assembly, which has refused a missing or empty kernel with its own message.
     let header = read_prefix(&image, bzimage::HEADER_WINDOW)?;
     let kernel_release = choose_release(

@@ -10,6 +10,7 @@ pub mod error;
 pub mod image;
 pub mod progress;
 pub mod rootfs;
+pub mod secureboot;
 pub mod system;
 pub mod uki;
 

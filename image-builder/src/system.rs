@@ -33,6 +33,7 @@
 //! cmdline = "console=ttyS0 ro"       # printable ASCII, at most 2047 bytes
 //! stub = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"   # optional; this is the default
 //! release = "6.1.0-57-amd64"         # optional for an x86 bzImage, required otherwise
+//! verity = "restart"                 # optional: dm-verity root, "restart" or "panic"
 //! ```
 //!
 //! With `[kernel]`, a release has a kernel part besides the root image, for devices that boot
@@ -45,6 +46,11 @@
 //! as the root image, and describes them in `release.json`'s `kernel` object (the kernel
 //! release, the UKI's length and sha256, the two files). A device writes the UKI raw to the
 //! slot's kernel partition in the same install as the root image.
+//!
+//! With `verity`, the root image gets its dm-verity hash tree appended (`flipside_verity`), and
+//! the UKI's command line gets `flipside.verity=...` with the root hash: the initramfs opens the
+//! root through dm-verity, and the Secure Boot signature over the UKI covers every block of the
+//! root. `restart` or `panic` is what the kernel does on a block that does not match at run time.
 //!
 //! `release` is the kernel's release as `uname -r` prints it. An x86 bzImage names its own in
 //! its setup header ([`crate::bzimage`]); `release`, when given too, must agree with it. Other
@@ -124,6 +130,8 @@ pub struct Kernel {
     /// The kernel's release (`uname -r`) as given by `release =`; checked against the image's
     /// own when it is a bzImage, required when it is not.
     pub release: Option<String>,
+    /// Open the root through dm-verity, reacting to corruption this way.
+    pub verity: Option<flipside_verity::OnCorruption>,
 }
 
 /// A file named in the description.
@@ -192,6 +200,7 @@ struct RawKernel {
     cmdline: String,
     stub: Option<PathBuf>,
     release: Option<String>,
+    verity: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -378,6 +387,21 @@ fn validate_kernel(raw: RawKernel, base: &Path, roots: &BTreeSet<String>) -> Res
         flipside_contract::release::check_kernel_release(release)
             .map_err(|e| invalid("kernel.release", e.to_string()))?;
     }
+    let verity = match raw.verity.as_deref() {
+        None => None,
+        Some(v) => Some(v.parse().map_err(|_| {
+            invalid(
+                "kernel.verity",
+                format!("{v:?} is neither \"restart\" nor \"panic\""),
+            )
+        })?),
+    };
+    if raw.cmdline.contains(flipside_verity::param::KEY) {
+        return Err(invalid(
+            "kernel.cmdline",
+            "names flipside.verity= itself; set `verity =` and the build adds the root hash",
+        ));
+    }
     Ok(Kernel {
         image: file_ref("kernel.image", &raw.image, base, roots)?,
         initrd: file_ref("kernel.initrd", &raw.initrd, base, roots)?,
@@ -386,6 +410,7 @@ fn validate_kernel(raw: RawKernel, base: &Path, roots: &BTreeSet<String>) -> Res
             .stub
             .map_or_else(|| PathBuf::from(crate::uki::DEFAULT_STUB), |s| base.join(s)),
         release: raw.release,
+        verity,
     })
 }
 

@@ -827,6 +827,104 @@ fn the_image_command_refuses_a_missing_kernel_or_stub_and_leaves_nothing() {
     }
 }
 
+/// `verity =` and the Secure Boot key: the image ends with its dm-verity tree (veritysetup
+/// verifies it), the UKI's `.cmdline` names the root hash after the configured command line,
+/// `uki.efi` is signed by the db key (sbverify), and the image and the root hash are the same
+/// in a second build (the signature alone carries a time).
+#[test]
+fn verity_puts_the_tree_on_the_image_and_its_root_hash_in_the_signed_uki() {
+    stub();
+    let mut words = Vec::new();
+    let mut images = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        appliance_with_kernel(d, &format!("{KERNEL_SECTION}verity = \"panic\"\n"));
+        let keys = run(&["secure-boot-keys", "keys"], "022", d);
+        assert!(keys.status.success(), "{keys:?}");
+        let out = run(
+            &[
+                "image",
+                "appliance/system.toml",
+                "-o",
+                "out",
+                "--store",
+                "store",
+                "--secure-boot-key",
+                "keys/db.key",
+                "--secure-boot-cert",
+                "keys/db.crt",
+            ],
+            "022",
+            d,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out_dir = d.join("out");
+        let release = release_of(&out_dir);
+        let image = out_dir.join("appliance-1.squashfs");
+        let bytes = fs::read(&image).unwrap();
+        assert_eq!(release.image.length, bytes.len() as u64);
+        assert_eq!(
+            release.image.sha256,
+            sha256(&bytes),
+            "the tree is part of the image"
+        );
+
+        let uki = fs::read(out_dir.join("uki.efi")).unwrap();
+        let cmdline =
+            String::from_utf8(contents(&uki, &read_pe(&uki), ".cmdline").to_vec()).unwrap();
+        let cmdline = cmdline.trim_end_matches('\0');
+        assert!(
+            cmdline.starts_with("console=ttyS0 ro flipside.verity=sha256:"),
+            "{cmdline}"
+        );
+        let p = flipside_verity::VerityParams::from_cmdline(cmdline)
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.on_corruption, flipside_verity::OnCorruption::Panic);
+        assert!(p.data_len() < bytes.len() as u64);
+        let verify = Command::new("veritysetup")
+            .args(["verify", "--no-superblock", "--hash=sha256", "--format=1"])
+            .args(["--data-block-size=4096", "--hash-block-size=4096"])
+            .arg(format!("--data-blocks={}", p.data_blocks))
+            .arg(format!("--hash-offset={}", p.data_len()))
+            .arg(format!("--salt={}", hex::encode(p.salt)))
+            .arg(&image)
+            .arg(&image)
+            .arg(hex::encode(p.root))
+            .status()
+            .expect("veritysetup (cryptsetup-bin)");
+        assert!(verify.success());
+        let sbverify = Command::new("sbverify")
+            .arg("--cert")
+            .arg(d.join("keys/db.crt"))
+            .arg(out_dir.join("uki.efi"))
+            .output()
+            .expect("sbverify (sbsigntool)");
+        assert!(sbverify.status.success(), "{sbverify:?}");
+        // The kernel part describes the signed UKI.
+        let kernel = release.kernel.unwrap();
+        assert_eq!(kernel.image.sha256, sha256(&uki));
+        words.push(cmdline.to_string());
+        images.push(bytes);
+    }
+    assert_eq!(words[0], words[1]);
+    assert!(
+        images[0] == images[1],
+        "the image with its tree is reproducible"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    appliance_with_kernel(dir.path(), &format!("{KERNEL_SECTION}verity = \"eio\"\n"));
+    let out = build_image(dir.path());
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kernel.verity"));
+}
+
 // Debian's real kernel.
 
 /// Debian's current amd64 kernel (`vmlinuz`): `$FLIPSIDE_UKI_KERNEL`, or the package that

@@ -20,6 +20,13 @@
 #                           switch: the system must keep feeding it (or stop it) or the machine
 #                           resets
 #   flipside.probe          print the start marker and power off at once (accelerator probe)
+#   flipside.verity=...     open the slot's root through dm-verity (flipside-verity): the whole
+#                           root is read once through a check device first; a block that does
+#                           not match the root hash marks the slot bad (flipside-select
+#                           --mark-bad: also a proven slot) and reboots, so that the other slot
+#                           boots; then the root is mounted from the verity device, which
+#                           restarts (or panics) the machine on a corrupted read at run time
+#   flipside.verity-bench   also time reading the root without and with dm-verity (a marker)
 #
 # Failures: no bootable slot, an unreadable GPT, or a try that cannot be recorded power off
 # (nothing would change on a retry). A slot that cannot be mounted or has no /init reboots when
@@ -104,12 +111,16 @@ disk=/dev/vda
 watchdog=
 probe=
 slot=
+verity=
+verity_bench=no
 for word in $(cat /proc/cmdline); do
 	case $word in
 	flipside.slot=a | flipside.slot=b) slot=${word#*=} ;;
 	flipside.disk=*) disk=${word#*=} ;;
 	flipside.watchdog=*) watchdog=${word#*=} ;;
 	flipside.probe) probe=1 ;;
+	flipside.verity=*) verity=1 ;;
+	flipside.verity-bench) verity_bench=yes ;;
 	esac
 done
 
@@ -132,6 +143,7 @@ while read -r module; do
 		# FlipsideSlot there.
 		[ -d /sys/firmware/efi ] || continue
 		;;
+	reed_solomon | dm-mod | dm-bufio | dm-verity) [ -n "$verity" ] || continue ;;
 	esac
 	insmod "/lib/modules/$module.ko" $args || mark "warn module=$module"
 done </lib/modules/load-order
@@ -164,7 +176,24 @@ fi
 eval "$selection"
 mark "select slot=$FLIPSIDE_SLOT trial=$FLIPSIDE_TRIAL tries_left=$FLIPSIDE_TRIES_LEFT partnum=$FLIPSIDE_PARTNUM partuuid=$FLIPSIDE_PARTUUID by=$chooser"
 
-mount -t squashfs -o ro "$FLIPSIDE_PARTITION" /newroot ||
+root_dev=$FLIPSIDE_PARTITION
+if [ -n "$verity" ]; then
+	root_dev=$(flipside-verity open "$FLIPSIDE_PARTITION" --bench "$verity_bench")
+	rc=$?
+	case $rc in
+	0) mark "verity slot=$FLIPSIDE_SLOT result=ok dev=$root_dev" ;;
+	4)
+		# The root was changed after it was written: this slot must not boot again, proven or not.
+		mark "verity slot=$FLIPSIDE_SLOT result=corrupt"
+		flipside-select --disk "$disk" --mark-bad "$FLIPSIDE_SLOT" ||
+			fail verity 4 poweroff "slot $FLIPSIDE_SLOT is corrupted and cannot be marked bad"
+		fail verity 4 reboot "slot $FLIPSIDE_SLOT does not match its root hash: marked bad"
+		;;
+	*) slot_failed verity "cannot open slot $FLIPSIDE_SLOT through dm-verity (flipside-verity exit $rc)" ;;
+	esac
+fi
+
+mount -t squashfs -o ro "$root_dev" /newroot ||
 	slot_failed mount "cannot mount slot $FLIPSIDE_SLOT ($FLIPSIDE_PARTITION) read-only as squashfs"
 # /init is usually an absolute link into the store: test the link itself, not its target.
 [ -L /newroot/init ] || [ -e /newroot/init ] || slot_failed init "slot $FLIPSIDE_SLOT has no /init"

@@ -11,6 +11,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use flipside_image_builder::secureboot::SigningKey;
+
 use crate::assets::Assets;
 use crate::error::{Error, Result};
 use crate::tool;
@@ -250,14 +252,33 @@ fn mksquashfs_image(assets: &Assets, app: &Appliance, src: &Path, work: &Path) -
 
 /// `flipside-build image TOML -o OUT --store STORE`: the one way the tests run the builder.
 pub fn build_with(builder: &Path, toml: &Path, out: &Path, store: &Path) -> Result<()> {
+    build_signed(builder, toml, out, store, None)
+}
+
+/// [`build_with`], the UKI of a `[kernel]` section signed for Secure Boot with `db` when given
+/// (`--secure-boot-key`, `--secure-boot-cert`).
+pub fn build_signed(
+    builder: &Path,
+    toml: &Path,
+    out: &Path,
+    store: &Path,
+    db: Option<&SigningKey>,
+) -> Result<()> {
+    let mut cmd = Command::new(builder);
+    cmd.arg("image")
+        .arg(toml)
+        .arg("-o")
+        .arg(out)
+        .arg("--store")
+        .arg(store);
+    if let Some(db) = db {
+        cmd.arg("--secure-boot-key")
+            .arg(&db.key)
+            .arg("--secure-boot-cert")
+            .arg(&db.cert);
+    }
     tool::run(
-        Command::new(builder)
-            .arg("image")
-            .arg(toml)
-            .arg("-o")
-            .arg(out)
-            .arg("--store")
-            .arg(store),
+        &mut cmd,
         "flipside-image-builder (cargo build -p flipside-image-builder)",
     )?;
     Ok(())

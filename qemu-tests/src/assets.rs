@@ -39,6 +39,8 @@ pub struct Assets {
     pub busybox: PathBuf,
     /// A static flipside-select.
     pub flipside_select: PathBuf,
+    /// A static `flipside-verity` (the initramfs opens dm-verity roots with it).
+    pub flipside_verity: PathBuf,
     /// The compressed initramfs.
     pub initramfs: PathBuf,
     flipside_build: OnceLock<PathBuf>,
@@ -119,11 +121,13 @@ pub fn prepare(dir: &Path) -> Result<Assets> {
     let kernel = kernel::prepare(dir)?;
     let busybox = static_busybox(dir)?;
     let flipside_select = static_flipside_select(dir)?;
+    let flipside_verity = static_build(dir, "flipside-verity", "flipside-verity")?;
     let initramfs = dir.join("initramfs.cpio.zst");
     initramfs::build(
         &initramfs::Inputs {
             busybox: busybox.clone(),
             flipside_select: flipside_select.clone(),
+            flipside_verity: flipside_verity.clone(),
             modules: kernel.modules.clone(),
         },
         &initramfs,
@@ -133,6 +137,7 @@ pub fn prepare(dir: &Path) -> Result<Assets> {
         kernel,
         busybox,
         flipside_select,
+        flipside_verity,
         initramfs,
         flipside_build: OnceLock::new(),
         flipside: OnceLock::new(),

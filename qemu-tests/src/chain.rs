@@ -43,6 +43,7 @@ use crate::kernel::{self, Kernel};
 use crate::markers::Boot;
 use crate::once::get_or_build;
 use crate::ota::GUEST_PORT;
+use crate::secureboot;
 use crate::server::UpdateServer;
 use crate::testbed::TestBed;
 use crate::tool;
@@ -201,6 +202,7 @@ pub fn variant(kernel: &str) -> debian::Variant {
         )],
         enable: vec!["systemd-networkd.service".into()],
         kernel: Some(kernel.to_string()),
+        secure_boot: None,
     }
 }
 
@@ -288,6 +290,7 @@ fn build_or_load(assets: &Assets) -> Result<World> {
     let inputs = |k: &Kernel| initramfs::Inputs {
         busybox: assets.busybox.clone(),
         flipside_select: assets.flipside_select.clone(),
+        flipside_verity: assets.flipside_verity.clone(),
         modules: k.modules.clone(),
     };
     let initrds = assets.dir.join("chain-initramfs");
@@ -295,6 +298,9 @@ fn build_or_load(assets: &Assets) -> Result<World> {
     let initrd_older = initrds.join(format!("{}.cpio.zst", older.release));
     let initrd_current = initrds.join(format!("{}.cpio.zst", current.release));
     let initrd_broken = initrds.join(format!("{}-init-exits.cpio.zst", current.release));
+    // Every UKI is signed for Secure Boot (booted with it on by tests/secure_boot.rs; a signed
+    // image starts the same with it off).
+    let secure_boot = secureboot::chain_keys(&assets.dir)?;
     initramfs::build(&inputs(&older), &initrd_older)?;
     initramfs::build(&inputs(&current), &initrd_current)?;
     initramfs::build_with_init(&inputs(&current), BROKEN_INIT, &initrd_broken)?;
@@ -315,6 +321,7 @@ fn build_or_load(assets: &Assets) -> Result<World> {
         &initrd_older,
         &initrd_current,
         &initrd_broken,
+        &secure_boot.db.cert,
     ] {
         digest_file(&mut h, p)?;
     }
@@ -384,7 +391,10 @@ fn build_or_load(assets: &Assets) -> Result<World> {
             *version,
             &root_json,
             &work,
-            &variant(&section(*part)),
+            &debian::Variant {
+                secure_boot: Some(secure_boot.db.clone()),
+                ..variant(&section(*part))
+            },
         )?;
         eprintln!(
             "qemu-tests: chain release {version}: stage+store add {:.1} s, image {:.1} s",

@@ -39,10 +39,11 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use flipside_image_builder::secureboot::SigningKey;
 use flipside_repository::{InitSettings, KeyDir, Repository};
 use sha2::{Digest, Sha256};
 
-use crate::appliance::{build_with, HARDWARE_ID};
+use crate::appliance::{build_signed, HARDWARE_ID};
 use crate::assets::Assets;
 use crate::disk::DiskLayout;
 use crate::error::{Error, Result};
@@ -239,6 +240,8 @@ pub struct Variant {
     pub enable: Vec<String>,
     /// The `[kernel]` section of `system.toml` (without the header line).
     pub kernel: Option<String>,
+    /// The Secure Boot db key that signs the UKI of the `[kernel]` section.
+    pub secure_boot: Option<SigningKey>,
 }
 
 /// The image's `system.toml`: one root (the whole tree as a store path), its top-level
@@ -572,7 +575,7 @@ pub fn build_variant(
     let text = system_toml_with(version, &store_path, &tops, variant.kernel.as_deref());
     write_file(&toml, &text, 0o644)?;
     let out = work.join(format!("{NAME}-{version}-out"));
-    build_with(builder, &toml, &out, &store)?;
+    build_signed(builder, &toml, &out, &store, variant.secure_boot.as_ref())?;
     // The stage is no longer needed (the store holds the tree).
     fs::remove_dir_all(&stage).map_err(Error::io("remove", &stage))?;
     Ok(Built {

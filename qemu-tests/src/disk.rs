@@ -4,7 +4,7 @@
 //! boot state is set with the bootloader-hooks library (or with `cgpt`, to check interop).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -231,6 +231,30 @@ impl TestDisk {
         let layout = SlotLayout::default();
         let (start, len) = self.partition_range(layout.selector(slot))?;
         self.write_at(image, start, len, self.slot_partition(slot)?)
+    }
+
+    /// Flips every bit of the byte at `offset` in `slot`'s partition (and syncs it), as an
+    /// attacker with the disk in hand would change a committed root. Returns the old byte.
+    pub fn flip_slot_byte(&self, slot: Slot, offset: u64) -> Result<u8> {
+        let layout = SlotLayout::default();
+        let (start, len) = self.partition_range(layout.selector(slot))?;
+        assert!(
+            offset < len,
+            "offset {offset} is outside the slot ({len} bytes)"
+        );
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(Error::io("open", &self.path))?;
+        let mut byte = [0u8; 1];
+        f.seek(SeekFrom::Start(start + offset))
+            .and_then(|_| f.read_exact(&mut byte))
+            .and_then(|_| f.seek(SeekFrom::Start(start + offset)))
+            .and_then(|_| f.write_all(&[!byte[0]]))
+            .and_then(|_| f.sync_data())
+            .map_err(Error::io("flip a byte in", &self.path))?;
+        Ok(byte[0])
     }
 
     fn write_at(&self, image: &Path, start: u64, len: u64, partition: u32) -> Result<()> {

@@ -27,6 +27,8 @@ pub struct Inputs {
     pub busybox: PathBuf,
     /// A static `flipside-select`; `/bin/flipside-select`.
     pub flipside_select: PathBuf,
+    /// A static `flipside-verity`; `/bin/flipside-verity`.
+    pub flipside_verity: PathBuf,
     /// Kernel modules in load order; `/lib/modules/<name>`, their order in
     /// `/lib/modules/load-order`.
     pub modules: Vec<PathBuf>,
@@ -78,6 +80,10 @@ pub fn entries_with_init(inputs: &Inputs, init: &str) -> Result<BTreeMap<String,
     tree.insert(
         "bin/flipside-select".into(),
         executable(&inputs.flipside_select)?,
+    );
+    tree.insert(
+        "bin/flipside-verity".into(),
+        executable(&inputs.flipside_verity)?,
     );
     let mut order = String::new();
     for module in &inputs.modules {

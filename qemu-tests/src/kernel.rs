@@ -40,6 +40,11 @@ pub const MODULES: &[&str] = &[
     "watchdog",
     "i6300esb",
     "efivarfs",
+    // dm-verity (loaded only with flipside.verity= on the command line).
+    "reed_solomon",
+    "dm-mod",
+    "dm-bufio",
+    "dm-verity",
 ];
 
 /// The metapackage whose dependency names the current kernel package.
@@ -141,7 +146,8 @@ pub fn order_problem(
     for (i, module) in order.iter().enumerate() {
         for dep in depends.get(*module).into_iter().flatten() {
             let dep_norm = dep.replace('-', "_");
-            if !order[..i].iter().any(|m| *m == dep_norm) {
+            // Module names and file names mix `-` and `_` (dm-mod.ko is dm_mod).
+            if !order[..i].iter().any(|m| m.replace('-', "_") == dep_norm) {
                 return Some((module.to_string(), dep.clone()));
             }
         }
@@ -502,6 +508,8 @@ mod tests {
         let d = deps(&[
             ("ext4", &["jbd2", "mbcache", "crc16"]),
             ("i6300esb", &["watchdog"]),
+            ("dm-verity", &["dm-bufio", "dm-mod", "reed_solomon"]),
+            ("dm-bufio", &["dm-mod"]),
         ]);
         assert_eq!(order_problem(MODULES, &d), None);
         let d = deps(&[("virtio", &["virtio_blk"])]);

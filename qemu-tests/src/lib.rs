@@ -12,6 +12,7 @@
 //!   update server the guest reaches through `guestfwd`.
 //! - [`testbed`]: what a test starts from; [`once`]: what the tests of one process share.
 //! - [`uefi`]: OVMF, an ESP holding flipside-boot, unified kernel images in kernel partitions.
+//! - [`secureboot`]: OVMF with Secure Boot on and our own keys enrolled; signing.
 //! - [`chain`]: the whole chain (OVMF, flipside-boot, UKIs from kernel partitions, systemd)
 //!   updated over the network: Debian appliance releases with kernel parts.
 
@@ -29,6 +30,7 @@ pub mod markers;
 pub mod once;
 pub mod ota;
 pub mod paths;
+pub mod secureboot;
 pub mod server;
 pub mod testbed;
 pub mod tool;

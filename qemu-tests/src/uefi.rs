@@ -117,9 +117,18 @@ pub fn disk(bed: &TestBed, name: &str) -> Result<TestDisk> {
 
 /// [`disk`] with `layout`'s slot and data sizes.
 pub fn disk_with(bed: &TestBed, name: &str, layout: &DiskLayout) -> Result<TestDisk> {
+    disk_with_app(bed, name, layout, bed.assets.flipside_boot()?)
+}
+
+/// [`disk_with`] with `app` (flipside-boot, signed or not) as the ESP's boot application.
+pub fn disk_with_app(
+    bed: &TestBed,
+    name: &str,
+    layout: &DiskLayout,
+    app: &Path,
+) -> Result<TestDisk> {
     let path = bed.work().join(format!("{name}.img"));
     let disk = TestDisk::create_with(&path, layout, None, &partitions())?;
-    let app = bed.assets.flipside_boot()?;
     let esp = bed.work().join(format!("{name}.esp.img"));
     esp_image(app, &esp, ESP_SIZE)?;
     disk.write_partition(ESP_LABEL, &esp)?;
@@ -140,7 +149,11 @@ pub fn firmware(bed: &TestBed, vm: &str) -> Result<Firmware> {
     }
     let vars = bed.work().join(format!("{vm}.OVMF_VARS.fd"));
     fs::copy(OVMF_VARS, &vars).map_err(Error::io("copy", OVMF_VARS))?;
-    Ok(Firmware { code, vars })
+    Ok(Firmware {
+        code,
+        vars,
+        secure_boot: false,
+    })
 }
 
 /// A VM that boots `disk` through OVMF and flipside-boot.

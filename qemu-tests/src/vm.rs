@@ -60,6 +60,10 @@ pub struct GuestFwd {
 pub struct Firmware {
     pub code: PathBuf,
     pub vars: PathBuf,
+    /// OVMF built for Secure Boot (`OVMF_CODE_4M.secboot.fd`): it requires SMM, and its
+    /// variable store lives in the flash that only SMM may write, so the booted system cannot
+    /// change the enrolled keys.
+    pub secure_boot: bool,
 }
 
 /// How to run one VM.
@@ -130,7 +134,19 @@ fn qemu_escape(s: &str) -> String {
 pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |words: &[&str]| a.extend(words.iter().map(|w| w.to_string()));
-    push(&["-machine", "q35", "-accel", accel.qemu_name(), "-smp", "1"]);
+    let secure = cfg.firmware.as_ref().is_some_and(|fw| fw.secure_boot);
+    let machine = if secure { "q35,smm=on" } else { "q35" };
+    push(&[
+        "-machine",
+        machine,
+        "-accel",
+        accel.qemu_name(),
+        "-smp",
+        "1",
+    ]);
+    if secure {
+        push(&["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+    }
     push(&["-m", &cfg.memory_mib.to_string()]);
     push(&["-nodefaults", "-no-user-config", "-display", "none"]);
     push(&[
@@ -563,8 +579,11 @@ mod tests {
         cfg.firmware = Some(Firmware {
             code: "/ovmf/CODE.fd".into(),
             vars: "/w/vars,1.fd".into(),
+            secure_boot: false,
         });
         let args = qemu_args(&cfg, Accel::Tcg);
+        assert!(has(&args, ["-machine", "q35"]));
+        assert!(!args.iter().any(|a| a.contains("smm") || a == "-global"));
         assert!(!args
             .iter()
             .any(|a| a == "-kernel" || a == "-initrd" || a == "-append"));
@@ -582,6 +601,22 @@ mod tests {
         assert!(has(
             &args,
             ["-drive", "file=/d/disk,,1.img,if=none,id=disk0,format=raw"]
+        ));
+    }
+
+    #[test]
+    fn secure_boot_firmware_gets_smm_and_a_secure_flash() {
+        let mut cfg = config();
+        cfg.firmware = Some(Firmware {
+            code: "/ovmf/CODE.secboot.fd".into(),
+            vars: "/w/vars.fd".into(),
+            secure_boot: true,
+        });
+        let args = qemu_args(&cfg, Accel::Tcg);
+        assert!(has(&args, ["-machine", "q35,smm=on"]));
+        assert!(has(
+            &args,
+            ["-global", "driver=cfi.pflash01,property=secure,value=on"]
         ));
     }
 

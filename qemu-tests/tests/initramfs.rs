@@ -28,6 +28,7 @@ fn initramfs_is_reproducible_and_complete() {
         &initramfs::Inputs {
             busybox: assets.busybox.clone(),
             flipside_select: assets.flipside_select.clone(),
+            flipside_verity: assets.flipside_verity.clone(),
             modules: assets.kernel.modules.clone(),
         },
         &again,
@@ -64,6 +65,7 @@ fn initramfs_is_reproducible_and_complete() {
     let order = initramfs::entries(&initramfs::Inputs {
         busybox: assets.busybox.clone(),
         flipside_select: assets.flipside_select.clone(),
+        flipside_verity: assets.flipside_verity.clone(),
         modules: assets.kernel.modules.clone(),
     })
     .unwrap();

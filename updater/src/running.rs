@@ -87,6 +87,27 @@ pub fn firmware_slot(efivars: &Path) -> std::result::Result<Option<Slot>, String
     }
 }
 
+/// The kernel image flipside-boot saw the firmware refuse this boot (`FlipsideRefused` under
+/// `efivars`): `None` when there is none, or when the variable cannot be read or decoded (a
+/// warning is logged: the report is informative, the boot already happened).
+pub fn firmware_refusal(efivars: &Path) -> Option<efivar::Refusal> {
+    let path = efivars.join(efivar::refused_variable_file_name());
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let refusal = efivar::decode_refusal(&bytes);
+            if refusal.is_none() {
+                log::warn!("{} does not hold a refusal; ignored", path.display());
+            }
+            refusal
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            log::warn!("cannot read {}: {e}", path.display());
+            None
+        }
+    }
+}
+
 /// Finds the running slot: the firmware's variable under `device.efivars`, else the kernel
 /// command line at `device.cmdline`; when that names neither a slot nor a PARTUUID, the mounted
 /// root is looked up (only meaningful when `device.disk` is a block device).
@@ -187,6 +208,20 @@ mod tests {
         std::fs::write(&file, b"\x06\0\0\0z\0\0\0").unwrap();
         let err = firmware_slot(t.path()).unwrap_err();
         assert!(err.contains("does not hold slot a or b"), "{err}");
+    }
+
+    #[test]
+    fn a_refusal_is_read_from_efivarfs() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(firmware_refusal(t.path()), None);
+        let file = t.path().join(efivar::refused_variable_file_name());
+        let mut bytes = efivar::SLOT_VARIABLE_ATTRIBUTES.to_le_bytes().to_vec();
+        bytes.extend(efivar::encode_refusal(Slot::B, "SECURITY_VIOLATION"));
+        std::fs::write(&file, bytes).unwrap();
+        let r = firmware_refusal(t.path()).unwrap();
+        assert_eq!((r.slot, r.status.as_str()), (Slot::B, "SECURITY_VIOLATION"));
+        std::fs::write(&file, b"garbage").unwrap();
+        assert_eq!(firmware_refusal(t.path()), None);
     }
 
     #[test]

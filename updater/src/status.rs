@@ -9,7 +9,7 @@ use crate::device::Device;
 use crate::error::Result;
 use crate::fallback::failed_trial;
 use crate::record::{Journal, Outcome, StateDir};
-use crate::running::running_slot;
+use crate::running::{firmware_refusal, running_slot};
 use crate::system::installed;
 
 /// What `status` shows.
@@ -37,6 +37,42 @@ pub struct Status {
     /// State files that could not be used (corrupt, unreadable): what is shown without them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// A kernel image the firmware refused to load this boot (flipside-boot's
+    /// `FlipsideRefused` variable), so that flipside-boot started the other slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_kernel: Option<RefusedKernel>,
+}
+
+/// A kernel image the firmware would not load this boot.
+#[derive(Clone, Debug, Serialize)]
+pub struct RefusedKernel {
+    pub slot: String,
+    /// The firmware's status, e.g. `SECURITY_VIOLATION`.
+    pub status: String,
+    /// What it means and what to do.
+    pub detail: String,
+}
+
+impl RefusedKernel {
+    fn from_refusal(r: &flipside_bootloader_hooks::efivar::Refusal) -> Self {
+        let why = match r.status.as_str() {
+            "SECURITY_VIOLATION" | "ACCESS_DENIED" => {
+                "Secure Boot is on and the image is not signed by a key in the firmware's db \
+                 (or its signature no longer matches its bytes)"
+            }
+            _ => "the firmware could not load it",
+        };
+        Self {
+            slot: r.slot.name().into(),
+            status: r.status.clone(),
+            detail: format!(
+                "the firmware refused the kernel image of slot {} ({}): {why}; flipside-boot \
+                 started the other slot; reinstall slot {} with a release signed by the \
+                 enrolled key",
+                r.slot, r.status, r.slot
+            ),
+        }
+    }
 }
 
 /// One slot.
@@ -167,6 +203,9 @@ pub fn gather(config: &Config) -> Result<Status> {
             })
             .map(|f| f.version),
         warnings,
+        refused_kernel: firmware_refusal(&config.device.efivars)
+            .as_ref()
+            .map(RefusedKernel::from_refusal),
     })
 }
 
@@ -246,6 +285,9 @@ pub fn render_text(s: &Status) -> String {
             j.slot,
             j.started.to_rfc3339()
         ));
+    }
+    if let Some(r) = &s.refused_kernel {
+        out.push_str(&format!("refused kernel: {}\n", r.detail));
     }
     if let Some(floor) = s.floor {
         out.push_str(&format!(

@@ -48,6 +48,9 @@ pub trait Firmware {
     fn say(&mut self, line: &str);
     /// Sets the volatile `FlipsideSlot` variable to `slot`.
     fn set_slot_variable(&mut self, slot: Slot) -> Result<(), String>;
+    /// Sets the volatile `FlipsideRefused` variable: the firmware refused to load `slot`'s
+    /// kernel image with `status` (`efivar::encode_refusal`).
+    fn set_refused_variable(&mut self, slot: Slot, status: &str) -> Result<(), String>;
     /// Loads `image` from memory (Secure Boot verification applies) with `load_options` as
     /// its UCS-2 load options, and starts it. A kernel that boots never returns; `Ok` means
     /// the image ran and returned success.
@@ -267,6 +270,13 @@ fn attempt<D: BlockDevice>(
                     load_hint(&status)
                 ),
             );
+            // The booted system reports it (`flipside status`): the console is rarely seen.
+            if let Err(e) = fw.set_refused_variable(slot, &status) {
+                warning(
+                    fw,
+                    &format!("cannot set the FlipsideRefused EFI variable: {e}"),
+                );
+            }
             Err(on_disk)
         }
         Err(KernelFailure::Start(status)) => {
@@ -436,6 +446,7 @@ mod tests {
         log: Log,
         lines: Vec<String>,
         variable: Option<Slot>,
+        refused: Option<(Slot, String)>,
         variable_fails: bool,
         booted: Vec<(Vec<u8>, String)>,
     }
@@ -446,6 +457,7 @@ mod tests {
                 log: log.clone(),
                 lines: Vec::new(),
                 variable: None,
+                refused: None,
                 variable_fails: false,
                 booted: Vec::new(),
             }
@@ -484,6 +496,13 @@ mod tests {
                 return Err("WRITE_PROTECTED".into());
             }
             self.variable = Some(slot);
+            Ok(())
+        }
+        fn set_refused_variable(&mut self, slot: Slot, status: &str) -> Result<(), String> {
+            if self.variable_fails {
+                return Err("WRITE_PROTECTED".into());
+            }
+            self.refused = Some((slot, status.to_string()));
             Ok(())
         }
         fn boot_image(&mut self, image: &[u8], options: &str) -> Result<(), KernelFailure> {
@@ -718,6 +737,8 @@ mod tests {
         );
         assert!(fw.said("fail stage=load slot=b status=SECURITY_VIOLATION action=fallback"));
         assert!(fw.said("Secure Boot is on and the image is not signed"));
+        assert_eq!(fw.refused, Some((Slot::B, "SECURITY_VIOLATION".into())));
+        assert_eq!(fw.variable, Some(Slot::A), "the fallback's slot");
         assert_eq!(s.bits(Slot::B), (2, 1, false), "one try spent, no more");
         assert_eq!(s.bits(Slot::A), PROVEN);
     }
@@ -745,6 +766,11 @@ mod tests {
         assert_eq!(result, Err(Failure::NothingStarted));
         assert_eq!(fw.booted.len(), 2, "never more than two attempts");
         assert!(fw.said("fail stage=start slot=a status=LOAD_ERROR action=fallback"));
+        assert_eq!(
+            fw.refused,
+            Some((Slot::B, "SECURITY_VIOLATION".into())),
+            "only LoadImage refusals are recorded"
+        );
         assert!(fw.said("error: both slots failed to start"));
         assert_eq!(s.writes(), 0);
         assert_eq!(s.bits(Slot::B), PREFERRED);
@@ -814,6 +840,15 @@ mod tests {
         assert_eq!(run(&mut fw, &mut s.disk), Ok(Slot::B));
         assert!(fw.said("warning: cannot set the FlipsideSlot EFI variable: WRITE_PROTECTED"));
         assert_eq!(fw.booted.len(), 1);
+
+        // A refusal that cannot be recorded is a warning too; the fallback still boots.
+        let a = uki("console=ttyS0", b"kernel a");
+        let b = uki("console=ttyS0", b"REFUSE");
+        let mut s = setup(&a, &b, PROVEN, PREFERRED);
+        let mut fw = FakeFirmware::new(&s.log);
+        fw.variable_fails = true;
+        assert_eq!(run(&mut fw, &mut s.disk), Ok(Slot::A));
+        assert!(fw.said("warning: cannot set the FlipsideRefused EFI variable: WRITE_PROTECTED"));
     }
 
     #[test]

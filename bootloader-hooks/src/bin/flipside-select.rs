@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! flipside-select --disk DISK [--label-a root-a] [--label-b root-b] [--dry-run]
+//! flipside-select --disk DISK --mark-bad a|b
 //! ```
 //!
 //! Reads the GPT on DISK (a block device, loop device or image file), finds the two slot
@@ -29,6 +30,12 @@
 //! | 4 | cannot read the table: DISK cannot be opened or read, has no protective MBR, both GPT copies are corrupt, or a slot partition is missing or ambiguous |
 //! | 5 | cannot write the table: the consumed try was not recorded, so do not boot the trial slot from this run |
 //!
+//! `--mark-bad SLOT` is for the initramfs that found SLOT unusable before anything ran on it
+//! (its root does not match the dm-verity root hash the signed command line names): it clears
+//! SLOT (P=0, T=0, S=0), so that the next boot starts the other slot even when SLOT was proven,
+//! prints `FLIPSIDE_MARKED_BAD=SLOT` and exits 0; exit 3 when the other slot is not bootable
+//! (nothing is written), 5 when the table cannot be written.
+//!
 //! A proven slot (S=1) needs no write: it is chosen (exit 0) even when DISK opens only
 //! read-only or a broken GPT copy cannot be repaired; a warning goes to stderr.
 
@@ -40,7 +47,7 @@ use std::process::ExitCode;
 
 use flipside_bootloader_hooks::devpath::partition_device;
 use flipside_bootloader_hooks::disk::{self, SlotLayout, DEFAULT_LABEL_A, DEFAULT_LABEL_B};
-use flipside_bootloader_hooks::{Disk, Error, Selection, TableHealth};
+use flipside_bootloader_hooks::{Disk, Error, Selection, Slot, TableHealth};
 
 const EXIT_INTERNAL: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -54,6 +61,7 @@ const USAGE: &str =
   --label-a LABEL  GPT partition name of slot a (default root-a)
   --label-b LABEL  GPT partition name of slot b (default root-b)
   --dry-run        read only: report the choice, write nothing
+  --mark-bad SLOT  clear slot a or b (its root is corrupted) so that the other one boots next
 exit codes: 0 chosen, 1 internal, 2 usage, 3 no bootable slot, 4 cannot read the table,
             5 cannot write the table";
 
@@ -64,6 +72,7 @@ struct Args {
     label_a: String,
     label_b: String,
     dry_run: bool,
+    mark_bad: Option<Slot>,
 }
 
 enum Parsed {
@@ -76,6 +85,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String
     let mut label_a = DEFAULT_LABEL_A.to_string();
     let mut label_b = DEFAULT_LABEL_B.to_string();
     let mut dry_run = false;
+    let mut mark_bad = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let arg = arg
@@ -87,6 +97,13 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String
             "--label-a" => label_a = text(value("--label-a")?, "--label-a")?,
             "--label-b" => label_b = text(value("--label-b")?, "--label-b")?,
             "--dry-run" => dry_run = true,
+            "--mark-bad" => {
+                mark_bad = Some(match text(value("--mark-bad")?, "--mark-bad")?.as_str() {
+                    "a" => Slot::A,
+                    "b" => Slot::B,
+                    other => return Err(format!("--mark-bad {other:?} is neither a nor b")),
+                })
+            }
             "-h" | "--help" => return Ok(Parsed::Help),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -95,11 +112,15 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String
     if label_a == label_b {
         return Err(format!("--label-a and --label-b are both {label_a:?}"));
     }
+    if dry_run && mark_bad.is_some() {
+        return Err("--dry-run and --mark-bad exclude each other".into());
+    }
     Ok(Parsed::Run(Args {
         disk,
         label_a,
         label_b,
         dry_run,
+        mark_bad,
     }))
 }
 
@@ -194,6 +215,22 @@ fn run(args: &Args) -> Result<String, (u8, Error)> {
     let (mut disk, write_refused) = open(args)?;
     let layout = SlotLayout::by_labels(args.label_a.clone(), args.label_b.clone());
     let (mut table, state) = disk::load(&mut disk, &layout).map_err(|e| (read_failure(&e), e))?;
+    if let Some(slot) = args.mark_bad {
+        let next = state
+            .mark_bad(slot)
+            .map_err(|e| (EXIT_NO_BOOTABLE_SLOT, e))?;
+        if let Some(e) = write_refused {
+            return Err((EXIT_CANNOT_WRITE, e));
+        }
+        disk::commit(&mut disk, &mut table, &next).map_err(|e| (EXIT_CANNOT_WRITE, e))?;
+        eprintln!(
+            "flipside-select: {}: marked slot {slot} bad: {} (was {})",
+            args.disk.display(),
+            next.attrs(slot),
+            state.attrs(slot)
+        );
+        return Ok(format!("FLIPSIDE_MARKED_BAD={}", slot.name()));
+    }
     let (choice, next) = state.select().map_err(|e| (read_failure(&e), e))?;
     let name = args.disk.display();
     if args.dry_run {
@@ -281,7 +318,8 @@ mod tests {
                 disk: "/dev/vda".into(),
                 label_a: "root-a".into(),
                 label_b: "root-b".into(),
-                dry_run: false
+                dry_run: false,
+                mark_bad: None,
             }
         );
         let Ok(Parsed::Run(a)) = parse(&[
@@ -300,6 +338,10 @@ mod tests {
             ("A", "B", true)
         );
         assert!(matches!(parse(&["--help"]), Ok(Parsed::Help)));
+        let Ok(Parsed::Run(a)) = parse(&["--disk", "d", "--mark-bad", "b"]) else {
+            panic!("--mark-bad must parse");
+        };
+        assert_eq!(a.mark_bad, Some(Slot::B));
     }
 
     #[test]
@@ -309,6 +351,9 @@ mod tests {
             &["--disk"][..],
             &["--disk", "d", "--bogus"][..],
             &["--disk", "d", "--label-a", "x", "--label-b", "x"][..],
+            &["--disk", "d", "--mark-bad", "c"][..],
+            &["--disk", "d", "--mark-bad"][..],
+            &["--disk", "d", "--mark-bad", "a", "--dry-run"][..],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

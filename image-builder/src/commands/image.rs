@@ -14,7 +14,10 @@ Writes OUTDIR/<name>-<version>.squashfs (the root filesystem), .bundle (its chun
 zstd-compressed), .index (the chunk index) and release.json (what `repo add` publishes).\n\
 With a [kernel] section also the kernel part: uki.efi (kernel, initrd, command line and\n\
 os-release in systemd's EFI stub), cut like the image into <name>-<version>.kernel.bundle and\n\
-.kernel.index, and described with the kernel release in release.json."
+.kernel.index, and described with the kernel release in release.json.\n\n\
+With --secure-boot-key/--secure-boot-cert, uki.efi is signed for Secure Boot (sbsign) before it\n\
+is cut. With `verity =` in [kernel], the image ends with its dm-verity hash tree and the UKI's\n\
+command line names the root hash."
 )]
 pub struct ImageArgs {
     /// The system description (TOML; see examples/).
@@ -34,6 +37,12 @@ pub struct ImageArgs {
     /// Compression threads (0: one per core; at most 256). The output does not depend on it.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Sign uki.efi for Secure Boot with this db key (PEM; needs --secure-boot-cert).
+    #[arg(long, value_name = "FILE", requires = "secure_boot_cert")]
+    pub secure_boot_key: Option<PathBuf>,
+    /// The db certificate (PEM) that goes with --secure-boot-key.
+    #[arg(long, value_name = "FILE", requires = "secure_boot_key")]
+    pub secure_boot_cert: Option<PathBuf>,
 }
 
 pub fn run(args: ImageArgs) -> Result<(), Error> {
@@ -49,6 +58,10 @@ pub fn run(args: ImageArgs) -> Result<(), Error> {
             zstd_level: args.zstd_level,
             threads: args.threads,
             ..BundleParams::default()
+        },
+        secure_boot: match (args.secure_boot_key, args.secure_boot_cert) {
+            (Some(key), Some(cert)) => Some(crate::secureboot::SigningKey { key, cert }),
+            _ => None,
         },
     };
     let built = image::build(&args.system, &options)?;

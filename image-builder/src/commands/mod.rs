@@ -10,6 +10,7 @@ pub mod diff;
 pub mod image;
 pub mod repo;
 pub mod rollout;
+pub mod sign;
 pub mod store;
 pub mod uki;
 
@@ -54,6 +55,10 @@ pub enum Command {
     Repo(repo::RepoCommand),
     /// Assemble a unified kernel image: systemd's EFI stub with kernel, initrd, command line.
     Uki(uki::UkiArgs),
+    /// Sign an EFI image (flipside-boot, a UKI) for Secure Boot with the db key.
+    Sign(sign::SignArgs),
+    /// Generate the Secure Boot keys of a device fleet: PK, KEK and db.
+    SecureBootKeys(sign::KeysArgs),
 }
 
 impl Command {
@@ -63,6 +68,8 @@ impl Command {
             Command::Closure(args) => closure::run(args),
             Command::Diff(args) => diff::run(args),
             Command::Image(args) => image::run(args),
+            Command::Sign(args) => sign::run(args),
+            Command::SecureBootKeys(args) => sign::run_keys(args),
             Command::Repo(cmd) => repo::run(cmd),
             Command::Uki(args) => uki::run(args),
         }

@@ -28,6 +28,10 @@ impl Firmware for Uefi {
         vars::set_slot(slot).map_err(|status| format!("{status:?}"))
     }
 
+    fn set_refused_variable(&mut self, slot: Slot, status: &str) -> Result<(), String> {
+        vars::set_refused(slot, status).map_err(|status| format!("{status:?}"))
+    }
+
     fn boot_image(&mut self, image: &[u8], load_options: &str) -> Result<(), KernelFailure> {
         image::load_and_start(image, load_options)
     }
