@@ -154,3 +154,70 @@ fn a_resign_with_the_clock_behind_the_last_publish_exits_7_and_publishes_nothing
         timestamp
     );
 }
+
+/// `repo prune` through the command line: a dry run lists the withdrawn release's files and
+/// removes nothing; the real run removes them once the grace period is zero.
+#[test]
+fn repo_prune_removes_a_withdrawn_release_after_a_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/appliance/system.toml");
+    flipside_build(
+        &[
+            "image",
+            example.to_str().unwrap(),
+            "-o",
+            "out",
+            "--store",
+            "store",
+            "--zstd-level",
+            "3",
+        ],
+        d,
+    );
+    flipside_build(&["repo", "init", "--repo", "repo", "--keys", "keys"], d);
+    flipside_build(
+        &["repo", "add", "--repo", "repo", "--keys", "keys", "out"],
+        d,
+    );
+    let release: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("out/release.json")).unwrap()).unwrap();
+    let (name, version) = (
+        release["name"].as_str().unwrap().to_string(),
+        release["version"].as_u64().unwrap().to_string(),
+    );
+    flipside_build(
+        &[
+            "repo", "withdraw", "--repo", "repo", "--keys", "keys", &name, &version,
+        ],
+        d,
+    );
+    let count = || std::fs::read_dir(d.join("repo/targets")).unwrap().count();
+    assert_eq!(count(), 2);
+    let prune = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["repo", "prune", "--repo", "repo", "--grace-days", "0"])
+            .args(extra)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dry = prune(&["--dry-run"]);
+    assert!(
+        dry.contains("would remove 2 files") || dry.contains("would remove"),
+        "{dry}"
+    );
+    assert_eq!(count(), 2);
+    let real = prune(&[]);
+    assert!(
+        real.contains(".bundle") && real.contains(".index"),
+        "{real}"
+    );
+    assert_eq!(count(), 0);
+}

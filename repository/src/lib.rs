@@ -22,6 +22,9 @@ pub use error::Error;
 pub use keys::KeyDir;
 pub use plan::Versions;
 pub use publish::FaultHook;
-pub use repository::{AddOptions, Amend, NewKey, NewerRelease, Published, Repository};
+pub use repository::{
+    unneeded, AddOptions, Amend, FileEntry, NewKey, NewerRelease, Pruned, Published, Repository,
+    DEFAULT_GRACE,
+};
 pub use settings::{InitSettings, Policy, RoleSettings};
 pub use state::Trusted;

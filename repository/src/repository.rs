@@ -20,7 +20,9 @@ use crate::state::{load, DirSource, Overlay, Trusted};
 use crate::Error;
 
 mod amend;
+mod prune;
 pub use amend::Amend;
+pub use prune::{unneeded, FileEntry, Pruned, DEFAULT_GRACE};
 
 /// A key an operation created.
 #[derive(Debug, Clone, PartialEq, Eq)]

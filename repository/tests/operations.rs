@@ -963,3 +963,78 @@ fn amends_that_cannot_apply_are_refused_and_publish_nothing() {
     assert!(matches!(err, Error::Rollout { .. }), "{err}");
     assert_eq!(listing(&f.repo), before);
 }
+
+/// Pruning removes the files of a withdrawn release and older targets and snapshot versions,
+/// only once they are older than the grace period; every root and the current state stay, and
+/// the repository still verifies. A dry run lists the same files and removes nothing.
+#[test]
+fn prune_removes_what_no_device_needs_after_the_grace_period() {
+    let f = Fixture::new();
+    for v in 1..=3u64 {
+        let dir = f.release(v, format!("b{v}").as_bytes(), format!("i{v}").as_bytes());
+        f.open().add(&f.keys, &dir, now()).unwrap();
+    }
+    f.open().withdraw(&f.keys, "kiosk", 2, now()).unwrap();
+    let before = listing(&f.repo);
+    let trusted = f.open().verify(now()).unwrap();
+    let (targets, snapshot) = (
+        trusted.targets.signed.version,
+        trusted.snapshot.signed.version,
+    );
+
+    // Just written: within the default grace, nothing goes.
+    let kept = f
+        .open()
+        .prune(
+            chrono::Utc::now(),
+            flipside_repository::DEFAULT_GRACE,
+            false,
+        )
+        .unwrap();
+    assert!(kept.files.is_empty(), "{kept:?}");
+
+    let dry = f
+        .open()
+        .prune(chrono::Utc::now(), chrono::TimeDelta::zero(), true)
+        .unwrap();
+    assert_eq!(listing(&f.repo), before, "a dry run removes nothing");
+    let pruned = f
+        .open()
+        .prune(chrono::Utc::now(), chrono::TimeDelta::zero(), false)
+        .unwrap();
+    assert_eq!(pruned, dry);
+    let names: Vec<String> = pruned
+        .files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut expected: Vec<String> = vec![
+        format!("{}.kiosk-2.bundle", common::sha256_hex(b"b2")),
+        format!("{}.kiosk-2.index", common::sha256_hex(b"i2")),
+    ];
+    expected.extend((1..targets).map(|v| format!("{v}.targets.json")));
+    expected.extend((1..snapshot).map(|v| format!("{v}.snapshot.json")));
+    let (mut got, mut want) = (names.clone(), expected);
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(
+        pruned.bytes,
+        pruned
+            .files
+            .iter()
+            .map(|p| before[p.strip_prefix(&f.repo).unwrap()].len() as u64)
+            .sum::<u64>()
+    );
+    // Roots, the current state and the releases still listed stay; the repository verifies.
+    let after = listing(&f.repo);
+    assert!(after.keys().any(|p| p.ends_with("metadata/1.root.json")));
+    for v in [1, 3] {
+        let bundle = format!(
+            "{}.kiosk-{v}.bundle",
+            common::sha256_hex(format!("b{v}").as_bytes())
+        );
+        assert!(after.keys().any(|p| p.ends_with(&bundle)), "{bundle}");
+    }
+    f.open().verify(now()).unwrap();
+}

@@ -102,6 +102,66 @@ pub enum RepoCommand {
     /// Set the channels a published release is offered in (promote it).
     #[command(after_help = rollout::CHANNELS_EXAMPLE)]
     Channels(rollout::ChannelsArgs),
+    /// Remove what no device can still need: withdrawn releases' files, older metadata versions.
+    #[command(after_help = PRUNE_EXAMPLE)]
+    Prune(PruneArgs),
+}
+
+const PRUNE_EXAMPLE: &str = "\
+Examples:
+  flipside-build repo prune --repo ./repo --dry-run
+  flipside-build repo prune --repo ./repo --grace-days 14
+
+Removes the files under targets/ that the current targets metadata no longer lists (withdrawn
+releases) and the targets and snapshot versions older than the current ones, once they are
+older than the grace period (default 7 days: devices and CDN caches that started from the older
+state finish first). Every root version and the current state stay; nothing is signed, so no
+keys are needed. Run it after the CDN's cache lifetime has passed.";
+
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Repository directory.
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// Keep unreferenced files younger than this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 7)]
+    pub grace_days: u32,
+    /// List what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Runs `repo prune` and prints what it removed.
+fn prune(args: &PruneArgs, now: chrono::DateTime<chrono::Utc>) -> Result<(), Error> {
+    let mut repo = Repository::open(&args.repo)?;
+    let grace = chrono::TimeDelta::days(i64::from(args.grace_days));
+    let pruned = repo.prune(now, grace, args.dry_run)?;
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let mut out = std::io::stdout().lock();
+    let mut lines: Vec<String> = pruned
+        .files
+        .iter()
+        .map(|p| format!("{verb} {}", p.display()))
+        .collect();
+    lines.push(format!(
+        "{verb} {} files, {} bytes from {}",
+        pruned.files.len(),
+        pruned.bytes,
+        args.repo.display()
+    ));
+    lines
+        .iter()
+        .try_for_each(|line| writeln!(out, "{line}"))
+        .map_err(|source| {
+            Error::from(RepoError::Io {
+                path: PathBuf::from("<stdout>"),
+                source,
+            })
+        })
 }
 
 /// `--repo` and `--keys`, shared by every repo command.
@@ -279,6 +339,8 @@ pub fn run(cmd: RepoCommand) -> Result<(), Error> {
             let published = repo.amend(&keys, &args.name, args.version, &change, now)?;
             (args.dirs, published)
         }
+        // Changes no metadata: nothing to report but the files.
+        RepoCommand::Prune(args) => return prune(&args, now),
         RepoCommand::RotateKey(args) => {
             let mut repo = Repository::open(&args.dirs.repo)?;
             let published =
