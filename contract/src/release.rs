@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::arch::Architecture;
 use crate::rollout::{Rollout, RolloutError};
 
 /// Format number of [`Release`] and [`TargetCustom`] written by this version.
@@ -43,6 +44,9 @@ pub struct Release {
     pub display_version: String,
     /// Devices accept only images whose hardware id equals theirs.
     pub hardware_id: String,
+    /// The architecture the image is built for (absent in older releases: x86_64).
+    #[serde(default)]
+    pub architecture: Architecture,
     /// The root-filesystem image (uncompressed, as written to a slot).
     pub image: ImageInfo,
     /// The bundle file: the image as independently compressed chunks.
@@ -123,6 +127,9 @@ pub struct SystemInfo {
     pub version: u64,
     pub display_version: String,
     pub hardware_id: String,
+    /// The architecture the image is built for (absent in older releases: x86_64).
+    #[serde(default)]
+    pub architecture: Architecture,
     pub init: String,
     pub closure: Vec<ClosureEntry>,
 }
@@ -168,6 +175,9 @@ pub struct TargetCustom {
     pub version: u64,
     pub display_version: String,
     pub hardware_id: String,
+    /// The architecture the image is built for (absent in older releases: x86_64).
+    #[serde(default)]
+    pub architecture: Architecture,
     pub filesystem: String,
     pub image_length: u64,
     pub image_sha256: String,
@@ -258,6 +268,7 @@ impl Release {
             version: self.version,
             display_version: self.display_version.clone(),
             hardware_id: self.hardware_id.clone(),
+            architecture: self.architecture,
             filesystem: image.filesystem.clone(),
             image_length: image.length,
             image_sha256: image.sha256.clone(),
@@ -398,6 +409,9 @@ mod tests {
         let custom = release.target_custom(TargetKind::Bundle);
         custom.validate().unwrap();
         assert_eq!(custom.bundle_target, "kiosk-7.bundle");
+        // Written before architectures were recorded: x86_64, and the targets say so.
+        assert_eq!(release.architecture, crate::arch::Architecture::X86_64);
+        assert_eq!(custom.architecture, crate::arch::Architecture::X86_64);
     }
 
     #[test]

@@ -184,6 +184,7 @@ fn build_in(system: &System, options: &Options, work: &Path) -> Result<Built, cr
         version: system.version,
         display_version: system.display_version.clone(),
         hardware_id: system.hardware_id.clone(),
+        architecture: system.architecture,
         init: init.clone(),
         closure: entries.clone(),
     };
@@ -261,6 +262,7 @@ fn build_in(system: &System, options: &Options, work: &Path) -> Result<Built, cr
         version: system.version,
         display_version: system.display_version.clone(),
         hardware_id: system.hardware_id.clone(),
+        architecture: system.architecture,
         image: root.image,
         bundle: root.bundle,
         index: root.index,

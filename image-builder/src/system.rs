@@ -6,6 +6,7 @@
 //! version = 3                 # monotonic release number (anti-rollback)
 //! display_version = "1.2.0"
 //! hardware_id = "qemu-x86_64"
+//! architecture = "x86_64"     # optional, x86_64 or aarch64 (default x86_64)
 //! init = "@base/bin/init"     # "@ROOT/..." is the store path of the root named ROOT
 //! slot_size = "64MiB"         # optional: refuse an image larger than the slot
 //! mountpoints = ["/proc", "/sys", "/dev", "/run", "/tmp", "/data"]
@@ -61,6 +62,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
+use flipside_contract::arch::Architecture;
 use serde::Deserialize;
 
 use crate::Class;
@@ -104,6 +106,8 @@ pub struct System {
     pub version: u64,
     pub display_version: String,
     pub hardware_id: String,
+    /// What the image is built for; devices of another architecture refuse it.
+    pub architecture: Architecture,
     /// `init` as written (may start with `@ROOT`).
     pub init: String,
     pub slot_size: Option<u64>,
@@ -181,6 +185,7 @@ struct RawSystem {
     version: u64,
     display_version: Option<String>,
     hardware_id: String,
+    architecture: Option<String>,
     init: String,
     slot_size: Option<toml::Value>,
     #[serde(default)]
@@ -364,11 +369,19 @@ fn validate(raw: RawSystem, base: &Path) -> Result<System, Error> {
         .map(|k| validate_kernel(k, base, &names))
         .transpose()?;
 
+    let architecture = raw
+        .architecture
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|why| invalid("architecture", why))?
+        .unwrap_or_default();
     Ok(System {
         name: raw.name,
         version: raw.version,
         display_version,
         hardware_id: raw.hardware_id,
+        architecture,
         init: raw.init,
         slot_size,
         mountpoints,
@@ -660,6 +673,10 @@ mod tests {
             (MINIMAL.replace("bin/sh", "../sh"), "must not contain"),
             (MINIMAL.replace("hardware_id", "hardware"), "hardware"),
             (
+                MINIMAL.replace("version = 3", "version = 3\narchitecture = \"arm64\""),
+                "not a supported architecture",
+            ),
+            (
                 format!("{MINIMAL}\n[[root]]\nname = \"base\"\ndir = \"x\""),
                 "unique",
             ),
@@ -749,5 +766,19 @@ mod tests {
         assert!(v("0").is_err());
         assert!(v("-1MiB").is_err());
         assert!(v("99999999999999999999TiB").is_err());
+    }
+
+    #[test]
+    fn the_architecture_defaults_to_x86_64_and_is_read() {
+        let base = Path::new("/src");
+        assert_eq!(
+            parse(MINIMAL, base).unwrap().architecture,
+            Architecture::X86_64
+        );
+        let arm = MINIMAL.replace("version = 3", "version = 3\narchitecture = \"aarch64\"");
+        assert_eq!(
+            parse(&arm, base).unwrap().architecture,
+            Architecture::Aarch64
+        );
     }
 }

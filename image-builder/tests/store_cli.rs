@@ -434,6 +434,7 @@ fn release(version: u64, closure: Vec<ClosureEntry>) -> Release {
         version,
         display_version: format!("1.0.{version}"),
         hardware_id: "qemu-x86_64".into(),
+        architecture: Default::default(),
         image: ImageInfo {
             filesystem: "squashfs".into(),
             length: 4096,

@@ -48,6 +48,7 @@ fn main() {
         version,
         display_version: format!("bench-{version}"),
         hardware_id: hardware_id.clone(),
+        architecture: Default::default(),
         image: ImageInfo {
             filesystem: "squashfs".into(),
             length: index.image_length(),

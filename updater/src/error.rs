@@ -142,10 +142,11 @@ pub enum Error {
         kernel_b: String,
     },
 
-    #[error("no release of {system} for hardware id {hardware_id} in channel {channel}{} in the repository ({found}); check device.hardware_id, update.channel, update.pin_version and the repository", pin.map(|v| format!(" at the pinned version {v}")).unwrap_or_default())]
+    #[error("no release of {system} for hardware id {hardware_id} and architecture {architecture} in channel {channel}{} in the repository ({found}); check device.hardware_id, update.channel, update.pin_version and the repository", pin.map(|v| format!(" at the pinned version {v}")).unwrap_or_default())]
     Incompatible {
         system: String,
         hardware_id: String,
+        architecture: flipside_contract::arch::Architecture,
         channel: String,
         pin: Option<u64>,
         found: String,

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use flipside_contract::arch::Architecture;
 use flipside_contract::release::{TargetCustom, TargetKind, CUSTOM_KEY};
 use flipside_contract::rollout::{self, Admission};
 
@@ -105,12 +106,17 @@ fn offered(
             true => rollout::DEFAULT_CHANNEL.to_string(),
             false => custom.channels.join("+"),
         };
+        let built_for = match custom.architecture == Architecture::HOST {
+            true => String::new(),
+            false => format!(", built for {}", custom.architecture),
+        };
         seen.insert(format!(
-            "{} {} for {} in {channels}",
+            "{} {} for {} in {channels}{built_for}",
             custom.name, custom.version, custom.hardware_id
         ));
         if custom.name != installed.name
             || custom.hardware_id != installed.hardware_id
+            || custom.architecture != Architecture::HOST
             || !rollout::in_channel(&custom.channels, &offer.channel)
             || offer.pin.is_some_and(|pin| pin != custom.version)
         {
@@ -153,6 +159,7 @@ pub fn choose(
     let candidates = offered(targets, installed, offer).map_err(|found| Error::Incompatible {
         system: installed.name.clone(),
         hardware_id: installed.hardware_id.clone(),
+        architecture: Architecture::HOST,
         channel: offer.channel.clone(),
         pin: offer.pin,
         found,
@@ -324,6 +331,7 @@ mod tests {
             version,
             display_version: format!("{version}.0"),
             hardware_id: hw.into(),
+            architecture: Architecture::HOST,
             filesystem: "squashfs".into(),
             image_length: 4096,
             image_sha256: "ab".repeat(32),
@@ -831,6 +839,36 @@ mod tests {
         assert_eq!(
             choose(&targets, &installed(3), Downgrade::Refuse, &late).unwrap(),
             Decision::UpToDate { version: 3 }
+        );
+    }
+
+    /// A release built for another architecture is never offered, whatever its version; the
+    /// refusal names the architecture.
+    #[test]
+    fn releases_of_another_architecture_are_not_offered() {
+        let other = match Architecture::HOST {
+            Architecture::X86_64 => Architecture::Aarch64,
+            Architecture::Aarch64 => Architecture::X86_64,
+        };
+        let foreign = |version: u64| {
+            [TargetKind::Bundle, TargetKind::Index]
+                .map(|kind| {
+                    let mut c = custom(kind, "kiosk", "pc", version);
+                    c.architecture = other;
+                    target(&c)
+                })
+                .to_vec()
+        };
+        let mut targets = foreign(9);
+        let err = choose(&targets, &installed(1), Downgrade::Refuse, &stable()).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("built for {other}")),
+            "{err}"
+        );
+        targets.extend(release("kiosk", "pc", 2));
+        assert_eq!(
+            chosen(choose(&targets, &installed(1), Downgrade::Refuse, &stable()).unwrap()),
+            2
         );
     }
 }

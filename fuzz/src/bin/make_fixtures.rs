@@ -55,6 +55,7 @@ fn main() {
         version: 1,
         display_version: "1".into(),
         hardware_id: "fuzz-board".into(),
+        architecture: Default::default(),
         image: ImageInfo {
             filesystem: "squashfs".into(),
             length: index.image_length(),

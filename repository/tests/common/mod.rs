@@ -80,6 +80,7 @@ pub fn write_release(dir: &Path, version: u64, bundle: &[u8], index: &[u8]) -> R
         version,
         display_version: format!("1.{version}"),
         hardware_id: "qemu-x86_64".to_string(),
+        architecture: Default::default(),
         image: ImageInfo {
             filesystem: "squashfs".to_string(),
             length: 4096,

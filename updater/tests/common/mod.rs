@@ -111,6 +111,7 @@ pub fn system_info(version: u64, hardware_id: &str) -> SystemInfo {
         version,
         display_version: format!("1.{version}"),
         hardware_id: hardware_id.into(),
+        architecture: Default::default(),
         init: "/sbin/init".into(),
         closure: vec![],
     }
@@ -235,6 +236,7 @@ pub fn make_release_with(
         version,
         display_version: format!("1.{version}"),
         hardware_id: hardware_id.into(),
+        architecture: Default::default(),
         image: ImageInfo {
             filesystem: "squashfs".into(),
             length: index.image_length(),
