@@ -20,27 +20,32 @@ fn flipside_build(args: &[&str], cwd: &Path) {
     );
 }
 
-#[test]
-fn python_tuf_downloads_a_published_image() {
-    let dir = tempfile::tempdir().unwrap();
+/// Builds the example appliance (`examples/appliance/system.toml`) into `d/out` and publishes
+/// it in a new repository `d/repo` with keys in `d/keys`.
+fn publish_example(d: &Path, extra: &[&str]) {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/appliance/system.toml");
-    let d = dir.path();
-    flipside_build(
-        &[
-            "image",
-            example.to_str().unwrap(),
-            "-o",
-            "out",
-            "--store",
-            "store",
-        ],
-        d,
-    );
+    let mut args = vec![
+        "image",
+        example.to_str().unwrap(),
+        "-o",
+        "out",
+        "--store",
+        "store",
+    ];
+    args.extend_from_slice(extra);
+    flipside_build(&args, d);
     flipside_build(&["repo", "init", "--repo", "repo", "--keys", "keys"], d);
     flipside_build(
         &["repo", "add", "--repo", "repo", "--keys", "keys", "out"],
         d,
     );
+}
+
+#[test]
+fn python_tuf_downloads_a_published_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    publish_example(d, &[]);
 
     let python = std::env::var("FLIPSIDE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../repository/tests/python/client.py");
@@ -161,25 +166,7 @@ fn a_resign_with_the_clock_behind_the_last_publish_exits_7_and_publishes_nothing
 fn repo_prune_removes_a_withdrawn_release_after_a_dry_run() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/appliance/system.toml");
-    flipside_build(
-        &[
-            "image",
-            example.to_str().unwrap(),
-            "-o",
-            "out",
-            "--store",
-            "store",
-            "--zstd-level",
-            "3",
-        ],
-        d,
-    );
-    flipside_build(&["repo", "init", "--repo", "repo", "--keys", "keys"], d);
-    flipside_build(
-        &["repo", "add", "--repo", "repo", "--keys", "keys", "out"],
-        d,
-    );
+    publish_example(d, &["--zstd-level", "3"]);
     let release: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("out/release.json")).unwrap()).unwrap();
     let (name, version) = (

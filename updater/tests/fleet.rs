@@ -6,19 +6,10 @@ mod common;
 
 use chrono::{SubsecRound, TimeDelta, Utc};
 use common::nginx::Nginx;
-use common::{code, Setup, World, MACHINE_ID, SENTINEL, SYSTEM};
+use common::{code, Setup, World, MACHINE_ID, SYSTEM};
 use flipside_bootloader_hooks::{BootAttrs, Slot};
 use flipside_contract::rollout::{place, Rollout, Wave, FLEET};
 use flipside_repository::{AddOptions, Amend};
-
-/// Slot b untouched and not bootable.
-fn assert_untouched(w: &World) {
-    assert_eq!(
-        w.boot_state().attrs(Slot::B),
-        BootAttrs::new(0, 0, false).unwrap()
-    );
-    assert!(w.read_slot(Slot::B, 4096).iter().all(|b| *b == SENTINEL));
-}
 
 #[test]
 fn a_device_waits_for_its_wave_is_held_by_a_pause_and_installs_once_reached() {
@@ -73,7 +64,7 @@ fn a_device_waits_for_its_wave_is_held_by_a_pause_and_installs_once_reached() {
         "{}",
         run.stdout
     );
-    assert_untouched(&w);
+    w.assert_b_untouched();
     assert!(
         !nginx.access_log().contains(".bundle"),
         "a waiting device fetched the bundle: {}",
@@ -89,7 +80,7 @@ fn a_device_waits_for_its_wave_is_held_by_a_pause_and_installs_once_reached() {
         "{}",
         run.stdout
     );
-    assert_untouched(&w);
+    w.assert_b_untouched();
 
     // Resumed with a wave that covers the device now: it installs.
     w.amend(2, &Amend::Resume);
@@ -153,7 +144,7 @@ fn a_device_takes_the_releases_of_its_channel_only() {
     let run = w.run(&["install"]);
     run.expect(code::INCOMPATIBLE);
     assert!(run.stderr.contains("in channel edge"), "{}", run.stderr);
-    assert_untouched(&w);
+    w.assert_b_untouched();
 
     // Pinned to 2 in beta: 2 is not in beta.
     std::fs::write(

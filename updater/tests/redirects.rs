@@ -7,7 +7,7 @@ mod common;
 
 use common::nginx::{Nginx, Options, TestCa};
 use common::{code, Setup, World};
-use flipside_bootloader_hooks::{BootAttrs, Slot};
+use flipside_bootloader_hooks::Slot;
 
 /// A server whose every request is redirected to the same path on `target`.
 fn redirecting(
@@ -23,16 +23,6 @@ fn redirecting(
             server: &server,
         },
     )
-}
-
-/// Slot b untouched and not bootable: nothing of a refused install landed.
-fn assert_untouched(w: &World) {
-    let state = w.boot_state();
-    assert_eq!(state.attrs(Slot::B), BootAttrs::new(0, 0, false).unwrap());
-    assert!(w
-        .read_slot(Slot::B, 4096)
-        .iter()
-        .all(|b| *b == common::SENTINEL));
 }
 
 fn mirror(url: &str, redirects: Option<&str>) -> String {
@@ -69,7 +59,7 @@ fn a_redirect_within_the_mirror_origin_is_followed_and_another_origin_refused() 
             "{}",
             run.stderr
         );
-        assert_untouched(&w);
+        w.assert_b_untouched();
     }
     assert!(good.access_log().is_empty(), "{}", good.access_log());
 
@@ -121,7 +111,7 @@ fn https_mirrors_trust_the_configured_ca_and_redirect_to_https_hosts_only_when_a
         "{}",
         run.stderr
     );
-    assert_untouched(&w);
+    w.assert_b_untouched();
 
     // https -> http: refused whatever the setting.
     let plain = Nginx::start(&w.repo);
@@ -130,7 +120,7 @@ fn https_mirrors_trust_the_configured_ca_and_redirect_to_https_hosts_only_when_a
     let run = w.run(&["install"]);
     run.expect(code::NETWORK);
     assert!(run.stderr.contains("down to http"), "{}", run.stderr);
-    assert_untouched(&w);
+    w.assert_b_untouched();
     assert!(plain.access_log().is_empty(), "{}", plain.access_log());
 
     w.write_config_with(&[mirror(&hop.url(), Some("https"))], 0, &ca_line);

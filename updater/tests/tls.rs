@@ -10,8 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::nginx::{Nginx, Options};
-use common::{code, Setup, World, SENTINEL};
-use flipside_bootloader_hooks::{BootAttrs, Slot};
+use common::{code, Setup, World};
+use flipside_bootloader_hooks::Slot;
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
 use time::{Duration, OffsetDateTime};
 
@@ -92,14 +92,6 @@ fn mirror(url: &str, settings: &[(&str, &Path)]) -> String {
     format!("{{ {} }}", fields.join(", "))
 }
 
-fn assert_untouched(w: &World) {
-    assert_eq!(
-        w.boot_state().attrs(Slot::B),
-        BootAttrs::new(0, 0, false).unwrap()
-    );
-    assert!(w.read_slot(Slot::B, 4096).iter().all(|b| *b == SENTINEL));
-}
-
 fn secret(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -146,7 +138,7 @@ fn server_certificate_failures_are_named_and_not_retried() {
             "{name}: retried: {}",
             run.stderr
         );
-        assert_untouched(&w);
+        w.assert_b_untouched();
     }
     let (cert, key) = pki.issue("good", "127.0.0.1", -1, 30, false);
     let nginx = serve(&w, &cert, &key, "");
@@ -241,7 +233,7 @@ fn tokens_and_credentials_are_sent_checked_and_never_shown() {
         "retried: {}",
         nginx.access_log()
     );
-    assert_untouched(&w);
+    w.assert_b_untouched();
 
     let open = secret(dir.path(), "open", &format!("{TOKEN}\n"), 0o644);
     with("token_file", &open);

@@ -209,16 +209,23 @@ pub struct AddArgs {
     pub rollout: Option<String>,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct WithdrawArgs {
-    #[command(flatten)]
-    pub dirs: Dirs,
+/// A published release: its system name and version.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReleaseRef {
     /// System name of the release.
     #[arg(value_name = "NAME")]
     pub name: String,
     /// Its version.
     #[arg(value_name = "VERSION")]
     pub version: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WithdrawArgs {
+    #[command(flatten)]
+    pub dirs: Dirs,
+    #[command(flatten)]
+    pub release: ReleaseRef,
 }
 
 #[derive(Debug, clap::Args)]
@@ -315,8 +322,12 @@ pub fn run(cmd: RepoCommand) -> Result<(), Error> {
         }
         RepoCommand::Withdraw(args) => {
             let mut repo = Repository::open(&args.dirs.repo)?;
-            let published =
-                repo.withdraw(&KeyDir::new(&args.dirs.keys), &args.name, args.version, now)?;
+            let published = repo.withdraw(
+                &KeyDir::new(&args.dirs.keys),
+                &args.release.name,
+                args.release.version,
+                now,
+            )?;
             (args.dirs, published)
         }
         RepoCommand::Resign(args) => {
@@ -329,14 +340,16 @@ pub fn run(cmd: RepoCommand) -> Result<(), Error> {
             let change = args.change(now).map_err(|why| RepoError::Rollout { why })?;
             let mut repo = Repository::open(&args.dirs.repo)?;
             let keys = KeyDir::new(&args.dirs.keys);
-            let published = repo.amend(&keys, &args.name, args.version, &change, now)?;
+            let r = &args.release;
+            let published = repo.amend(&keys, &r.name, r.version, &change, now)?;
             (args.dirs, published)
         }
         RepoCommand::Channels(args) => {
             let change = Amend::Channels(args.channels);
             let mut repo = Repository::open(&args.dirs.repo)?;
             let keys = KeyDir::new(&args.dirs.keys);
-            let published = repo.amend(&keys, &args.name, args.version, &change, now)?;
+            let r = &args.release;
+            let published = repo.amend(&keys, &r.name, r.version, &change, now)?;
             (args.dirs, published)
         }
         // Changes no metadata: nothing to report but the files.

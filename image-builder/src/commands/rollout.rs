@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use flipside_contract::rollout::{Rollout, Wave, FLEET};
 use flipside_repository::Amend;
 
-use super::repo::Dirs;
+use super::repo::{Dirs, ReleaseRef};
 
 pub const ROLLOUT_EXAMPLE: &str = "\
 Examples:
@@ -33,12 +33,8 @@ update.channel (default stable). A release published without a channel is in sta
 pub struct RolloutArgs {
     #[command(flatten)]
     pub dirs: Dirs,
-    /// System name of the release.
-    #[arg(value_name = "NAME")]
-    pub name: String,
-    /// Its version.
-    #[arg(value_name = "VERSION")]
-    pub version: u64,
+    #[command(flatten)]
+    pub release: ReleaseRef,
     /// The new schedule, e.g. '1%@now,10%@+1d,100%@+3d'.
     #[arg(long, value_name = "WAVES")]
     pub waves: Option<String>,
@@ -57,12 +53,8 @@ pub struct RolloutArgs {
 pub struct ChannelsArgs {
     #[command(flatten)]
     pub dirs: Dirs,
-    /// System name of the release.
-    #[arg(value_name = "NAME")]
-    pub name: String,
-    /// Its version.
-    #[arg(value_name = "VERSION")]
-    pub version: u64,
+    #[command(flatten)]
+    pub release: ReleaseRef,
     /// The channels to offer it in (at least one).
     #[arg(value_name = "CHANNEL", required = true)]
     pub channels: Vec<String>,

@@ -560,6 +560,16 @@ impl World {
         choice.slot
     }
 
+    /// Slot b as the world made it: not bootable (P=0,T=0,S=0) and still the sentinel bytes,
+    /// so nothing of a refused or postponed install landed.
+    pub fn assert_b_untouched(&self) {
+        assert_eq!(
+            self.boot_state().attrs(Slot::B),
+            BootAttrs::new(0, 0, false).unwrap()
+        );
+        assert!(self.read_slot(Slot::B, 4096).iter().all(|b| *b == SENTINEL));
+    }
+
     /// Writes the configuration with `mirrors` and `retries` download retries.
     pub fn write_config(&self, mirrors: &[String], retries: u32) {
         let entries: Vec<String> = mirrors.iter().map(|m| format!("{m:?}")).collect();
