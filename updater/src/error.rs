@@ -68,11 +68,6 @@ pub enum Error {
     },
 
     #[error(
-        "no update source is available in this build ({why}); use a build with the TUF client"
-    )]
-    SourceUnavailable { why: String },
-
-    #[error(
         "cannot reach {url}: {}; check the network and the mirror URLs, then try again",
         network_cause(source)
     )]
@@ -317,7 +312,6 @@ impl Error {
             | Error::ConfigInvalid { .. }
             | Error::SystemInfoRead { .. }
             | Error::SystemInfoInvalid { .. }
-            | Error::SourceUnavailable { .. }
             | Error::NoHealthChecks { .. }
             | Error::TrustedRootRead { .. }
             | Error::CaFile { .. }
