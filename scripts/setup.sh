@@ -83,8 +83,9 @@ flipside_check_rust() {
   fi
 }
 
-# Rust targets that are built besides the host's: flipside-boot is a UEFI application.
-FLIPSIDE_RUST_TARGETS=(x86_64-unknown-uefi)
+# Rust targets that are built besides the host's: flipside-boot is a UEFI application, for
+# x86_64 and for aarch64 (U-Boot's UEFI on ARM boards).
+FLIPSIDE_RUST_TARGETS=(x86_64-unknown-uefi aarch64-unknown-uefi)
 
 flipside_install_rust_targets() {
   local target installed

@@ -7,7 +7,10 @@ flipside_setup
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-# The firmware stage: the boot rules core without std, and flipside-boot, for the UEFI target.
-cargo clippy -p flipside-bootloader-hooks --no-default-features --target x86_64-unknown-uefi --quiet -- -D warnings
-cargo clippy -p flipside-boot --target x86_64-unknown-uefi --quiet -- -D warnings
+# The firmware stage: the boot rules core without std, and flipside-boot, for the UEFI targets
+# of x86_64 and aarch64.
+for target in x86_64-unknown-uefi aarch64-unknown-uefi; do
+  cargo clippy -p flipside-bootloader-hooks --no-default-features --target "$target" --quiet -- -D warnings
+  cargo clippy -p flipside-boot --target "$target" --quiet -- -D warnings
+done
 cargo test --workspace
