@@ -683,6 +683,16 @@ impl Run {
         self
     }
 
+    /// Asserts that stdout holds `needle`.
+    pub fn says(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout.contains(needle),
+            "{needle:?} not in:\n{}",
+            self.stdout
+        );
+        self
+    }
+
     /// A `KEY=value` field of the `FLIPSIDE_RESULT` line.
     pub fn result_field(&self, key: &str) -> u64 {
         self.result_str(key)
