@@ -147,6 +147,19 @@ pub struct Boot {
 }
 
 impl Boot {
+    /// flipside-boot's `boot EVENT` markers of this boot, in order, as `EVENT slot=S` (or
+    /// `EVENT` without a slot).
+    pub fn firmware_events(&self) -> Vec<String> {
+        self.markers
+            .iter()
+            .filter(|m| m.source == "boot" && !m.event.ends_with(':'))
+            .map(|m| match m.get("slot") {
+                Some(slot) => format!("{} slot={slot}", m.event),
+                None => m.event.clone(),
+            })
+            .collect()
+    }
+
     /// The first marker `SOURCE EVENT` of this boot.
     pub fn find(&self, source: &str, event: &str) -> Option<&Marker> {
         self.markers.iter().find(|m| m.is(source, event))

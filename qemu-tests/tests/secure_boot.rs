@@ -103,18 +103,6 @@ impl Rig {
     }
 }
 
-/// The `boot EVENT` markers of a boot (flipside-boot's lines), as `EVENT slot=S` strings.
-fn firmware_events(boot: &Boot) -> Vec<String> {
-    boot.markers
-        .iter()
-        .filter(|m| m.source == "boot" && !m.event.ends_with(':'))
-        .map(|m| match m.get("slot") {
-            Some(slot) => format!("{} slot={slot}", m.event),
-            None => m.event.clone(),
-        })
-        .collect()
-}
-
 #[test]
 fn signed_chain_updates_v1_to_v2() -> Result<()> {
     let started = Instant::now();
@@ -234,7 +222,7 @@ fn assert_refused_then_a(vm: &Vm, exit: QemuExit, name: &str) {
     assert_eq!(boots.len(), 1, "{name}: {log}");
     let boot = &boots[0];
     assert_eq!(
-        firmware_events(boot),
+        boot.firmware_events(),
         [
             "start",
             "select slot=b",

@@ -70,18 +70,6 @@ fn only_boot(vm: &Vm) -> Boot {
     boots.into_iter().next().unwrap_or_else(|| unreachable!())
 }
 
-/// The `boot EVENT` markers of a boot, as `EVENT slot=S` strings in order.
-fn firmware_events(boot: &Boot) -> Vec<String> {
-    boot.markers
-        .iter()
-        .filter(|m| m.source == "boot" && !m.event.ends_with(':'))
-        .map(|m| match m.get("slot") {
-            Some(slot) => format!("{} slot={slot}", m.event),
-            None => m.event.clone(),
-        })
-        .collect()
-}
-
 #[test]
 fn flipside_boot_boots_the_slot_cgpt_chose() -> Result<()> {
     let bed = TestBed::new("flipside_boot_boots_the_slot_cgpt_chose")?;
@@ -105,7 +93,7 @@ fn flipside_boot_boots_the_slot_cgpt_chose() -> Result<()> {
         "{log}"
     );
     assert_eq!(
-        firmware_events(&boot),
+        boot.firmware_events(),
         ["start", "select slot=b", "kernel slot=b", "boot slot=b"],
         "a proven slot needs no write; {log}"
     );
@@ -157,7 +145,7 @@ fn flipside_boot_records_the_trial_try_before_booting() -> Result<()> {
     let boot = only_boot(&vm);
     let log = vm.serial_log().display().to_string();
     assert_eq!(
-        firmware_events(&boot),
+        boot.firmware_events(),
         [
             "start",
             "select slot=b",
@@ -226,7 +214,7 @@ fn flipside_boot_falls_back_when_a_kernel_cannot_be_loaded() -> Result<()> {
             "kernel slot=a",
             "boot slot=a",
         ]);
-        assert_eq!(firmware_events(&boot), expected, "{name}: {log}");
+        assert_eq!(boot.firmware_events(), expected, "{name}: {log}");
         let fail = boot.find("boot", "fail").expect(&log);
         assert_eq!(fail.get("stage"), Some(stage), "{name}: {log}");
         assert_eq!(fail.get("action"), Some("fallback"), "{name}: {log}");
