@@ -7,22 +7,9 @@ mod common;
 
 use common::{code, Setup, World};
 
-fn world() -> World {
-    World::new(Setup {
-        publish: vec![],
-        ..Setup::default()
-    })
-}
-
-fn edit_config(w: &World, from: &str, to: &str) {
-    let text = std::fs::read_to_string(&w.config).unwrap();
-    assert!(text.contains(from), "{from} not in {text}");
-    std::fs::write(&w.config, text.replace(from, to)).unwrap();
-}
-
 #[test]
 fn an_oversized_pinned_root_is_refused_at_the_cap_of_root_metadata() {
-    let w = world();
+    let w = World::new(Setup::nothing_published());
     // Bigger than any root metadata may be (512,000 bytes): read up to the cap, then refused.
     std::fs::write(w.tmp.path().join("root.json"), vec![b' '; 600_000]).unwrap();
     let run = w.run(&["check"]);
@@ -38,9 +25,8 @@ fn an_oversized_pinned_root_is_refused_at_the_cap_of_root_metadata() {
 
 #[test]
 fn a_backoff_of_ages_is_refused() {
-    let w = world();
-    edit_config(
-        &w,
+    let w = World::new(Setup::nothing_published());
+    w.edit_config(
         "backoff_max_ms = 100",
         "backoff_max_ms = 9223372036854775807",
     );

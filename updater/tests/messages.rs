@@ -11,22 +11,9 @@ use common::{code, Setup, World, HARDWARE};
 use flipside_bootloader_hooks::{BootAttrs, Slot};
 use flipside_repository::{InitSettings, KeyDir, Repository};
 
-fn world() -> World {
-    World::new(Setup {
-        publish: vec![],
-        ..Setup::default()
-    })
-}
-
-fn edit_config(w: &World, from: &str, to: &str) {
-    let text = std::fs::read_to_string(&w.config).unwrap();
-    assert!(text.contains(from), "{from} not in {text}");
-    std::fs::write(&w.config, text.replace(from, to)).unwrap();
-}
-
 #[test]
 fn a_missing_pinned_root_is_named_not_the_configuration() {
-    let w = world();
+    let w = World::new(Setup::nothing_published());
     std::fs::remove_file(w.tmp.path().join("root.json")).unwrap();
     let run = w.run(&["check"]);
     run.expect(code::CONFIG);
@@ -41,7 +28,7 @@ fn a_missing_pinned_root_is_named_not_the_configuration() {
 
 #[test]
 fn a_garbage_pinned_root_is_a_configuration_error_naming_the_pinned_file() {
-    let w = world();
+    let w = World::new(Setup::nothing_published());
     let pinned = w.tmp.path().join("root.json");
     std::fs::write(&pinned, "garbage").unwrap();
     let run = w.run(&["check"]);
@@ -99,7 +86,7 @@ fn a_wrongly_pinned_root_is_named_after_the_configuration_is_fixed() {
 
 #[test]
 fn a_missing_disk_names_device_disk() {
-    let w = world();
+    let w = World::new(Setup::nothing_published());
     std::fs::remove_file(&w.disk).unwrap();
     let run = w.run(&["status"]);
     run.expect(code::CONFIG);
@@ -115,7 +102,7 @@ fn a_missing_disk_names_device_disk() {
 
 #[test]
 fn network_errors_tell_refused_from_timed_out() {
-    let w = world();
+    let w = World::new(Setup::nothing_published());
     // Bound, then closed: nothing listens there.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -134,7 +121,7 @@ fn network_errors_tell_refused_from_timed_out() {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     w.write_config(&[format!("http://127.0.0.1:{port}/")], 0);
-    edit_config(&w, "read_timeout_secs = 5", "read_timeout_secs = 0.5");
+    w.edit_config("read_timeout_secs = 5", "read_timeout_secs = 0.5");
     let run = w.run(&["check"]);
     run.expect(code::NETWORK);
     assert!(
@@ -146,7 +133,7 @@ fn network_errors_tell_refused_from_timed_out() {
 
 #[test]
 fn status_during_a_trial_does_not_ask_for_a_reboot() {
-    let w = world();
+    let w = World::new(Setup::nothing_published());
     w.set_attrs(Slot::A, BootAttrs::new(1, 0, true).unwrap());
     w.set_attrs(Slot::B, BootAttrs::new(2, 3, false).unwrap());
     // Armed, not yet booted: reboot to try it.
@@ -166,7 +153,7 @@ fn status_during_a_trial_does_not_ask_for_a_reboot() {
 
 #[test]
 fn corrupt_state_files_are_shown_with_a_warning() {
-    let w = world();
+    let w = World::new(Setup::nothing_published());
     std::fs::create_dir_all(&w.state).unwrap();
     std::fs::write(w.state.join("slot-b.json"), "{ not json").unwrap();
     std::fs::write(

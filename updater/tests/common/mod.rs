@@ -309,6 +309,16 @@ impl Default for Setup {
     }
 }
 
+impl Setup {
+    /// A repository with no release and the running slot's image absent.
+    pub fn nothing_published() -> Setup {
+        Setup {
+            publish: vec![],
+            ..Setup::default()
+        }
+    }
+}
+
 impl World {
     pub fn new(setup: Setup) -> World {
         require_tool("sgdisk");
@@ -558,6 +568,13 @@ impl World {
         disk::commit(&mut d, &mut table, &next).unwrap();
         self.set_running(choice.slot, version_in(choice.slot), HARDWARE);
         choice.slot
+    }
+
+    /// Replaces `from` (which must be there) by `to` in the configuration file.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        assert!(text.contains(from), "{from} not in {text}");
+        std::fs::write(&self.config, text.replace(from, to)).unwrap();
     }
 
     /// Slot b as the world made it: not bootable (P=0,T=0,S=0) and still the sentinel bytes,
