@@ -54,11 +54,7 @@ fn a_redirect_within_the_mirror_origin_is_followed_and_another_origin_refused() 
         w.write_config_with(&[mirror(&away.url(), setting)], 0, "");
         let run = w.run(&["install"]);
         run.expect(code::NETWORK);
-        assert!(
-            run.stderr.contains("redirect refused") && run.stderr.contains("another origin"),
-            "{}",
-            run.stderr
-        );
+        run.complains(&["redirect refused", "another origin"]);
         w.assert_b_untouched();
     }
     assert!(good.access_log().is_empty(), "{}", good.access_log());
@@ -67,11 +63,7 @@ fn a_redirect_within_the_mirror_origin_is_followed_and_another_origin_refused() 
     w.write_config_with(&[mirror(&old, Some("never"))], 0, "");
     let run = w.run(&["check"]);
     run.expect(code::NETWORK);
-    assert!(
-        run.stderr.contains("redirects = \"never\""),
-        "{}",
-        run.stderr
-    );
+    run.complains(&["redirects = \"never\""]);
 }
 
 #[test]
@@ -93,11 +85,7 @@ fn https_mirrors_trust_the_configured_ca_and_redirect_to_https_hosts_only_when_a
     w.write_config(&[https.url()], 0);
     let run = w.run(&["check"]);
     run.expect(code::ACCESS);
-    assert!(
-        run.stderr.contains("not issued by a trusted CA"),
-        "{}",
-        run.stderr
-    );
+    run.complains(&["not issued by a trusted CA"]);
     w.write_config_with(&[mirror(&https.url(), None)], 0, &ca_line);
     w.run(&["check"]).expect(code::OK);
 
@@ -106,11 +94,7 @@ fn https_mirrors_trust_the_configured_ca_and_redirect_to_https_hosts_only_when_a
     w.write_config_with(&[mirror(&hop.url(), None)], 0, &ca_line);
     let run = w.run(&["install"]);
     run.expect(code::NETWORK);
-    assert!(
-        run.stderr.contains("set redirects = \"https\""),
-        "{}",
-        run.stderr
-    );
+    run.complains(&["set redirects = \"https\""]);
     w.assert_b_untouched();
 
     // https -> http: refused whatever the setting.
@@ -119,7 +103,7 @@ fn https_mirrors_trust_the_configured_ca_and_redirect_to_https_hosts_only_when_a
     w.write_config_with(&[mirror(&down.url(), Some("https"))], 0, &ca_line);
     let run = w.run(&["install"]);
     run.expect(code::NETWORK);
-    assert!(run.stderr.contains("down to http"), "{}", run.stderr);
+    run.complains(&["down to http"]);
     w.assert_b_untouched();
     assert!(plain.access_log().is_empty(), "{}", plain.access_log());
 
@@ -151,11 +135,7 @@ fn a_ca_file_that_is_missing_or_holds_no_certificate_is_a_configuration_error() 
         );
         let run = w.run(&["check"]);
         run.expect(code::CONFIG);
-        assert!(
-            run.stderr.contains("network.ca_file") && run.stderr.contains(why),
-            "{}",
-            run.stderr
-        );
+        run.complains(&["network.ca_file", why]);
     }
 }
 
@@ -166,9 +146,5 @@ fn redirects_on_a_directory_mirror_is_refused_naming_the_field() {
     w.write_config_with(&[mirror(&dir, Some("https"))], 0, "");
     let run = w.run(&["check"]);
     run.expect(code::CONFIG);
-    assert!(
-        run.stderr.contains("repository.mirrors") && run.stderr.contains("http(s) mirrors only"),
-        "{}",
-        run.stderr
-    );
+    run.complains(&["repository.mirrors", "http(s) mirrors only"]);
 }

@@ -164,11 +164,7 @@ fn a_client_certificate_is_required_and_presented() {
     // are exit 14, `TlsFailure::ClientCertRefused`); either way the message names client_cert.
     let run = w.run(&["check"]);
     run.expect(code::NETWORK);
-    assert!(
-        run.stderr.contains("HTTP 400") && run.stderr.contains("client_cert"),
-        "{}",
-        run.stderr
-    );
+    run.complains(&["HTTP 400", "client_cert"]);
     let (stranger, stranger_key) = pki.issue("stranger", "device-2.example", -1, 30, true);
     let settings = [
         ("ca", pki.ca()),
@@ -179,7 +175,7 @@ fn a_client_certificate_is_required_and_presented() {
     w.write_config_with(&[mirror(&nginx.url(), &settings)], 3, "");
     let run = w.run(&["check"]);
     run.expect(code::NETWORK);
-    assert!(run.stderr.contains("client_cert"), "{}", run.stderr);
+    run.complains(&["client_cert"]);
     let (client_cert, client_key) = clients.issue("device", "device-1.example", -1, 30, true);
     let settings = [
         ("ca", pki.ca()),
@@ -222,11 +218,7 @@ fn tokens_and_credentials_are_sent_checked_and_never_shown() {
     with("token_file", &wrong);
     let run = w.run(&["install"]);
     run.expect(code::ACCESS);
-    assert!(
-        run.stderr.contains("401") && run.stderr.contains("token_file"),
-        "{}",
-        run.stderr
-    );
+    run.complains(&["401", "token_file"]);
     assert_eq!(
         nginx.access_log().lines().count(),
         1,
@@ -239,11 +231,7 @@ fn tokens_and_credentials_are_sent_checked_and_never_shown() {
     with("token_file", &open);
     let run = w.run(&["check"]);
     run.expect(code::CONFIG);
-    assert!(
-        run.stderr.contains("token_file") && run.stderr.contains("chmod 600"),
-        "{}",
-        run.stderr
-    );
+    run.complains(&["token_file", "chmod 600"]);
 
     let good = secret(dir.path(), "good", &format!("{TOKEN}\n"), 0o600);
     with("token_file", &good);
@@ -273,5 +261,5 @@ fn credentials_on_a_plain_http_mirror_are_refused() {
     );
     let run = w.run(&["check"]);
     run.expect(code::CONFIG);
-    assert!(run.stderr.contains("in the clear"), "{}", run.stderr);
+    run.complains(&["in the clear"]);
 }

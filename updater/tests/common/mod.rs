@@ -700,6 +700,18 @@ impl Run {
         self
     }
 
+    /// Asserts that stderr holds every one of `needles`.
+    pub fn complains(&self, needles: &[&str]) -> &Self {
+        for needle in needles {
+            assert!(
+                self.stderr.contains(needle),
+                "{needle:?} not in:\n{}",
+                self.stderr
+            );
+        }
+        self
+    }
+
     /// Asserts that stdout holds `needle`.
     pub fn says(&self, needle: &str) -> &Self {
         assert!(
