@@ -99,11 +99,24 @@ flipside_install_rust_targets() {
   done
 }
 
+# Garage, the S3-compatible object storage the publishing tests upload to: built once per
+# machine by cargo into ~/.cargo/bin (about 18 minutes on 2 cores, then reused).
+FLIPSIDE_GARAGE_VERSION=2.5.0
+flipside_install_garage() {
+  local bin="${CARGO_HOME:-$HOME/.cargo}/bin/garage"
+  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "cargo:$FLIPSIDE_GARAGE_VERSION"; then
+    return 0
+  fi
+  echo "setup: building Garage $FLIPSIDE_GARAGE_VERSION with cargo install (once per machine)" >&2
+  cargo install --quiet --locked garage --version "$FLIPSIDE_GARAGE_VERSION"
+}
+
 flipside_setup() {
   flipside_check_rust
   flipside_install_rust_targets
   flipside_install_packages
   flipside_install_python
+  flipside_install_garage
   export PATH="$PATH:/usr/sbin:/sbin"
 }
 

@@ -25,6 +25,9 @@ pub enum Class {
     Tool,
     /// Reading or writing a file failed (permissions, disk full): exit 10.
     Io,
+    /// Uploading to object storage failed (network, credentials, quota) or the destination
+    /// holds another repository: exit 11.
+    Upload,
 }
 
 impl Class {
@@ -40,6 +43,7 @@ impl Class {
             Class::Repository => 8,
             Class::Tool => 9,
             Class::Io => 10,
+            Class::Upload => 11,
         }
     }
 }
@@ -63,6 +67,8 @@ pub enum Error {
     Uki(#[from] crate::uki::Error),
     #[error(transparent)]
     SecureBoot(#[from] crate::secureboot::Error),
+    #[error(transparent)]
+    Upload(#[from] flipside_repository_upload::Error),
 }
 
 impl Error {
@@ -76,6 +82,7 @@ impl Error {
             Error::Image(e) => e.class(),
             Error::Uki(e) => e.class(),
             Error::SecureBoot(e) => e.class(),
+            Error::Upload(e) => crate::commands::publish::class(e),
         }
     }
 }

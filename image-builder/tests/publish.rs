@@ -208,3 +208,60 @@ fn repo_prune_removes_a_withdrawn_release_after_a_dry_run() {
     );
     assert_eq!(count(), 0);
 }
+
+/// `repo publish` through the command line, its refusals and their exit codes: a destination
+/// that is not `s3://` and missing or exposed credentials are input errors (3); an endpoint
+/// that does not answer is an upload failure (11) that says devices still see the previous
+/// repository. (Uploads to a real server: `updater/tests/object_storage.rs`, Garage.)
+#[test]
+fn repo_publish_refuses_bad_destinations_and_credentials_with_their_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    flipside_build(&["repo", "init", "--repo", "repo", "--keys", "keys"], d);
+    let creds = d.join("s3.env");
+    std::fs::write(
+        &creds,
+        "AWS_ACCESS_KEY_ID=GK1\nAWS_SECRET_ACCESS_KEY=hush-hush\n",
+    )
+    .unwrap();
+    let mode = |m: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    // Nothing listens on port 9 (discard) of 127.0.0.1.
+    let publish = |to: &str, creds: Option<&Path>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["repo", "publish", "--repo", "repo", "--to", to])
+            .args(["--endpoint", "http://127.0.0.1:9", "--region", "garage"])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .current_dir(d);
+        if let Some(creds) = creds {
+            cmd.arg("--credentials-file").arg(creds);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !stderr.contains("hush-hush"),
+            "the secret was printed: {stderr}"
+        );
+        (out.status.code(), stderr)
+    };
+    let (code, stderr) = publish("https://fleet/kiosk", None);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("s3://bucket"), "{stderr}");
+    let (code, stderr) = publish("s3://fleet/kiosk", None);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("AWS_ACCESS_KEY_ID"), "{stderr}");
+    mode(0o644);
+    let (code, stderr) = publish("s3://fleet/kiosk", Some(&creds));
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    mode(0o600);
+    let (code, stderr) = publish("s3://fleet/kiosk", Some(&creds));
+    assert_eq!(code, Some(11), "{stderr}");
+    assert!(
+        stderr.contains("devices still see the previous repository"),
+        "{stderr}"
+    );
+}

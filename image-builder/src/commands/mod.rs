@@ -8,6 +8,7 @@ use crate::Error;
 pub mod closure;
 pub mod diff;
 pub mod image;
+pub mod publish;
 pub mod repo;
 pub mod rollout;
 pub mod sign;
@@ -18,7 +19,7 @@ pub mod uki;
 ///
 /// Exit codes: 0 success, 1 internal error, 2 usage, 3 invalid input, 4 store error,
 /// 5 image too large for the slot, 6 key error, 7 metadata expired, 8 repository error,
-/// 9 external tool missing or failed, 10 I/O error.
+/// 9 external tool missing or failed, 10 I/O error, 11 upload to object storage failed.
 #[derive(Debug, Parser)]
 #[command(name = "flipside-build", version, about, long_about = None)]
 pub struct Cli {

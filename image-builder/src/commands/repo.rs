@@ -105,6 +105,9 @@ pub enum RepoCommand {
     /// Remove what no device can still need: withdrawn releases' files, older metadata versions.
     #[command(after_help = PRUNE_EXAMPLE)]
     Prune(PruneArgs),
+    /// Upload the repository to S3-compatible object storage, timestamp last.
+    #[command(after_help = super::publish::PUBLISH_EXAMPLE)]
+    Publish(super::publish::PublishArgs),
 }
 
 const PRUNE_EXAMPLE: &str = "\
@@ -354,6 +357,7 @@ pub fn run(cmd: RepoCommand) -> Result<(), Error> {
         }
         // Changes no metadata: nothing to report but the files.
         RepoCommand::Prune(args) => return prune(&args, now),
+        RepoCommand::Publish(args) => return super::publish::run(&args, now),
         RepoCommand::RotateKey(args) => {
             let mut repo = Repository::open(&args.dirs.repo)?;
             let published =

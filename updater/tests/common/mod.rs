@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod collector;
+pub mod garage;
 pub mod nginx;
 pub mod server;
 
