@@ -79,6 +79,34 @@ pub enum Error {
         #[source]
         source: flipside_tuf::Error,
     },
+    /// A key spec (a PKCS#11 URI or a `.pkcs11` file) does not name a key.
+    #[error("key {spec}: {why}")]
+    KeySpec { spec: String, why: String },
+    /// The PKCS#11 module or token failed an operation.
+    #[error("PKCS#11 key {spec}: {what} failed: {source}; check the module path, the token label and the PIN")]
+    Pkcs11 {
+        spec: String,
+        what: &'static str,
+        #[source]
+        source: cryptoki::error::Error,
+    },
+    /// The token has no usable key of the URI's label or id.
+    #[error("PKCS#11 key {spec}: {why}")]
+    Pkcs11Key { spec: String, why: String },
+    /// The PIN of a token key cannot be read from its source.
+    #[error("PKCS#11 key {spec}: {why}")]
+    Pkcs11Pin { spec: String, why: String },
+    /// A key (a token, typically) failed to sign; nothing was published.
+    #[error("cannot sign {role} metadata: {source}; check the token and run the command again")]
+    Sign {
+        role: Role,
+        #[source]
+        source: flipside_tuf::Error,
+    },
+    /// Prepared metadata no longer fits the repository (it changed since `repo prepare`);
+    /// nothing was published.
+    #[error("the prepared {role} metadata no longer fits the repository: {why}; nothing was published: run `flipside-build repo prepare` again and collect new signatures")]
+    PreparedStale { role: Role, why: String },
     /// `release.json` is missing or not valid JSON of a release.
     #[error("cannot read the release description {}: {source}; point at the output directory of `flipside-build image`", path.display())]
     ReleaseJson {

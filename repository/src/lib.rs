@@ -16,6 +16,7 @@ pub mod publish;
 pub mod release;
 mod repository;
 pub mod settings;
+pub mod signer;
 pub mod state;
 
 pub use error::Error;
@@ -27,4 +28,5 @@ pub use repository::{
     DEFAULT_GRACE,
 };
 pub use settings::{InitSettings, Policy, RoleSettings};
+pub use signer::KeySpec;
 pub use state::Trusted;
