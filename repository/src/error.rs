@@ -107,6 +107,38 @@ pub enum Error {
     /// nothing was published.
     #[error("the prepared {role} metadata no longer fits the repository: {why}; nothing was published: run `flipside-build repo prepare` again and collect new signatures")]
     PreparedStale { role: Role, why: String },
+    /// A prepared file is not TUF metadata of a top-level role.
+    #[error("prepared metadata {}: {why}; make it with `flipside-build repo prepare`", path.display())]
+    Prepared { path: PathBuf, why: String },
+    /// A detached signature is malformed or signs other metadata than the prepared file.
+    #[error("signature file {}: {why}; sign the prepared file being merged with `flipside-build repo sign-detached`", path.display())]
+    SignatureMismatch { path: PathBuf, why: String },
+    /// Two signatures of one key; nothing was published.
+    #[error("signature file {} repeats a signature of key {key_id}; each key signs once: leave out one of the two files", path.display())]
+    DuplicateSignature { path: PathBuf, key_id: KeyId },
+    /// A signature of a key that may not sign the role; nothing was published.
+    #[error("signature file {} is by key {key_id}, which root does not list for the {role} role (a revoked key, or a key of another role); nothing was published: leave it out and collect a signature from a {role} key", path.display())]
+    UnknownSigningKey {
+        path: PathBuf,
+        role: Role,
+        key_id: KeyId,
+    },
+    /// A signature that does not verify; nothing was published.
+    #[error("signature file {} by key {key_id} does not verify over the prepared {role} metadata (signed over other bytes, or corrupted); nothing was published: sign the prepared file again", path.display())]
+    BadSignature {
+        path: PathBuf,
+        role: Role,
+        key_id: KeyId,
+    },
+    /// Fewer valid signatures than a threshold; nothing was published.
+    #[error("the prepared {role} metadata has {valid} of the {threshold} signatures {authority} requires for {role}; nothing was published: collect signatures of {} with `flipside-build repo sign-detached` and merge again", missing.join(", "))]
+    ThresholdNotMet {
+        role: Role,
+        authority: &'static str,
+        valid: usize,
+        threshold: u64,
+        missing: Vec<String>,
+    },
     /// `release.json` is missing or not valid JSON of a release.
     #[error("cannot read the release description {}: {source}; point at the output directory of `flipside-build image`", path.display())]
     ReleaseJson {

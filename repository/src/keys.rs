@@ -157,6 +157,53 @@ impl KeyDir {
     }
 }
 
+impl KeyDir {
+    /// For publishing a `new` root that replaces `old`: the keys of `role` here that `new`
+    /// lists, and the files of those only `old` listed for it (rotated out: retire them once
+    /// the new root is published). A key neither lists is refused. No threshold is checked.
+    pub fn signers_after(
+        &self,
+        old: &Root,
+        new: &Root,
+        role: Role,
+    ) -> Result<(Vec<Box<dyn Signer>>, Vec<PathBuf>), Error> {
+        let lists = |root: &Root, key: &dyn Signer| {
+            root.role_keys(role)
+                .is_ok_and(|k| k.keyids.contains(key.key_id()))
+        };
+        let (mut keep, mut retire) = (Vec::new(), Vec::new());
+        for RoleSigner { path, signer } in self.read_signers(role)? {
+            if lists(new, signer.as_ref()) {
+                keep.push(signer);
+            } else if lists(old, signer.as_ref()) {
+                retire.push(path);
+            } else {
+                check_key_role(new, role, &path, signer.as_ref())?;
+            }
+        }
+        Ok((keep, retire))
+    }
+
+    /// Refuses fewer keys of `role` than `root`'s threshold.
+    pub(crate) fn check_threshold(
+        &self,
+        root: &Root,
+        role: Role,
+        found: usize,
+    ) -> Result<(), Error> {
+        let threshold = role_threshold(root, role)?;
+        if (found as u64) < threshold {
+            return Err(Error::NotEnoughKeys {
+                role,
+                threshold,
+                found,
+                dir: self.role_dir(role),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The threshold of a role in a root that was verified (so the role exists).
 pub(crate) fn role_threshold(root: &Root, role: Role) -> Result<u64, Error> {
     root.role_keys(role)

@@ -35,6 +35,9 @@ pub(crate) enum Signing<'k, T> {
 pub(crate) enum Online<'k, T> {
     Keys(Vec<&'k dyn Signer>),
     Signed(Metadata<T>),
+    /// Snapshot only, and only when targets do not change: publish no new snapshot (a merge
+    /// of a timestamp prepared elsewhere, which names the current one).
+    Current,
 }
 
 /// What changes, and the keys that sign each new role.
@@ -138,6 +141,14 @@ where
 {
     match online {
         Online::Keys(keys) => sign(made, &keys),
+        // `plan` never asks for a made snapshot or timestamp that stays as it is.
+        Online::Current => Err(Error::Produce {
+            role: T::ROLE,
+            source: flipside_tuf::Error::Invalid {
+                role: T::ROLE,
+                why: "a new version was asked to stay the current one".to_string(),
+            },
+        }),
         Online::Signed(md) if same(&md.signed, &made) => bytes(&md),
         Online::Signed(_) => Err(Error::PreparedStale {
             role: T::ROLE,
@@ -165,6 +176,7 @@ pub(crate) fn plan(
     };
     let mut files = Vec::new();
 
+    let targets_changed = next.targets.is_some();
     let (targets_version, targets_entry) = match (next.targets, current) {
         (Some(new), _) => {
             let (targets, bytes) = produce(new)?;
@@ -188,23 +200,38 @@ pub(crate) fn plan(
         (None, None) => return Err(missing(Role::Targets)),
     };
 
-    let snapshot_version = match current {
-        Some(c) => bump(Role::Snapshot, c.snapshot.signed.version)?,
-        None => 1,
+    let (snapshot_version, snapshot_entry) = match (next.snapshot, current) {
+        (Online::Current, Some(c)) if !targets_changed => {
+            let entry = c
+                .timestamp
+                .signed
+                .snapshot_meta()
+                .map_err(|source| Error::Produce {
+                    role: Role::Timestamp,
+                    source,
+                })?
+                .clone();
+            (c.snapshot.signed.version, entry)
+        }
+        (Online::Current, _) => return Err(missing(Role::Snapshot)),
+        (online, current) => {
+            let version = match current {
+                Some(c) => bump(Role::Snapshot, c.snapshot.signed.version)?,
+                None => 1,
+            };
+            let snapshot = Snapshot::new(
+                version,
+                expires(policy, Role::Snapshot, now)?,
+                targets_entry,
+            );
+            let bytes = produce_online(online, snapshot, |a: &Snapshot, b| {
+                a.version == b.version && a.meta == b.meta
+            })?;
+            let entry = MetaFile::of_bytes(version, &bytes);
+            files.push((layout::versioned(Role::Snapshot, version), bytes));
+            (version, entry)
+        }
     };
-    let snapshot = Snapshot::new(
-        snapshot_version,
-        expires(policy, Role::Snapshot, now)?,
-        targets_entry,
-    );
-    let snapshot_bytes = produce_online(next.snapshot, snapshot, |a: &Snapshot, b| {
-        a.version == b.version && a.meta == b.meta
-    })?;
-    let snapshot_entry = MetaFile::of_bytes(snapshot_version, &snapshot_bytes);
-    files.push((
-        layout::versioned(Role::Snapshot, snapshot_version),
-        snapshot_bytes,
-    ));
 
     let root_version = match (next.root, current) {
         (Some(new), _) => {

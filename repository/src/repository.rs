@@ -20,8 +20,10 @@ use crate::state::{load, DirSource, Overlay, Trusted};
 use crate::Error;
 
 mod amend;
+mod detached;
 mod prune;
 pub use amend::Amend;
+pub use detached::RootChange;
 pub use prune::{unneeded, FileEntry, Pruned, DEFAULT_GRACE};
 
 /// A key an operation created.
@@ -574,6 +576,20 @@ impl Repository {
             retired,
             newer: None,
         })
+    }
+
+    /// Plans `next` on `trusted`, checks the result and publishes it.
+    fn publish_next(
+        &mut self,
+        trusted: &Trusted,
+        next: Next<'_>,
+        policy: &Policy,
+        now: DateTime<Utc>,
+    ) -> Result<Versions, Error> {
+        let plan = plan::plan(Some(trusted), next, policy, now)?;
+        self.self_check(&plan, &BTreeMap::new(), now)?;
+        publish(self.metadata_steps(&plan, now), &mut self.fault)?;
+        Ok(plan.versions)
     }
 
     /// The expiry periods kept in the repository; the defaults when the file is absent.
