@@ -14,7 +14,7 @@ pub mod uri;
 
 use std::path::{Path, PathBuf};
 
-use flipside_tuf::{Signer, SigningKey};
+use flipside_tuf::{PublicKey, Signer, SigningKey};
 
 pub use pkcs11::Pkcs11Key;
 pub use uri::Pkcs11Uri;
@@ -73,6 +73,46 @@ impl KeySpec {
     }
 }
 
+/// The public key object of a key named by `text`: a key spec (token key, ed25519 key file),
+/// or a public key file as `flipside-build repo public-key` writes it (`{"keytype", "scheme",
+/// "keyval": {"public"}}`; other fields are dropped, so no private part ever reaches root).
+pub fn public_key(text: &str) -> Result<PublicKey, Error> {
+    let spec = KeySpec::parse(text)?;
+    let path = match &spec {
+        KeySpec::Pkcs11(_) => return Ok(spec.open()?.public_key().clone()),
+        KeySpec::File(path) => path,
+    };
+    let bytes = std::fs::read(path).map_err(Error::io(path))?;
+    let bad = |why: &str| Error::KeySpec {
+        spec: text.to_string(),
+        why: why.to_string(),
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|_| bad("not a JSON key file"))?;
+    if value.pointer("/keyval/private").is_some() {
+        return Ok(spec.open()?.public_key().clone());
+    }
+    let field = |pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| {
+                bad(&format!(
+                    "no {pointer} string; write public keys with `flipside-build repo public-key`"
+                ))
+            })
+    };
+    let key = PublicKey::new(
+        field("/keytype")?,
+        field("/scheme")?,
+        field("/keyval/public")?.to_string(),
+    );
+    if key.verifier().is_none() {
+        return Err(bad("the key type, scheme or public value is not one flipside verifies (ed25519, ecdsa P-256/P-384, rsa)"));
+    }
+    Ok(key)
+}
+
 impl std::fmt::Display for KeySpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -106,5 +146,29 @@ mod tests {
         assert!(matches!(err, Error::KeySpec { .. }), "{err}");
         let err = KeySpec::parse("pkcs11:token=t;object=k?module-path=/m&pin-value=1").unwrap_err();
         assert!(err.to_string().contains("pin-value is refused"), "{err}");
+    }
+
+    #[test]
+    fn public_keys_from_key_files_and_public_key_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::generate();
+        let private = dir.path().join("k.json");
+        key.save(&private).unwrap();
+        let from_private = public_key(private.to_str().unwrap()).unwrap();
+        assert_eq!(&from_private, key.public());
+        // A public key file with extra fields gives the same key (and key id).
+        let mut value = serde_json::to_value(key.public()).unwrap();
+        value["keyid"] = key.key_id().to_string().into();
+        let public = dir.path().join("k.pub");
+        std::fs::write(&public, value.to_string()).unwrap();
+        let from_public = public_key(public.to_str().unwrap()).unwrap();
+        assert_eq!(from_public.key_id().unwrap(), *key.key_id());
+        std::fs::write(
+            &public,
+            r#"{"keytype": "dsa", "scheme": "dsa", "keyval": {"public": "00"}}"#,
+        )
+        .unwrap();
+        let err = public_key(public.to_str().unwrap()).unwrap_err();
+        assert!(matches!(err, Error::KeySpec { .. }), "{err}");
     }
 }

@@ -9,6 +9,7 @@ pub mod closure;
 pub mod diff;
 pub mod image;
 pub mod repo;
+pub mod repo_keys;
 pub mod rollout;
 pub mod sign;
 pub mod store;

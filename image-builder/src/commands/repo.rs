@@ -9,7 +9,7 @@ use flipside_repository::{
 };
 use flipside_tuf::Role;
 
-use super::rollout;
+use super::{repo_keys, rollout};
 use crate::{Class, Error};
 
 const INIT_EXAMPLE: &str = "\
@@ -105,6 +105,20 @@ pub enum RepoCommand {
     /// Remove what no device can still need: withdrawn releases' files, older metadata versions.
     #[command(after_help = PRUNE_EXAMPLE)]
     Prune(PruneArgs),
+    /// Write a role's next metadata, unsigned, for signers on other machines.
+    #[command(after_help = format!("{}\n\n{}", repo_keys::PREPARE_EXAMPLE, repo_keys::KEY_SPEC_HELP))]
+    Prepare(repo_keys::PrepareArgs),
+    /// Sign prepared metadata with one key, on the signer's machine: a detached signature.
+    #[command(after_help = format!("{}\n\n{}", repo_keys::SIGN_DETACHED_EXAMPLE, repo_keys::KEY_SPEC_HELP))]
+    SignDetached(repo_keys::SignDetachedArgs),
+    /// Publish prepared metadata with its detached signatures once the threshold is met.
+    #[command(after_help = repo_keys::MERGE_EXAMPLE)]
+    Merge(repo_keys::MergeArgs),
+    /// Print the public key object of a key (to put it in root with `prepare --set-keys`).
+    #[command(after_help = repo_keys::KEY_SPEC_HELP)]
+    PublicKey(repo_keys::PublicKeyArgs),
+    /// Make a new ed25519 key file.
+    Keygen(repo_keys::KeygenArgs),
 }
 
 const PRUNE_EXAMPLE: &str = "\
@@ -247,7 +261,7 @@ pub struct RotateArgs {
 }
 
 /// Parses `ROLE=N` (N a whole number).
-fn parse_role_number(text: &str) -> Result<(Role, u64), String> {
+pub(crate) fn parse_role_number(text: &str) -> Result<(Role, u64), String> {
     let (role, number) = text
         .split_once('=')
         .ok_or_else(|| format!("expected ROLE=N, e.g. root=2, not {text:?}"))?;
@@ -354,6 +368,14 @@ pub fn run(cmd: RepoCommand) -> Result<(), Error> {
         }
         // Changes no metadata: nothing to report but the files.
         RepoCommand::Prune(args) => return prune(&args, now),
+        RepoCommand::Prepare(args) => return repo_keys::prepare(&args, now),
+        RepoCommand::SignDetached(args) => return repo_keys::sign_detached(&args, now),
+        RepoCommand::PublicKey(args) => return repo_keys::public_key(&args),
+        RepoCommand::Keygen(args) => return repo_keys::keygen(&args),
+        RepoCommand::Merge(args) => {
+            let published = repo_keys::merge(&args, now)?;
+            (args.dirs, published)
+        }
         RepoCommand::RotateKey(args) => {
             let mut repo = Repository::open(&args.dirs.repo)?;
             let published =
@@ -427,7 +449,16 @@ pub(crate) fn class(e: &RepoError) -> Class {
         E::KeyNotInRoot { .. }
         | E::WrongRoleKey { .. }
         | E::NotEnoughKeys { .. }
-        | E::KeyFile { .. } => Class::Key,
+        | E::KeyFile { .. }
+        | E::KeySpec { .. }
+        | E::Pkcs11 { .. }
+        | E::Pkcs11Key { .. }
+        | E::Pkcs11Pin { .. }
+        | E::Sign { .. }
+        | E::DuplicateSignature { .. }
+        | E::UnknownSigningKey { .. }
+        | E::BadSignature { .. }
+        | E::ThresholdNotMet { .. } => Class::Key,
         E::AlreadyExists { .. }
         | E::ReleaseJson { .. }
         | E::Release { .. }
@@ -436,7 +467,10 @@ pub(crate) fn class(e: &RepoError) -> Class {
         | E::CustomConflict { .. }
         | E::NoSuchRelease { .. }
         | E::Rollout { .. }
-        | E::Settings { .. } => Class::Input,
+        | E::Settings { .. }
+        | E::Prepared { .. }
+        | E::PreparedStale { .. }
+        | E::SignatureMismatch { .. } => Class::Input,
         E::NotARepository { .. }
         | E::Locked { .. }
         | E::Corrupt { .. }
