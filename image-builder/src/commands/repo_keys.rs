@@ -116,7 +116,7 @@ pub struct PublicKeyArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct KeygenArgs {
-    /// The new key file (mode 0600; never overwritten).
+    /// The new key file (mode 0600, its directory made 0700 if missing; never overwritten).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
 }
@@ -240,6 +240,14 @@ pub fn public_key(args: &PublicKeyArgs) -> Result<(), Error> {
 }
 
 pub fn keygen(args: &KeygenArgs) -> Result<(), Error> {
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+    }
     let key = SigningKey::generate();
     key.save(&args.out)
         .map_err(|source| RepoError::KeyFile { source })?;
