@@ -157,6 +157,9 @@ impl KeyDir {
     }
 }
 
+/// The signers a new root keeps for a role, and the files of the keys it dropped.
+pub type KeptAndRetired = (Vec<Box<dyn Signer>>, Vec<PathBuf>);
+
 impl KeyDir {
     /// For publishing a `new` root that replaces `old`: the keys of `role` here that `new`
     /// lists, and the files of those only `old` listed for it (rotated out: retire them once
@@ -166,7 +169,7 @@ impl KeyDir {
         old: &Root,
         new: &Root,
         role: Role,
-    ) -> Result<(Vec<Box<dyn Signer>>, Vec<PathBuf>), Error> {
+    ) -> Result<KeptAndRetired, Error> {
         let lists = |root: &Root, key: &dyn Signer| {
             root.role_keys(role)
                 .is_ok_and(|k| k.keyids.contains(key.key_id()))

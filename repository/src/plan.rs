@@ -119,10 +119,7 @@ fn bytes<T: RoleMetadata>(md: &Metadata<T>) -> Result<Vec<u8>, Error> {
 }
 
 /// The bytes of a new root or targets.
-fn produce<T: RoleMetadata>(new: Signing<'_, T>) -> Result<(T, Vec<u8>), Error>
-where
-    T: Clone,
-{
+fn produce<T: RoleMetadata + Clone>(new: Signing<'_, T>) -> Result<(T, Vec<u8>), Error> {
     match new {
         Signing::Sign(content, keys) => {
             let bytes = sign(content.clone(), &keys)?;

@@ -73,7 +73,7 @@ fn a_root_renewal_publishes_only_with_the_threshold_and_changes_nothing_before()
     let before = listing(&f.repo);
     let err = f
         .open()
-        .merge(&f.keys, &prepared, &[one.clone()], later())
+        .merge(&f.keys, &prepared, std::slice::from_ref(&one), later())
         .unwrap_err();
     assert!(
         matches!(
@@ -326,7 +326,7 @@ fn prepared_targets_and_snapshot_merge_and_a_stale_one_is_refused() {
     // Meanwhile another publish made targets version 2.
     let stale = write(&f, "stale.json", &std::fs::read(&prepared).unwrap());
     f.open()
-        .merge(&f.keys, &prepared, &[sig.clone()], later())
+        .merge(&f.keys, &prepared, std::slice::from_ref(&sig), later())
         .unwrap();
     let err = f
         .open()
