@@ -130,7 +130,11 @@ impl Prepared {
             format!("expires: {}", self.expires.to_rfc3339()),
             format!("signed sha256: {}", self.signed_sha256()),
         ];
-        if let Ok(root) = self.metadata::<Root>(Vec::new()) {
+        let root = match self.role {
+            Role::Root => self.metadata::<Root>(Vec::new()).ok(),
+            _ => None,
+        };
+        if let Some(root) = root {
             for role in Role::ALL {
                 if let Ok(keys) = root.signed.role_keys(role) {
                     let ids: Vec<&str> = keys.keyids.iter().map(KeyId::as_str).collect();
@@ -153,7 +157,7 @@ impl Prepared {
         now: DateTime<Utc>,
     ) -> Result<DetachedSignature, Error> {
         if self.expires <= now {
-            return Err(Error::Expired {
+            return Err(Error::PreparedExpired {
                 role: self.role,
                 expires: self.expires,
                 now,

@@ -110,6 +110,13 @@ pub enum Error {
     /// A prepared file is not TUF metadata of a top-level role.
     #[error("prepared metadata {}: {why}; make it with `flipside-build repo prepare`", path.display())]
     Prepared { path: PathBuf, why: String },
+    /// Prepared metadata that expired before it was signed: it can never be published.
+    #[error("the prepared {role} metadata expired at {expires} (now {now}) and can never be published; nothing was signed: prepare it again with `flipside-build repo prepare`")]
+    PreparedExpired {
+        role: Role,
+        expires: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
     /// A detached signature is malformed or signs other metadata than the prepared file.
     #[error("signature file {}: {why}; sign the prepared file being merged with `flipside-build repo sign-detached`", path.display())]
     SignatureMismatch { path: PathBuf, why: String },

@@ -374,7 +374,7 @@ fn expired_prepared_metadata_is_not_signed() {
     assert!(
         matches!(
             err,
-            Error::Expired {
+            Error::PreparedExpired {
                 role: Role::Timestamp,
                 ..
             }

@@ -470,6 +470,7 @@ pub(crate) fn class(e: &RepoError) -> Class {
         | E::Settings { .. }
         | E::Prepared { .. }
         | E::PreparedStale { .. }
+        | E::PreparedExpired { .. }
         | E::SignatureMismatch { .. } => Class::Input,
         E::NotARepository { .. }
         | E::Locked { .. }
