@@ -543,6 +543,34 @@ mod tests {
                 "k",
                 "timestamp",
             ],
+            &[
+                "repo",
+                "prepare",
+                "--repo",
+                "r",
+                "--role",
+                "root",
+                "--out",
+                "p.json",
+                "--set-keys",
+                "timestamp=t.pub",
+                "--threshold",
+                "root=2",
+            ],
+            &[
+                "repo",
+                "sign-detached",
+                "p.json",
+                "--key",
+                "k.json",
+                "--role",
+                "root",
+            ],
+            &[
+                "repo", "merge", "--repo", "r", "--keys", "k", "p.json", "a.sig", "b.sig",
+            ],
+            &["repo", "public-key", "--key", "k.json"],
+            &["repo", "keygen", "--out", "k.json"],
         ] {
             let mut full = vec!["flipside-build"];
             full.extend_from_slice(argv);
@@ -557,6 +585,18 @@ mod tests {
             "--keys",
             "k",
             "nobody"
+        ])
+        .is_err());
+        // Merging needs at least one signature.
+        assert!(Cli::try_parse_from([
+            "flipside-build",
+            "repo",
+            "merge",
+            "--repo",
+            "r",
+            "--keys",
+            "k",
+            "p.json"
         ])
         .is_err());
     }
@@ -578,5 +618,14 @@ mod tests {
         assert_eq!(class(&e), Class::Key);
         let e = RepoError::Settings { why: String::new() };
         assert_eq!(class(&e), Class::Input);
+        let e = RepoError::ThresholdNotMet {
+            role: Role::Root,
+            authority: "the new root",
+            valid: 1,
+            threshold: 2,
+            missing: vec!["ab".to_string()],
+        };
+        assert_eq!(class(&e), Class::Key, "exit 6, like too few keys");
+        assert!(e.to_string().contains("collect signatures of ab"), "{e}");
     }
 }
