@@ -57,7 +57,9 @@ Example:
 
 Replaces every key of ROLE with new ones (same number and threshold) in a new root version,
 signed by the current root keys (and by the new ones when ROLE is root), then re-signs the
-roles that need it. Needs the root keys. Old key files move to KEYS/retired/<role>/.";
+roles that need it. Needs the root keys. Old key files move to KEYS/retired/<role>/.
+With the root keys offline, rotate through `repo prepare --role root --set-keys ROLE=KEY`,
+`repo sign-detached` and `repo merge` instead.";
 
 /// A top-level TUF role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
