@@ -15,7 +15,7 @@ use flipside_repository::signer::{KeySpec, Pkcs11Key, Pkcs11Uri};
 use flipside_repository::{Error, InitSettings, Repository};
 use flipside_tuf::client::{Client, FsTransport, Limits, MetadataStore};
 use flipside_tuf::{Metadata, Role, RoleKeys, Root, Signer, Timestamp};
-use softhsm::{token, Kind, KEYS, MODULE, TOKEN};
+use softhsm::{exclusive, token, Kind, KEYS, MODULE, TOKEN};
 
 fn open(label: &str) -> Pkcs11Key {
     Pkcs11Key::open(&Pkcs11Uri::parse(&token().uri(label)).unwrap()).unwrap()
@@ -23,6 +23,7 @@ fn open(label: &str) -> Pkcs11Key {
 
 #[test]
 fn token_keys_sign_metadata_the_verifier_accepts() {
+    let _token = exclusive();
     for (label, kind) in KEYS {
         let key = open(label);
         let (algorithm, keytype, scheme) = match kind {
@@ -74,6 +75,7 @@ fn token_keys_sign_metadata_the_verifier_accepts() {
 
 #[test]
 fn a_repository_kept_in_the_token_is_published_renewed_and_read_by_the_client() {
+    let _token = exclusive();
     let t = token();
     let f = Fixture::empty();
     for (role, label) in [
@@ -122,6 +124,7 @@ fn a_repository_kept_in_the_token_is_published_renewed_and_read_by_the_client() 
 
 #[test]
 fn token_failures_are_typed_and_say_what_to_check() {
+    let _token = exclusive();
     let t = token();
     let uri = |label: &str, query: &str| {
         Pkcs11Uri::parse(&format!(

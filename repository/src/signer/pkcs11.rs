@@ -14,7 +14,9 @@
 //! before it is used: a token that signs with another key, or badly, is caught here.
 //!
 //! A module is loaded and initialised once per process and never finalised (PKCS#11 allows one
-//! `C_Initialize` per process; several keys of one module share it).
+//! `C_Initialize` per process; several keys of one module share it). PKCS#11 logs an
+//! application in to a token as a whole: a second key of a token already logged in to is used
+//! without checking its PIN again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -63,6 +63,13 @@ impl Token {
     }
 }
 
+/// Holds the token for one test: PKCS#11 logs a whole application in to a token at once, so
+/// a test that checks a wrong PIN must not run while another holds a logged-in session.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The token of this test process, made on first use.
 pub fn token() -> &'static Token {
     static TOKEN_ONCE: OnceLock<Token> = OnceLock::new();
