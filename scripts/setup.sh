@@ -32,6 +32,7 @@ FLIPSIDE_APT_PACKAGES=(
   "mtools:mcopy"
   "sbsigntool:sbsign"
   "cryptsetup-bin:veritysetup"
+  "softhsm2:/usr/lib/softhsm/libsofthsm2.so"
 )
 
 flipside_as_root() {

@@ -79,6 +79,73 @@ pub enum Error {
         #[source]
         source: flipside_tuf::Error,
     },
+    /// A key spec (a PKCS#11 URI or a `.pkcs11` file) does not name a key.
+    #[error("key {spec}: {why}")]
+    KeySpec { spec: String, why: String },
+    /// The PKCS#11 module or token failed an operation.
+    #[error("PKCS#11 key {spec}: {what} failed: {source}; check the module path, the token label and the PIN")]
+    Pkcs11 {
+        spec: String,
+        what: &'static str,
+        #[source]
+        source: cryptoki::error::Error,
+    },
+    /// The token has no usable key of the URI's label or id.
+    #[error("PKCS#11 key {spec}: {why}")]
+    Pkcs11Key { spec: String, why: String },
+    /// The PIN of a token key cannot be read from its source.
+    #[error("PKCS#11 key {spec}: {why}")]
+    Pkcs11Pin { spec: String, why: String },
+    /// A key (a token, typically) failed to sign; nothing was published.
+    #[error("cannot sign {role} metadata: {source}; check the token and run the command again")]
+    Sign {
+        role: Role,
+        #[source]
+        source: flipside_tuf::Error,
+    },
+    /// Prepared metadata no longer fits the repository (it changed since `repo prepare`);
+    /// nothing was published.
+    #[error("the prepared {role} metadata no longer fits the repository: {why}; nothing was published: run `flipside-build repo prepare` again and collect new signatures")]
+    PreparedStale { role: Role, why: String },
+    /// A prepared file is not TUF metadata of a top-level role.
+    #[error("prepared metadata {}: {why}; make it with `flipside-build repo prepare`", path.display())]
+    Prepared { path: PathBuf, why: String },
+    /// Prepared metadata that expired before it was signed: it can never be published.
+    #[error("the prepared {role} metadata expired at {expires} (now {now}) and can never be published; nothing was signed: prepare it again with `flipside-build repo prepare`")]
+    PreparedExpired {
+        role: Role,
+        expires: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    /// A detached signature is malformed or signs other metadata than the prepared file.
+    #[error("signature file {}: {why}; sign the prepared file being merged with `flipside-build repo sign-detached`", path.display())]
+    SignatureMismatch { path: PathBuf, why: String },
+    /// Two signatures of one key; nothing was published.
+    #[error("signature file {} repeats a signature of key {key_id}; each key signs once: leave out one of the two files", path.display())]
+    DuplicateSignature { path: PathBuf, key_id: KeyId },
+    /// A signature of a key that may not sign the role; nothing was published.
+    #[error("signature file {} is by key {key_id}, which root does not list for the {role} role (a revoked key, or a key of another role); nothing was published: leave it out and collect a signature from a {role} key", path.display())]
+    UnknownSigningKey {
+        path: PathBuf,
+        role: Role,
+        key_id: KeyId,
+    },
+    /// A signature that does not verify; nothing was published.
+    #[error("signature file {} by key {key_id} does not verify over the prepared {role} metadata (signed over other bytes, or corrupted); nothing was published: sign the prepared file again", path.display())]
+    BadSignature {
+        path: PathBuf,
+        role: Role,
+        key_id: KeyId,
+    },
+    /// Fewer valid signatures than a threshold; nothing was published.
+    #[error("the prepared {role} metadata has {valid} of the {threshold} signatures {authority} requires for {role}; nothing was published: collect signatures of {} with `flipside-build repo sign-detached` and merge again", missing.join(", "))]
+    ThresholdNotMet {
+        role: Role,
+        authority: &'static str,
+        valid: usize,
+        threshold: u64,
+        missing: Vec<String>,
+    },
     /// `release.json` is missing or not valid JSON of a release.
     #[error("cannot read the release description {}: {source}; point at the output directory of `flipside-build image`", path.display())]
     ReleaseJson {

@@ -6,6 +6,7 @@
 //! client runs, and only then publishes, atomically and in a servable order ([`publish`]).
 //! Operations take `now` so that tests control the clock.
 
+pub mod detached;
 pub mod error;
 pub mod freshness;
 pub mod keys;
@@ -16,6 +17,7 @@ pub mod publish;
 pub mod release;
 mod repository;
 pub mod settings;
+pub mod signer;
 pub mod state;
 
 pub use error::Error;
@@ -24,7 +26,8 @@ pub use plan::Versions;
 pub use publish::FaultHook;
 pub use repository::{
     unneeded, AddOptions, Amend, FileEntry, NewKey, NewerRelease, Pruned, Published, Repository,
-    DEFAULT_GRACE,
+    RootChange, DEFAULT_GRACE,
 };
 pub use settings::{InitSettings, Policy, RoleSettings};
+pub use signer::KeySpec;
 pub use state::Trusted;

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use flipside_contract::release::{FileInfo, Release, TargetCustom, TargetKind, CUSTOM_KEY};
 use flipside_contract::rollout::Rollout;
-use flipside_tuf::{KeyId, Role, RoleKeys, Root, SigningKey, TargetFile, Targets};
+use flipside_tuf::{KeyId, Role, RoleKeys, Root, Signer, SigningKey, TargetFile, Targets};
 
 use crate::freshness::{self, PublishRecord};
-use crate::keys::KeyDir;
+use crate::keys::{refs, KeyDir};
 use crate::layout::{self, METADATA_DIR, PUBLISHED_FILE, SETTINGS_FILE, TARGETS_DIR};
 use crate::lock::{lock, Lock};
-use crate::plan::{self, Next, Plan, Versions};
+use crate::plan::{self, Next, Online, Plan, Signing, Versions};
 use crate::publish::{publish, FaultHook, Step};
 use crate::release::{read_release, stage, Staged};
 use crate::settings::{InitSettings, Policy};
@@ -20,8 +20,10 @@ use crate::state::{load, DirSource, Overlay, Trusted};
 use crate::Error;
 
 mod amend;
+mod detached;
 mod prune;
 pub use amend::Amend;
+pub use detached::RootChange;
 pub use prune::{unneeded, FileEntry, Pruned, DEFAULT_GRACE};
 
 /// A key an operation created.
@@ -176,7 +178,7 @@ impl Repository {
 
     fn init_with(
         &mut self,
-        role_keys: &BTreeMap<Role, Vec<SigningKey>>,
+        role_keys: &RoleSigners,
         settings: &InitSettings,
         now: DateTime<Utc>,
     ) -> Result<Versions, Error> {
@@ -185,7 +187,7 @@ impl Repository {
         let mut roles = BTreeMap::new();
         for (role, keys) in role_keys {
             for key in keys {
-                keymap.insert(key.key_id().clone(), key.public().clone());
+                keymap.insert(key.key_id().clone(), key.public_key().clone());
             }
             roles.insert(
                 *role,
@@ -198,17 +200,12 @@ impl Repository {
         }
         let root = Root::new(1, plan::expires(&policy, Role::Root, now)?, keymap, roles);
         let targets = Targets::new(1, plan::expires(&policy, Role::Targets, now)?);
-        let signers = |role: Role| {
-            role_keys
-                .get(&role)
-                .map(|k| k.iter().collect())
-                .unwrap_or_default()
-        };
+        let signers = |role: Role| role_keys.get(&role).map(|k| refs(k)).unwrap_or_default();
         let next = Next {
-            root: Some((root, signers(Role::Root))),
-            targets: Some((targets, signers(Role::Targets))),
-            snapshot_keys: signers(Role::Snapshot),
-            timestamp_keys: signers(Role::Timestamp),
+            root: Some(Signing::Sign(root, signers(Role::Root))),
+            targets: Some(Signing::Sign(targets, signers(Role::Targets))),
+            snapshot: Online::Keys(signers(Role::Snapshot)),
+            timestamp: Online::Keys(signers(Role::Timestamp)),
         };
         let plan = plan::plan(None, next, &policy, now)?;
         self.self_check(&plan, &BTreeMap::new(), now)?;
@@ -309,9 +306,9 @@ impl Repository {
 
         let next = Next {
             root: None,
-            targets: Some((targets, targets_keys.iter().collect())),
-            snapshot_keys: snapshot_keys.iter().collect(),
-            timestamp_keys: timestamp_keys.iter().collect(),
+            targets: Some(Signing::Sign(targets, refs(&targets_keys))),
+            snapshot: Online::Keys(refs(&snapshot_keys)),
+            timestamp: Online::Keys(refs(&timestamp_keys)),
         };
         let plan = plan::plan(Some(&trusted), next, &policy, now)?;
         let staged_lengths = staged
@@ -409,9 +406,9 @@ impl Repository {
         let timestamp_keys = keys.signers(root, Role::Timestamp)?;
         let next = Next {
             root: None,
-            targets: Some((targets, targets_keys.iter().collect())),
-            snapshot_keys: snapshot_keys.iter().collect(),
-            timestamp_keys: timestamp_keys.iter().collect(),
+            targets: Some(Signing::Sign(targets, refs(&targets_keys))),
+            snapshot: Online::Keys(refs(&snapshot_keys)),
+            timestamp: Online::Keys(refs(&timestamp_keys)),
         };
         let plan = plan::plan(Some(trusted), next, policy, now)?;
         self.self_check(&plan, &BTreeMap::new(), now)?;
@@ -448,24 +445,24 @@ impl Repository {
         let timestamp_keys = keys.signers(root, Role::Timestamp)?;
 
         let new_root = match renewing.contains(&Role::Root) {
-            true => Some((
+            true => Some(Signing::Sign(
                 plan::next_root(&trusted, &policy, now)?,
-                root_keys.iter().collect(),
+                refs(&root_keys),
             )),
             false => None,
         };
         let new_targets = match renewing.contains(&Role::Targets) {
-            true => Some((
+            true => Some(Signing::Sign(
                 plan::next_targets(&trusted, &policy, now)?,
-                targets_keys.iter().collect(),
+                refs(&targets_keys),
             )),
             false => None,
         };
         let next = Next {
             root: new_root,
             targets: new_targets,
-            snapshot_keys: snapshot_keys.iter().collect(),
-            timestamp_keys: timestamp_keys.iter().collect(),
+            snapshot: Online::Keys(refs(&snapshot_keys)),
+            timestamp: Online::Keys(refs(&timestamp_keys)),
         };
         let plan = plan::plan(Some(&trusted), next, &policy, now)?;
         self.self_check(&plan, &BTreeMap::new(), now)?;
@@ -506,7 +503,7 @@ impl Repository {
             .clone();
 
         let root_keys = keys.signers(current, Role::Root)?;
-        let kept = |r: Role| -> Result<Vec<SigningKey>, Error> {
+        let kept = |r: Role| -> Result<Vec<Box<dyn Signer>>, Error> {
             if r == role {
                 Ok(Vec::new())
             } else {
@@ -516,9 +513,9 @@ impl Repository {
         let snapshot_keys = kept(Role::Snapshot)?;
         let timestamp_keys = kept(Role::Timestamp)?;
         let old_files: Vec<PathBuf> = keys
-            .read_role(role)?
+            .read_signers(role)?
             .into_iter()
-            .filter(|f| old_ids.contains(f.key.key_id()))
+            .filter(|f| old_ids.contains(f.signer.key_id()))
             .map(|f| f.path)
             .collect();
 
@@ -527,22 +524,22 @@ impl Repository {
             .collect();
         let new_root = rotated_root(&trusted, &policy, role, &fresh, now)?;
 
-        let mut root_signers: Vec<&SigningKey> = root_keys.iter().collect();
+        let mut root_signers = refs(&root_keys);
         if role == Role::Root {
-            root_signers.extend(fresh.iter());
+            root_signers.extend(fresh.iter().map(|k| k as &dyn Signer));
         }
         let new_targets = match role {
-            Role::Targets => Some((
+            Role::Targets => Some(Signing::Sign(
                 plan::next_targets(&trusted, &policy, now)?,
-                fresh.iter().collect(),
+                fresh.iter().map(|k| k as &dyn Signer).collect(),
             )),
             _ => None,
         };
         let next = Next {
-            root: Some((new_root, root_signers)),
+            root: Some(Signing::Sign(new_root, root_signers)),
             targets: new_targets,
-            snapshot_keys: pick(role == Role::Snapshot, &fresh, &snapshot_keys),
-            timestamp_keys: pick(role == Role::Timestamp, &fresh, &timestamp_keys),
+            snapshot: Online::Keys(pick(role == Role::Snapshot, &fresh, &snapshot_keys)),
+            timestamp: Online::Keys(pick(role == Role::Timestamp, &fresh, &timestamp_keys)),
         };
         let plan = plan::plan(Some(&trusted), next, &policy, now)?;
         self.self_check(&plan, &BTreeMap::new(), now)?;
@@ -579,6 +576,20 @@ impl Repository {
             retired,
             newer: None,
         })
+    }
+
+    /// Plans `next` on `trusted`, checks the result and publishes it.
+    fn publish_next(
+        &mut self,
+        trusted: &Trusted,
+        next: Next<'_>,
+        policy: &Policy,
+        now: DateTime<Utc>,
+    ) -> Result<Versions, Error> {
+        let plan = plan::plan(Some(trusted), next, policy, now)?;
+        self.self_check(&plan, &BTreeMap::new(), now)?;
+        publish(self.metadata_steps(&plan, now), &mut self.fault)?;
+        Ok(plan.versions)
     }
 
     /// The expiry periods kept in the repository; the defaults when the file is absent.
@@ -699,11 +710,15 @@ fn check_custom(name: &str, existing: &TargetFile, wanted: &TargetCustom) -> Res
 }
 
 /// The new keys of a rotated role, else the kept ones.
-fn pick<'a>(rotated: bool, fresh: &'a [SigningKey], kept: &'a [SigningKey]) -> Vec<&'a SigningKey> {
+fn pick<'a>(
+    rotated: bool,
+    fresh: &'a [SigningKey],
+    kept: &'a [Box<dyn Signer>],
+) -> Vec<&'a dyn Signer> {
     if rotated {
-        fresh.iter().collect()
+        fresh.iter().map(|k| k as &dyn Signer).collect()
     } else {
-        kept.iter().collect()
+        refs(kept)
     }
 }
 
@@ -778,16 +793,21 @@ fn rotated_root(
 }
 
 /// Signing keys by role.
-type RoleSigners = BTreeMap<Role, Vec<SigningKey>>;
+type RoleSigners = BTreeMap<Role, Vec<Box<dyn Signer>>>;
 
-/// The keys of every role for `init`: those already in `KEYS/<role>/`, plus new ones up to the
+/// The keys of every role for `init`: those already in `KEYS/<role>/` (key files and token
+/// keys), plus new ed25519 key files up to the
 /// configured number. A key may serve one role only.
 fn init_keys(keys: &KeyDir, settings: &InitSettings) -> Result<(RoleSigners, Vec<NewKey>), Error> {
     let mut by_role = BTreeMap::new();
     let mut seen: BTreeMap<KeyId, Role> = BTreeMap::new();
     for role in Role::ALL {
         let wanted = settings.role(role).keys;
-        let existing: Vec<SigningKey> = keys.read_role(role)?.into_iter().map(|f| f.key).collect();
+        let existing: Vec<Box<dyn Signer>> = keys
+            .read_signers(role)?
+            .into_iter()
+            .map(|f| f.signer)
+            .collect();
         if existing.len() > wanted {
             return Err(Error::Settings {
                 why: format!(
@@ -828,7 +848,7 @@ fn init_keys(keys: &KeyDir, settings: &InitSettings) -> Result<(RoleSigners, Vec
                     return Err(e);
                 }
             }
-            existing.push(key);
+            existing.push(Box::new(key));
         }
         out.insert(role, existing);
     }

@@ -95,6 +95,13 @@ pub enum Error {
     /// A private key file is malformed or its parts disagree.
     #[error("key file {}: {why}", path.display())]
     KeyFile { path: PathBuf, why: String },
+    /// A signer (a hardware token, say) could not make a signature.
+    #[error("key {key_id} could not sign: {source}")]
+    Signer {
+        key_id: crate::KeyId,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A role name this implementation does not know.
     #[error("unknown role {name:?}; expected root, targets, snapshot or timestamp")]
     UnknownRole { name: String },

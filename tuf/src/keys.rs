@@ -11,7 +11,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use ed25519_dalek::{Signer, VerifyingKey};
+use ed25519_dalek::{Signer as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -64,6 +64,20 @@ impl PublicKey {
             scheme: ED25519.to_string(),
             keyval: KeyVal {
                 public: hex::encode(key.as_bytes()),
+                extra: Extra::new(),
+            },
+            extra: Extra::new(),
+        }
+    }
+
+    /// A public key object of any key type and scheme (see [`PublicKey::verifier`] for those
+    /// that verify), e.g. `("ecdsa", ECDSA_P256, PEM)` for a key in a hardware token.
+    pub fn new(keytype: &str, scheme: &str, public: String) -> Self {
+        PublicKey {
+            keytype: keytype.to_string(),
+            scheme: scheme.to_string(),
+            keyval: KeyVal {
+                public,
                 extra: Extra::new(),
             },
             extra: Extra::new(),

@@ -1,5 +1,5 @@
 //! The Update Framework (specification 1.0.x) for flipside: metadata types, canonical JSON,
-//! keys (ed25519 signing; ed25519, ECDSA P-256 and RSA verification), delegations, and the
+//! keys (signing through the [`Signer`] trait, ed25519 key files; ed25519, ECDSA P-256 and RSA verification), delegations, and the
 //! client workflow. What is implemented from section 5 and what is not: `README.md`.
 //!
 //! Verification is pure (bytes, keys and a clock value in; a verdict out) so that the image
@@ -24,6 +24,7 @@ pub use metadata::{
     DelegatedRole, Delegations, MetaFile, Metadata, Role, RoleKeys, RoleMetadata, Root, Signature,
     Snapshot, SuccinctRoles, TargetFile, Targets, Timestamp, SPEC_VERSION,
 };
+pub use sign::Signer;
 pub use trusted::{Origin, TimestampUpdate, TrustedSet};
 
 /// Result type of this crate.

@@ -10,6 +10,7 @@ pub mod diff;
 pub mod image;
 pub mod publish;
 pub mod repo;
+pub mod repo_keys;
 pub mod rollout;
 pub mod sign;
 pub mod store;

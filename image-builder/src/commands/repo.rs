@@ -9,7 +9,7 @@ use flipside_repository::{
 };
 use flipside_tuf::Role;
 
-use super::rollout;
+use super::{repo_keys, rollout};
 use crate::{Class, Error};
 
 const INIT_EXAMPLE: &str = "\
@@ -57,7 +57,9 @@ Example:
 
 Replaces every key of ROLE with new ones (same number and threshold) in a new root version,
 signed by the current root keys (and by the new ones when ROLE is root), then re-signs the
-roles that need it. Needs the root keys. Old key files move to KEYS/retired/<role>/.";
+roles that need it. Needs the root keys. Old key files move to KEYS/retired/<role>/.
+With the root keys offline, rotate through `repo prepare --role root --set-keys ROLE=KEY`,
+`repo sign-detached` and `repo merge` instead.";
 
 /// A top-level TUF role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -108,6 +110,20 @@ pub enum RepoCommand {
     /// Upload the repository to S3-compatible object storage, timestamp last.
     #[command(after_help = super::publish::PUBLISH_EXAMPLE)]
     Publish(super::publish::PublishArgs),
+    /// Write a role's next metadata, unsigned, for signers on other machines.
+    #[command(after_help = format!("{}\n\n{}", repo_keys::PREPARE_EXAMPLE, repo_keys::KEY_SPEC_HELP))]
+    Prepare(repo_keys::PrepareArgs),
+    /// Sign prepared metadata with one key, on the signer's machine: a detached signature.
+    #[command(after_help = format!("{}\n\n{}", repo_keys::SIGN_DETACHED_EXAMPLE, repo_keys::KEY_SPEC_HELP))]
+    SignDetached(repo_keys::SignDetachedArgs),
+    /// Publish prepared metadata with its detached signatures once the threshold is met.
+    #[command(after_help = repo_keys::MERGE_EXAMPLE)]
+    Merge(repo_keys::MergeArgs),
+    /// Print the public key object of a key (to put it in root with `prepare --set-keys`).
+    #[command(after_help = repo_keys::KEY_SPEC_HELP)]
+    PublicKey(repo_keys::PublicKeyArgs),
+    /// Make a new ed25519 key file.
+    Keygen(repo_keys::KeygenArgs),
 }
 
 const PRUNE_EXAMPLE: &str = "\
@@ -250,7 +266,7 @@ pub struct RotateArgs {
 }
 
 /// Parses `ROLE=N` (N a whole number).
-fn parse_role_number(text: &str) -> Result<(Role, u64), String> {
+pub(crate) fn parse_role_number(text: &str) -> Result<(Role, u64), String> {
     let (role, number) = text
         .split_once('=')
         .ok_or_else(|| format!("expected ROLE=N, e.g. root=2, not {text:?}"))?;
@@ -358,6 +374,14 @@ pub fn run(cmd: RepoCommand) -> Result<(), Error> {
         // Changes no metadata: nothing to report but the files.
         RepoCommand::Prune(args) => return prune(&args, now),
         RepoCommand::Publish(args) => return super::publish::run(&args, now),
+        RepoCommand::Prepare(args) => return repo_keys::prepare(&args, now),
+        RepoCommand::SignDetached(args) => return repo_keys::sign_detached(&args, now),
+        RepoCommand::PublicKey(args) => return repo_keys::public_key(&args),
+        RepoCommand::Keygen(args) => return repo_keys::keygen(&args),
+        RepoCommand::Merge(args) => {
+            let published = repo_keys::merge(&args, now)?;
+            (args.dirs, published)
+        }
         RepoCommand::RotateKey(args) => {
             let mut repo = Repository::open(&args.dirs.repo)?;
             let published =
@@ -431,7 +455,16 @@ pub(crate) fn class(e: &RepoError) -> Class {
         E::KeyNotInRoot { .. }
         | E::WrongRoleKey { .. }
         | E::NotEnoughKeys { .. }
-        | E::KeyFile { .. } => Class::Key,
+        | E::KeyFile { .. }
+        | E::KeySpec { .. }
+        | E::Pkcs11 { .. }
+        | E::Pkcs11Key { .. }
+        | E::Pkcs11Pin { .. }
+        | E::Sign { .. }
+        | E::DuplicateSignature { .. }
+        | E::UnknownSigningKey { .. }
+        | E::BadSignature { .. }
+        | E::ThresholdNotMet { .. } => Class::Key,
         E::AlreadyExists { .. }
         | E::ReleaseJson { .. }
         | E::Release { .. }
@@ -440,7 +473,11 @@ pub(crate) fn class(e: &RepoError) -> Class {
         | E::CustomConflict { .. }
         | E::NoSuchRelease { .. }
         | E::Rollout { .. }
-        | E::Settings { .. } => Class::Input,
+        | E::Settings { .. }
+        | E::Prepared { .. }
+        | E::PreparedStale { .. }
+        | E::PreparedExpired { .. }
+        | E::SignatureMismatch { .. } => Class::Input,
         E::NotARepository { .. }
         | E::Locked { .. }
         | E::Corrupt { .. }
@@ -512,6 +549,34 @@ mod tests {
                 "k",
                 "timestamp",
             ],
+            &[
+                "repo",
+                "prepare",
+                "--repo",
+                "r",
+                "--role",
+                "root",
+                "--out",
+                "p.json",
+                "--set-keys",
+                "timestamp=t.pub",
+                "--threshold",
+                "root=2",
+            ],
+            &[
+                "repo",
+                "sign-detached",
+                "p.json",
+                "--key",
+                "k.json",
+                "--role",
+                "root",
+            ],
+            &[
+                "repo", "merge", "--repo", "r", "--keys", "k", "p.json", "a.sig", "b.sig",
+            ],
+            &["repo", "public-key", "--key", "k.json"],
+            &["repo", "keygen", "--out", "k.json"],
         ] {
             let mut full = vec!["flipside-build"];
             full.extend_from_slice(argv);
@@ -526,6 +591,18 @@ mod tests {
             "--keys",
             "k",
             "nobody"
+        ])
+        .is_err());
+        // Merging needs at least one signature.
+        assert!(Cli::try_parse_from([
+            "flipside-build",
+            "repo",
+            "merge",
+            "--repo",
+            "r",
+            "--keys",
+            "k",
+            "p.json"
         ])
         .is_err());
     }
@@ -547,5 +624,14 @@ mod tests {
         assert_eq!(class(&e), Class::Key);
         let e = RepoError::Settings { why: String::new() };
         assert_eq!(class(&e), Class::Input);
+        let e = RepoError::ThresholdNotMet {
+            role: Role::Root,
+            authority: "the new root",
+            valid: 1,
+            threshold: 2,
+            missing: vec!["ab".to_string()],
+        };
+        assert_eq!(class(&e), Class::Key, "exit 6, like too few keys");
+        assert!(e.to_string().contains("collect signatures of ab"), "{e}");
     }
 }
