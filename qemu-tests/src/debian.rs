@@ -506,7 +506,12 @@ pub fn build_variant(
     )?;
     copy_file(flipside, &stage.join("usr/bin/flipside"), 0o755)?;
     let units = paths::workspace_root().join("updater/systemd");
-    for unit in ["flipside-health.service", "flipside-update.service"] {
+    // Installed, not enabled: a variant enables the timer (the fleet scenario).
+    for unit in [
+        "flipside-health.service",
+        "flipside-update.service",
+        "flipside-update.timer",
+    ] {
         copy_file(
             &units.join(unit),
             &stage.join("usr/lib/systemd/system").join(unit),
@@ -628,6 +633,32 @@ impl Repo {
             .add(&self.keys, out, Utc::now())
             .map(|_| ())
             .map_err(repo_err)
+    }
+
+    /// [`Repo::add`] with the publisher's options (channels, rollout).
+    pub fn add_with(&mut self, out: &Path, options: flipside_repository::AddOptions) -> Result<()> {
+        self.repo
+            .add_with(&self.keys, out, options, Utc::now())
+            .map(|_| ())
+            .map_err(repo_err)
+    }
+
+    /// Re-signs release `version` of the appliance with `change` (pause, resume, waves).
+    pub fn amend(&mut self, version: u64, change: &flipside_repository::Amend) -> Result<()> {
+        self.repo
+            .amend(&self.keys, NAME, version, change, Utc::now())
+            .map(|_| ())
+            .map_err(repo_err)
+    }
+
+    /// A copy of the repository as it is now, at `to` (a state the update server can serve
+    /// while the publisher goes on).
+    pub fn snapshot(&self, to: &Path) -> Result<PathBuf> {
+        tool::run(
+            Command::new("cp").arg("-a").arg(&self.dir).arg(to),
+            "coreutils",
+        )?;
+        Ok(to.to_path_buf())
     }
 }
 

@@ -24,6 +24,7 @@ pub mod debian;
 pub mod disk;
 pub mod elf;
 pub mod error;
+pub mod fleet;
 pub mod initramfs;
 pub mod kernel;
 pub mod markers;

@@ -11,6 +11,9 @@
 //!   may switch the served repository first, so what the device sees is fixed by the step it
 //!   is on, not by timing. An empty queue answers `poweroff`.
 //!
+//! - `POST /events`: the fleet events collector: the updater's NDJSON batches, each line kept
+//!   in arrival order (answered 200).
+//!
 //! Every request is logged (path, range, bytes sent) for assertions. Each connection is closed
 //! after one response.
 
@@ -71,6 +74,8 @@ struct State {
     /// The same per request path.
     bundle_bytes_by_path: std::collections::BTreeMap<String, u64>,
     log: Vec<Request>,
+    /// Lines POSTed to `/events`, in arrival order.
+    events: Vec<String>,
 }
 
 /// The running server; it stops with the test process.
@@ -138,6 +143,11 @@ impl UpdateServer {
         self.lock().log.clone()
     }
 
+    /// The event lines POSTed to `/events` so far.
+    pub fn events(&self) -> Vec<String> {
+        self.lock().events.clone()
+    }
+
     /// Bundle body bytes sent so far, also of responses still being sent.
     pub fn bundle_bytes_sent(&self) -> u64 {
         self.lock().bundle_bytes
@@ -197,6 +207,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
     let mut range = None;
+    let mut content_length = 0usize;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
@@ -205,6 +216,8 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         if let Some((k, v)) = line.split_once(':') {
             if k.trim().eq_ignore_ascii_case("range") {
                 range = Some(v.trim().to_string());
+            } else if k.trim().eq_ignore_ascii_case("content-length") {
+                content_length = v.trim().parse().unwrap_or(0);
             }
         }
     }
@@ -239,6 +252,19 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         }
         out.flush()
     };
+    if method == "POST" && path == "/events" {
+        // Batches are small (the spool holds at most 1,000 events); 4 MiB bounds a bad client.
+        let mut body = vec![0u8; content_length.min(4 << 20)];
+        reader.read_exact(&mut body)?;
+        let text = String::from_utf8_lossy(&body);
+        lock(state).events.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string),
+        );
+        record(200, 0);
+        return small(&mut out, 200, "");
+    }
     if method != "GET" && !head {
         record(405, 0);
         return small(&mut out, 405, "");
@@ -374,5 +400,20 @@ mod tests {
         assert!(get("/repo/../x", None).starts_with("HTTP/1.1 404"));
         assert!(get("/control/next", None).ends_with("poweroff\n"));
         assert_eq!(server.target_bytes_sent(), 13);
+        let mut s = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+        let body = "{\"event\":\"check\"}\n{\"event\":\"waiting\"}\n";
+        write!(
+            s,
+            "POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert_eq!(
+            server.events(),
+            ["{\"event\":\"check\"}", "{\"event\":\"waiting\"}"]
+        );
     }
 }
