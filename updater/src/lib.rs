@@ -21,6 +21,7 @@ pub mod health;
 pub mod http;
 pub mod install;
 pub mod lock;
+pub mod mirrors;
 pub mod offer;
 pub mod plan;
 pub mod progress;
