@@ -9,7 +9,8 @@ use std::path::Path;
 use chrono::Utc;
 use flipside_tuf::client::transport::{check_path, open_regular};
 use flipside_tuf::client::{
-    Client, Error as ClientError, Limits, MetadataStore, Refreshed, Transport, TransportError,
+    Client, Error as ClientError, Limits, MetadataStore, Refreshed, TargetName, Transport,
+    TransportError,
 };
 
 use crate::config::Location;
@@ -281,8 +282,17 @@ impl UpdateSource for TufSource {
                 what: format!("target {name}"),
                 why: e.to_string(),
             })?;
+            // Such a target could never be downloaded (its name is no safe path): it is not
+            // offered, rather than failing every refresh of the repository.
+            let name = match TargetName::new(name) {
+                Ok(name) => name,
+                Err(e) => {
+                    log::warn!("ignoring a target: {e}");
+                    continue;
+                }
+            };
             out.push(TargetInfo {
-                name: name.clone(),
+                name,
                 length: file.length,
                 sha256,
                 custom: file.custom.clone(),
@@ -292,13 +302,15 @@ impl UpdateSource for TufSource {
     }
 
     fn fetch_target(&mut self, target: &TargetInfo) -> Result<Vec<u8>> {
-        self.client.fetch_target_bytes(&target.name).map_err(tuf)
+        self.client
+            .fetch_target_bytes(target.name.as_str())
+            .map_err(tuf)
     }
 
     fn target_locations(&self, target: &TargetInfo) -> Vec<Location> {
         let path = self
             .client
-            .target_path(&target.name)
+            .target_path(target.name.as_str())
             .unwrap_or_else(|_| target.repository_path());
         self.mirrors.join(&path)
     }

@@ -82,7 +82,7 @@ impl<B: ReadBack> Run<'_, B> {
         let slot_length = self.device.slot_len(region);
         if custom.image_length > slot_length {
             return Err(Error::SlotTooSmall {
-                target: chosen.bundle.name.clone(),
+                target: chosen.bundle.name.to_string(),
                 slot: self.slot,
                 image_length: custom.image_length,
                 slot_length,
@@ -121,7 +121,7 @@ impl<B: ReadBack> Run<'_, B> {
         let Some(pick) = pick else {
             let layout = &self.config.device.kernel_layout;
             return Err(Error::NoKernelPart {
-                target: chosen.bundle.name.clone(),
+                target: chosen.bundle.name.to_string(),
                 kernel_a: layout.a.to_string(),
                 kernel_b: layout.b.to_string(),
             });
@@ -131,7 +131,7 @@ impl<B: ReadBack> Run<'_, B> {
         let custom = &pick.custom;
         if custom.image_length > length {
             return Err(Error::SlotTooSmall {
-                target: pick.bundle.name.clone(),
+                target: pick.bundle.name.to_string(),
                 slot: self.slot,
                 image_length: custom.image_length,
                 slot_length: length,
@@ -190,7 +190,7 @@ impl<B: ReadBack> Run<'_, B> {
             });
         }
         let index = decode(&bytes, slot_length).map_err(|source| Error::Index {
-            target: target.name.clone(),
+            target: target.name.to_string(),
             source,
         })?;
         Ok((index, bytes))
@@ -211,7 +211,7 @@ impl<B: ReadBack> Run<'_, B> {
                 .filter(|t| t.length <= cap)
                 .cloned()
                 .and_then(|t| match self.source.fetch_target(&t) {
-                    Ok(b) => Some((b, PathBuf::from(t.name))),
+                    Ok(b) => Some((b, PathBuf::from(t.name.as_str()))),
                     Err(e) => {
                         log::warn!("no delta: cannot fetch the installed release's index: {e}");
                         None
@@ -287,7 +287,7 @@ pub(super) fn check_index(
     bundle_length: u64,
 ) -> Result<()> {
     let mismatch = |why: String| Error::IndexMismatch {
-        target: target.name.clone(),
+        target: target.name.to_string(),
         why,
     };
     if index.image_length() != image_length {

@@ -178,7 +178,7 @@ impl<'a, B: ReadBack> Run<'a, B> {
         self.state.clear_slot(self.slot)?;
         let journal = Journal {
             slot: self.slot.name().into(),
-            bundle_target: chosen.bundle.name.clone(),
+            bundle_target: chosen.bundle.name.to_string(),
             version: chosen.custom.version,
             image_sha256: chosen.custom.image_sha256.clone(),
             started: Utc::now(),
@@ -215,7 +215,7 @@ impl<'a, B: ReadBack> Run<'a, B> {
         checkpoint: &mut Checkpoint,
     ) -> Result<Counts> {
         let index = &part.index;
-        let mut w = Writer::new(part.region, &part.bundle.name, checkpoint);
+        let mut w = Writer::new(part.region, part.bundle.name.as_str(), checkpoint);
         self.progress.phase("write", index.image_length());
         w.reused = sum_len(index, &sources, |s| s == ChunkSource::Present);
         w.done = w.reused;

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::PathBuf;
 
+use flipside_tuf::client::TargetName;
 use sha2::{Digest, Sha256};
 
 use super::{TargetInfo, UpdateSource};
@@ -41,7 +42,7 @@ impl MemorySource {
     /// Adds a target with its bytes: its signed length and sha256 are theirs.
     pub fn add(&mut self, name: &str, bytes: Vec<u8>, custom: serde_json::Value) -> TargetInfo {
         let target = TargetInfo {
-            name: name.to_string(),
+            name: TargetName::new(name).expect("a safe target name"),
             length: bytes.len() as u64,
             sha256: Sha256::digest(&bytes).into(),
             custom: Some(custom),
@@ -68,11 +69,11 @@ impl UpdateSource for MemorySource {
     }
 
     fn fetch_target(&mut self, target: &TargetInfo) -> Result<Vec<u8>> {
-        self.fetched.borrow_mut().push(target.name.clone());
-        let bytes = self.files.get(&target.name).cloned().unwrap_or_default();
+        self.fetched.borrow_mut().push(target.name.to_string());
+        let bytes = (self.files.get(target.name.as_str()).cloned()).unwrap_or_default();
         if <[u8; 32]>::from(Sha256::digest(&bytes)) != target.sha256 {
             return Err(Error::DataMismatch {
-                what: target.name.clone(),
+                what: target.name.to_string(),
                 expected_what: "sha256",
                 expected: hex::encode(target.sha256),
                 found: hex::encode(Sha256::digest(&bytes)),

@@ -16,6 +16,8 @@
 use std::ops::Range;
 use std::path::PathBuf;
 
+use flipside_tuf::client::TargetName;
+
 use crate::config::{Location, Mirror, NetworkPolicy};
 use crate::error::Result;
 use crate::http::ByteStream;
@@ -26,8 +28,8 @@ pub mod memory;
 /// One target of the verified targets metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetInfo {
-    /// Target name, e.g. `kiosk-8.bundle` (never a path: see `check_name`).
-    pub name: String,
+    /// Target name, e.g. `kiosk-8.bundle`, checked to be usable in a repository path.
+    pub name: TargetName,
     /// Signed length in bytes.
     pub length: u64,
     /// Signed sha256.
@@ -37,9 +39,10 @@ pub struct TargetInfo {
 }
 
 impl TargetInfo {
-    /// The consistent-snapshot file name: `targets/{sha256}.{name}`.
+    /// The consistent-snapshot file name: `targets/{sha256}.{name}` (the digest prefixes the
+    /// last component of a name with directories).
     pub fn repository_path(&self) -> String {
-        format!("targets/{}.{}", hex::encode(self.sha256), self.name)
+        self.name.repository_path(Some(&hex::encode(self.sha256)))
     }
 }
 
