@@ -87,28 +87,7 @@ impl DiskFile {
                 let _ = empty_tx.send(AlignedBuf::new(HASH_BLOCK));
             }
             let file = &file;
-            scope.spawn(move || {
-                let mut at = start / DIRECT_ALIGN * DIRECT_ALIGN;
-                while at < end {
-                    let Ok(mut buf) = empty_rx.recv() else { return };
-                    let want =
-                        (HASH_BLOCK as u64).min((end - at).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN);
-                    let want = usize::try_from(want).unwrap_or(HASH_BLOCK);
-                    let read = file.read_at(&mut buf.as_mut()[..want], at).and_then(|n| {
-                        if n == 0 {
-                            Err(io::Error::from(io::ErrorKind::UnexpectedEof))
-                        } else {
-                            Ok(n)
-                        }
-                    });
-                    let failed = read.is_err();
-                    if full_tx.send(read.map(|n| (at, n, buf))).is_err() || failed {
-                        return;
-                    }
-                    // Only whole aligned blocks are read, so `at` stays aligned.
-                    at += HASH_BLOCK as u64;
-                }
-            });
+            scope.spawn(move || read_ahead(file, start..end, &full_tx, &empty_rx));
             let mut done = start / DIRECT_ALIGN * DIRECT_ALIGN;
             while done < end {
                 let (at, n, buf) = match full_rx.recv() {
@@ -175,6 +154,36 @@ impl DiskFile {
             progress(done);
         }
         Ok(hasher.finalize().into())
+    }
+}
+
+/// The reader of [`DiskFile::hash_direct`]: whole aligned blocks covering `range`, in order,
+/// each read into a recycled buffer from `empty` and sent to `full`, until the end, an error
+/// (sent too), or the hasher hangs up.
+fn read_ahead(
+    file: &File,
+    range: Range<u64>,
+    full: &mpsc::SyncSender<io::Result<(u64, usize, AlignedBuf)>>,
+    empty: &mpsc::Receiver<AlignedBuf>,
+) {
+    let mut at = range.start / DIRECT_ALIGN * DIRECT_ALIGN;
+    while at < range.end {
+        let Ok(mut buf) = empty.recv() else { return };
+        let want = (HASH_BLOCK as u64).min((range.end - at).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN);
+        let want = usize::try_from(want).unwrap_or(HASH_BLOCK);
+        let read = file.read_at(&mut buf.as_mut()[..want], at).and_then(|n| {
+            if n == 0 {
+                Err(io::Error::from(io::ErrorKind::UnexpectedEof))
+            } else {
+                Ok(n)
+            }
+        });
+        let failed = read.is_err();
+        if full.send(read.map(|n| (at, n, buf))).is_err() || failed {
+            return;
+        }
+        // Only whole aligned blocks are read, so `at` stays aligned.
+        at += HASH_BLOCK as u64;
     }
 }
 

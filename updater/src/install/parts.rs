@@ -10,7 +10,7 @@ use super::steps::Run;
 use crate::device::{ReadBack, Region};
 use crate::error::{Error, Result};
 use crate::record::KernelRecord;
-use crate::select::{index_of, installed_index, kernel_part_of, Candidate};
+use crate::select::{index_of, installed_index, kernel_part_of, Candidate, KernelPick};
 use crate::source::TargetInfo;
 
 /// One part of the release as it is placed: where it goes, the running slot's same part (the
@@ -79,15 +79,7 @@ impl<B: ReadBack> Run<'_, B> {
     pub(super) fn root_part(&mut self, chosen: &Candidate) -> Result<Placement> {
         let custom = &chosen.custom;
         let region = Region::from(self.slot);
-        let slot_length = self.device.slot_len(region);
-        if custom.image_length > slot_length {
-            return Err(Error::SlotTooSmall {
-                target: chosen.bundle.name.to_string(),
-                slot: self.slot,
-                image_length: custom.image_length,
-                slot_length,
-            });
-        }
+        let slot_length = self.fits(&chosen.bundle, region, custom.image_length)?;
         let index_target = index_of(&self.targets, chosen)?.clone();
         let (index, index_bytes) = self.fetch_checked_index(&index_target, slot_length)?;
         let (length, sha256) = (custom.image_length, &custom.image_sha256);
@@ -126,17 +118,15 @@ impl<B: ReadBack> Run<'_, B> {
                 kernel_b: layout.b.to_string(),
             });
         };
+        self.kernel_placement(pick).map(Some)
+    }
+
+    /// The kernel part of the release: it must fit the slot's kernel partition, and its index
+    /// must describe its signed UKI.
+    fn kernel_placement(&mut self, pick: KernelPick) -> Result<(Placement, KernelRecord)> {
         let region = Region::kernel(self.slot);
-        let length = self.device.slot_len(region);
         let custom = &pick.custom;
-        if custom.image_length > length {
-            return Err(Error::SlotTooSmall {
-                target: pick.bundle.name.to_string(),
-                slot: self.slot,
-                image_length: custom.image_length,
-                slot_length: length,
-            });
-        }
+        let length = self.fits(&pick.bundle, region, custom.image_length)?;
         let (index, index_bytes) = self.fetch_checked_index(&pick.index, length)?;
         let (image_length, sha256) = (custom.image_length, &custom.image_sha256);
         check_index(
@@ -153,16 +143,29 @@ impl<B: ReadBack> Run<'_, B> {
             image_length,
             image_sha256: sha256.clone(),
         };
-        let seed = Region::kernel(self.running);
-        let (region, bundle) = (region, pick.bundle);
         let placement = Placement {
             region,
-            seed,
-            bundle,
+            seed: Region::kernel(self.running),
+            bundle: pick.bundle,
             index,
             index_bytes,
         };
-        Ok(Some((placement, record)))
+        Ok((placement, record))
+    }
+
+    /// The length of `region`, if an image of `image_length` bytes fits it; refused before
+    /// anything is fetched or written.
+    fn fits(&self, bundle: &TargetInfo, region: Region, image_length: u64) -> Result<u64> {
+        let slot_length = self.device.slot_len(region);
+        if image_length > slot_length {
+            return Err(Error::SlotTooSmall {
+                target: bundle.name.to_string(),
+                slot: self.slot,
+                image_length,
+                slot_length,
+            });
+        }
+        Ok(slot_length)
     }
 
     /// The index, fetched through the source (bounded by its signed length, hash-checked) and

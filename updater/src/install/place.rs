@@ -7,7 +7,9 @@ use flipside_contract::index::FetchRange;
 use super::parts::Placement;
 use super::steps::Run;
 use super::writer::{Body, Writer};
-use crate::config::Location;
+use std::time::Duration;
+
+use crate::config::{Location, NetworkPolicy};
 use crate::device::ReadBack;
 use crate::error::{Error, Result};
 use crate::http::is_retryable;
@@ -96,37 +98,26 @@ impl<B: ReadBack> Run<'_, B> {
         locations: &[Location],
         w: &mut Writer,
     ) -> Result<()> {
-        let policy = &self.config.network;
-        let mut failover = Failover::new(locations.len());
-        let mut failures = 0u32;
+        let mut attempts = Attempts::new(locations.len());
         loop {
             let Some(first) = range.chunks.clone().find(|&i| wanted[i]) else {
                 return Ok(());
             };
             let before = w.done;
-            let location = &locations[failover.current()];
+            let location = &locations[attempts.failover.current()];
             let e = match self.stream_from(part, range, first, wanted, location, w) {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
-            let retry = is_retryable(&e);
-            if w.done > before {
-                failures = 0;
-            } else if retry {
-                failures += 1;
-            }
-            let next = match failover.failed(!retry) {
-                Some(m) if failures <= policy.retries => m,
-                _ => return Err(e),
-            };
-            let pause = match retry {
-                true => policy.backoff(failures.max(1)),
-                false => Default::default(),
+            let policy = &self.config.network;
+            let Some((next, pause)) = attempts.failed(&e, w.done > before, policy) else {
+                return Err(e);
             };
             log::warn!(
-                "{e}; retrying from chunk {} via {} in {pause:?} (attempt {failures}/{})",
+                "{e}; retrying from chunk {} via {} in {pause:?} (attempt {}/{})",
                 range.chunks.clone().find(|&i| wanted[i]).unwrap_or(first),
                 locations[next],
+                attempts.failures,
                 policy.retries
             );
             std::thread::sleep(pause);
@@ -158,5 +149,99 @@ impl<B: ReadBack> Run<'_, B> {
             body,
             &mut self.progress,
         )
+    }
+}
+
+/// The retries of one range: which mirror next ([`Failover`]), and the failures in a row
+/// without progress, bounded by `network.retries` (progress starts the count again, so a slow
+/// but moving download is never given up).
+struct Attempts {
+    failover: Failover,
+    failures: u32,
+}
+
+impl Attempts {
+    fn new(mirrors: usize) -> Attempts {
+        Attempts {
+            failover: Failover::new(mirrors),
+            failures: 0,
+        }
+    }
+
+    /// After an attempt failed with `e` (having placed chunks when `progressed`): the mirror to
+    /// ask next and the pause before, or `None` to give up. A failure no retry can fix
+    /// excludes its mirror and moves on at once; a transient one backs off.
+    fn failed(
+        &mut self,
+        e: &Error,
+        progressed: bool,
+        policy: &NetworkPolicy,
+    ) -> Option<(usize, Duration)> {
+        let retry = is_retryable(e);
+        if progressed {
+            self.failures = 0;
+        } else if retry {
+            self.failures += 1;
+        }
+        let next = self.failover.failed(!retry)?;
+        if self.failures > policy.retries {
+            return None;
+        }
+        let pause = match retry {
+            true => policy.backoff(self.failures.max(1)),
+            false => Duration::ZERO,
+        };
+        Some((next, pause))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16) -> Error {
+        Error::HttpStatus {
+            url: String::new(),
+            status,
+            hint: "",
+        }
+    }
+
+    #[test]
+    fn transient_failures_back_off_within_the_budget_and_progress_resets_it() {
+        let policy = NetworkPolicy {
+            retries: 2,
+            ..NetworkPolicy::default()
+        };
+        let mut a = Attempts::new(1);
+        let (m, pause) = a.failed(&status(503), false, &policy).unwrap();
+        assert_eq!((m, pause), (0, policy.backoff(1)));
+        assert_eq!(
+            a.failed(&status(503), false, &policy).unwrap().1,
+            policy.backoff(2)
+        );
+        assert_eq!(
+            a.failed(&status(503), true, &policy).unwrap().1,
+            policy.backoff(1)
+        );
+        a.failed(&status(503), false, &policy).unwrap();
+        a.failed(&status(503), false, &policy).unwrap();
+        assert_eq!(
+            a.failed(&status(503), false, &policy),
+            None,
+            "3 in a row > 2"
+        );
+    }
+
+    #[test]
+    fn a_permanent_failure_moves_on_at_once_and_never_returns() {
+        let policy = NetworkPolicy::default();
+        let mut a = Attempts::new(2);
+        assert_eq!(
+            a.failed(&status(404), false, &policy),
+            Some((1, Duration::ZERO))
+        );
+        assert_eq!(a.failed(&status(503), false, &policy).unwrap().0, 1);
+        assert_eq!(a.failed(&status(404), false, &policy), None);
     }
 }

@@ -1,14 +1,14 @@
 //! Shared helpers of the integration tests: real repositories (mksquashfs images, bundles by
 //! `flipside-bundle`, published by `flipside-repository`), GPT disk images made by sgdisk, a
 //! simulated running system (cmdline, system.json), the `flipside` binary run as a process
-//! (with the TUF client), and servers (ours in `server`, nginx in `nginx`).
+//! (with the TUF client), and servers (ours in `flipside_test_support::server`, nginx in
+//! `nginx`).
 
 #![allow(dead_code)]
 
 pub mod collector;
 pub mod garage;
 pub mod nginx;
-pub mod server;
 
 #[path = "../../../bootloader-hooks/tests/common/hostile_gpt.rs"]
 pub mod hostile_gpt;
