@@ -23,8 +23,9 @@ use crate::select::{above_floor, choose, describe_wait, Candidate, Decision, Dow
 use crate::source::{TargetInfo, UpdateSource};
 use crate::system::Installed;
 
-/// Step 1, refuse: the dry run of the first transition ([`flipside_bootloader_hooks::BootState::clear_for_write`])
-/// refuses a pending trial or a missing proven fallback before anything is downloaded.
+/// Step 1, refuse: the dry run of the first transition
+/// ([`flipside_bootloader_hooks::BootState::clear_for_write`]) refuses a pending trial or a
+/// missing proven fallback before anything is downloaded.
 pub(super) fn refuse<B: ReadBack>(device: &Device<B>, slot: Slot) -> Result<()> {
     device.state().clear_for_write(slot)?;
     Ok(())
