@@ -175,18 +175,9 @@ impl UpdateServer {
     }
 }
 
-/// A parsed `Range: bytes=A-B` / `bytes=A-` header. Pure.
-pub fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
-    let spec = value.trim().strip_prefix("bytes=")?;
-    // One range only: the updater never asks for more.
-    let (a, b) = spec.split_once('-')?;
-    let start: u64 = a.trim().parse().ok()?;
-    let end = match b.trim() {
-        "" => len.checked_sub(1)?,
-        b => b.parse::<u64>().ok()?.min(len.checked_sub(1)?),
-    };
-    (start <= end).then_some((start, end))
-}
+/// A parsed `Range: bytes=A-B` / `bytes=A-` header, the end shortened to the file as RFC 9110
+/// says (the parser is shared with the updater's test server: `flipside-test-support`). Pure.
+pub use flipside_test_support::range::clamp as parse_range;
 
 /// `rel` as a path inside `root`, refusing anything that leaves it. Pure.
 pub fn resolve(root: &Path, rel: &str) -> Option<PathBuf> {

@@ -13,7 +13,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::device::{Device, Part};
+use crate::device::{Device, Part, ReadBack};
 use crate::error::Result;
 use crate::record::{Journal, StateDir};
 
@@ -100,7 +100,12 @@ impl Checkpoint {
 
     /// Syncs the device (every write of `part` up to `durable` image bytes has been issued),
     /// then records the mark in the journal and on stdout.
-    pub fn sync(&mut self, device: &mut Device, part: Part, durable: u64) -> Result<()> {
+    pub fn sync<B: ReadBack>(
+        &mut self,
+        device: &mut Device<B>,
+        part: Part,
+        durable: u64,
+    ) -> Result<()> {
         device.sync()?;
         self.schedule.synced(Instant::now());
         self.journal.synced.insert(part.name().into(), durable);

@@ -3,8 +3,9 @@
 //! with commit or rollback, `status`, and a manual `rollback`.
 //!
 //! Pure decisions ([`select`], [`plan`], [`running`]'s parsers, [`config`]) are separate from
-//! I/O ([`device`], [`http`], [`record`], [`health`]); [`install`] runs the steps in order. The
-//! repository is reached through [`source::UpdateSource`], behind which the TUF client plugs in.
+//! I/O ([`device`], [`http`], [`record`], [`health`]); [`install`] runs its named steps in
+//! order. The repository is reached through [`source::UpdateSource`], behind which the TUF client
+//! plugs in; its mirrors are asked by one rule, [`mirrors::Failover`].
 
 pub mod cli;
 pub mod commands;
@@ -21,6 +22,7 @@ pub mod health;
 pub mod http;
 pub mod install;
 pub mod lock;
+pub mod mirrors;
 pub mod offer;
 pub mod plan;
 pub mod progress;

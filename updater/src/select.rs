@@ -99,7 +99,7 @@ fn offered(
         let Ok(custom) = custom_of(target) else {
             continue;
         };
-        if custom.kind != TargetKind::Bundle || custom.bundle_target != target.name {
+        if custom.kind != TargetKind::Bundle || custom.bundle_target != target.name.as_str() {
             continue;
         }
         let channels = match custom.channels.is_empty() {
@@ -231,7 +231,7 @@ pub fn index_of<'a>(targets: &'a [TargetInfo], chosen: &Candidate) -> Result<&'a
     };
     let index = targets
         .iter()
-        .find(|t| t.name == chosen.custom.index_target)
+        .find(|t| t.name.as_str() == chosen.custom.index_target)
         .ok_or_else(|| mismatch("the targets metadata does not list it".into()))?;
     let custom = custom_of(index).map_err(mismatch)?;
     let same = custom.kind == TargetKind::Index
@@ -240,7 +240,7 @@ pub fn index_of<'a>(targets: &'a [TargetInfo], chosen: &Candidate) -> Result<&'a
         && custom.hardware_id == chosen.custom.hardware_id
         && custom.image_sha256 == chosen.custom.image_sha256
         && custom.image_length == chosen.custom.image_length
-        && custom.bundle_target == chosen.bundle.name;
+        && custom.bundle_target == chosen.bundle.name.as_str();
     if !same {
         return Err(mismatch(
             "its flipside fields describe another release".into(),
@@ -263,7 +263,7 @@ pub fn kernel_part_of(targets: &[TargetInfo], chosen: &Candidate) -> Result<Opti
         };
         let target = targets
             .iter()
-            .find(|t| t.name == name)
+            .find(|t| t.name.as_str() == name)
             .ok_or_else(|| mismatch("the targets metadata does not list it".into()))?;
         let custom = custom_of(target).map_err(mismatch)?;
         let same = custom.kind == kind
@@ -309,7 +309,7 @@ pub fn installed_index<'a>(
     targets.iter().find(|t| {
         custom_of(t).is_ok_and(|c| {
             c.kind == TargetKind::Index
-                && c.index_target == t.name
+                && c.index_target == t.name.as_str()
                 && c.name == installed.name
                 && c.hardware_id == installed.hardware_id
                 && c.version == installed.version
@@ -350,7 +350,7 @@ mod tests {
             TargetKind::Index | TargetKind::KernelIndex => c.index_target.clone(),
         };
         TargetInfo {
-            name,
+            name: flipside_tuf::client::TargetName::new(&name).unwrap(),
             length: 100,
             sha256: [1; 32],
             custom: Some(serde_json::json!({ CUSTOM_KEY: c })),
@@ -407,12 +407,13 @@ mod tests {
         let targets = release_with_kernel(3);
         let c = chosen_of(&targets);
         assert_eq!(
-            c.bundle.name, "kiosk-3.bundle",
+            c.bundle.name.as_str(),
+            "kiosk-3.bundle",
             "a kernel bundle is never the release"
         );
         let pick = kernel_part_of(&targets, &c).unwrap().unwrap();
-        assert_eq!(pick.bundle.name, "kiosk-3.kernel.bundle");
-        assert_eq!(pick.index.name, "kiosk-3.kernel.index");
+        assert_eq!(pick.bundle.name.as_str(), "kiosk-3.kernel.bundle");
+        assert_eq!(pick.index.name.as_str(), "kiosk-3.kernel.index");
         assert_eq!(pick.custom.image_length, 8192);
         // Without a kernel part: none.
         let plain = release("kiosk", "pc", 3);
@@ -491,13 +492,19 @@ mod tests {
         let Decision::Update(c) = d else {
             unreachable!()
         };
-        assert_eq!(index_of(&targets, &c).unwrap().name, "kiosk-9.index");
+        assert_eq!(
+            index_of(&targets, &c).unwrap().name.as_str(),
+            "kiosk-9.index"
+        );
         assert_eq!(
             choose(&targets, &installed(9), Downgrade::Refuse, &stable()).unwrap(),
             Decision::UpToDate { version: 9 }
         );
         assert_eq!(
-            installed_index(&targets, &installed(5)).unwrap().name,
+            installed_index(&targets, &installed(5))
+                .unwrap()
+                .name
+                .as_str(),
             "kiosk-5.index"
         );
         assert!(installed_index(&targets, &installed(4)).is_none());
@@ -627,7 +634,7 @@ mod tests {
         future.format = RELEASE_FORMAT + 1;
         targets.push(target(&future));
         targets.push(TargetInfo {
-            name: "readme".into(),
+            name: flipside_tuf::client::TargetName::new("readme").unwrap(),
             length: 1,
             sha256: [0; 32],
             custom: None,

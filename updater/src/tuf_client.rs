@@ -3,29 +3,64 @@
 //! through [`MirrorTransport`] (HTTP(S) with the network policy, or a directory).
 
 use std::io::Read;
+use std::ops::Range;
 use std::path::Path;
 
 use chrono::Utc;
 use flipside_tuf::client::transport::{check_path, open_regular};
 use flipside_tuf::client::{
-    Client, Error as ClientError, Limits, MetadataStore, Transport, TransportError,
+    Client, Error as ClientError, Limits, MetadataStore, Refreshed, TargetName, Transport,
+    TransportError,
 };
 
-use crate::config::{Location, Mirror};
+use crate::config::Location;
 use crate::error::{Error, Result};
 use crate::file::read_capped;
-use crate::http::Http;
+use crate::http::{open_range, ByteStream, Http};
+use crate::mirrors::MirrorSet;
 use crate::source::{SourceSpec, TargetInfo, UpdateSource};
 
-/// The mirrors of one repository, tried in order for every file.
+/// The TUF client's transport: every file asked from the mirrors by [`MirrorSet`]'s rule, one
+/// try each.
 pub struct MirrorTransport {
-    mirrors: Vec<Mirror>,
+    mirrors: MirrorSet,
     http: Http,
 }
 
 impl MirrorTransport {
-    pub fn new(mirrors: Vec<Mirror>, http: Http) -> Self {
+    pub fn new(mirrors: MirrorSet, http: Http) -> Self {
         MirrorTransport { mirrors, http }
+    }
+
+    fn open(
+        &self,
+        location: Location,
+        path: &str,
+    ) -> std::result::Result<Box<dyn Read>, TransportError> {
+        match location {
+            Location::Url(url) => match self.http.open_unsized(&url) {
+                Ok(stream) => Ok(Box::new(stream)),
+                Err(Error::HttpStatus {
+                    status: 404 | 410, ..
+                }) => Err(TransportError::NotFound {
+                    path: path.to_string(),
+                }),
+                Err(e) => Err(TransportError::Failed {
+                    path: path.to_string(),
+                    source: Box::new(e),
+                }),
+            },
+            // Not a plain open: a FIFO or a link on a stick must not hang or redirect.
+            Location::File(file) => match open_regular(&file) {
+                Ok(f) => Ok(Box::new(f)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(TransportError::NotFound {
+                        path: path.to_string(),
+                    })
+                }
+                Err(e) => Err(TransportError::io(path, e)),
+            },
+        }
     }
 }
 
@@ -36,42 +71,21 @@ impl Transport for MirrorTransport {
         _max_len: u64,
     ) -> std::result::Result<Box<dyn Read + '_>, TransportError> {
         check_path(path)?;
+        let locations = self.mirrors.join(path);
+        let mut failover = self.mirrors.failover();
         let mut not_found = false;
         let mut last: Option<TransportError> = None;
-        for mirror in &self.mirrors {
-            let opened: std::result::Result<Box<dyn Read>, TransportError> = match mirror.join(path)
-            {
-                Location::Url(url) => match self.http.open_unsized(&url) {
-                    Ok(stream) => Ok(Box::new(stream)),
-                    Err(Error::HttpStatus {
-                        status: 404 | 410, ..
-                    }) => Err(TransportError::NotFound {
-                        path: path.to_string(),
-                    }),
-                    Err(e) => Err(TransportError::Failed {
-                        path: path.to_string(),
-                        source: Box::new(e),
-                    }),
-                },
-                // Not a plain open: a FIFO or a link on a stick must not hang or redirect.
-                Location::File(file) => match open_regular(&file) {
-                    Ok(f) => Ok(Box::new(f)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        Err(TransportError::NotFound {
-                            path: path.to_string(),
-                        })
-                    }
-                    Err(e) => Err(TransportError::io(path, e)),
-                },
-            };
-            match opened {
+        let mut mirror = Some(0).filter(|_| !locations.is_empty());
+        while let Some(m) = mirror {
+            match self.open(locations[m].clone(), path) {
                 Ok(reader) => return Ok(reader),
                 Err(TransportError::NotFound { .. }) => not_found = true,
                 Err(e) => {
-                    log::warn!("mirror {mirror}: {e}");
+                    log::warn!("mirror {}: {e}", locations[m]);
                     last = Some(e);
                 }
             }
+            mirror = failover.failed(true);
         }
         // "Not found" only when no mirror failed otherwise: the root-chain walk stops on it.
         match last {
@@ -86,9 +100,12 @@ impl Transport for MirrorTransport {
 /// [`UpdateSource`] over the TUF client.
 pub struct TufSource {
     client: Client,
-    mirrors: Vec<Mirror>,
+    mirrors: MirrorSet,
     spec: SourceSpec,
     stored_root: Option<StoredRoot>,
+    /// Bundles are read with Range requests through this client (the transport has a clone:
+    /// one record of servers that ignore Range).
+    http: Http,
 }
 
 impl TufSource {
@@ -125,12 +142,15 @@ pub fn tuf_source(spec: &SourceSpec) -> Result<Box<dyn UpdateSource>> {
         opened => opened.map_err(tuf)?,
     };
     let stored_root = StoredRoot::differing(&store, &pinned, spec);
-    let client = client_for(spec, spec.mirrors.clone(), store)?;
+    let mirrors = MirrorSet::new(spec.mirrors.clone());
+    let http = Http::new(spec.network.clone())?;
+    let client = client_for(&http, mirrors.clone(), store);
     Ok(Box::new(TufSource {
         client,
-        mirrors: spec.mirrors.clone(),
+        mirrors,
         spec: spec.clone(),
         stored_root,
+        http,
     }))
 }
 
@@ -182,13 +202,12 @@ pub fn read_pinned_root(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-fn client_for(spec: &SourceSpec, mirrors: Vec<Mirror>, store: MetadataStore) -> Result<Client> {
-    let http = Http::new(spec.network.clone())?;
-    Ok(Client::new(
+fn client_for(http: &Http, mirrors: MirrorSet, store: MetadataStore) -> Client {
+    Client::new(
         store,
-        MirrorTransport::new(mirrors, http),
+        MirrorTransport::new(mirrors, http.clone()),
         Limits::default(),
-    ))
+    )
 }
 
 /// Whether a refresh failure may be the mirror's fault (garbage, stale or oversized metadata,
@@ -208,41 +227,48 @@ fn tuf(source: ClientError) -> Error {
     Error::Tuf { source }
 }
 
-impl UpdateSource for TufSource {
-    fn refresh(&mut self) -> Result<Vec<TargetInfo>> {
-        let refreshed = match self.client.refresh(Utc::now()) {
-            Ok(refreshed) => refreshed,
-            Err(first) if self.mirrors.len() > 1 && mirror_may_be_at_fault(&first) => {
-                // The transport moves to the next mirror only when a fetch fails; metadata that
-                // fetched fine but does not verify (a malicious or stale mirror) is retried here
-                // from each other mirror first, in order. Nothing unverified was stored, so
-                // every attempt starts from the same trusted state; the first error is kept.
-                log::warn!("mirror {}: {first}", self.mirrors[0]);
-                let mut found = None;
-                for i in 1..self.mirrors.len() {
-                    let order: Vec<Mirror> = self.mirrors[i..]
-                        .iter()
-                        .chain(&self.mirrors[..i])
-                        .cloned()
-                        .collect();
-                    let store = MetadataStore::open(&self.spec.metadata_dir).map_err(tuf)?;
-                    let mut client = client_for(&self.spec, order, store)?;
-                    match client.refresh(Utc::now()) {
-                        Ok(refreshed) => {
-                            self.client = client;
-                            found = Some(refreshed);
-                            break;
-                        }
-                        Err(e) if mirror_may_be_at_fault(&e) => {
-                            log::warn!("mirror {}: {e}", self.mirrors[i]);
-                        }
-                        Err(e) => return Err(self.refused(e)),
-                    }
-                }
-                found.ok_or_else(|| self.refused(first))?
-            }
+impl TufSource {
+    /// Refreshes from each mirror in turn until one serves metadata that verifies. The
+    /// transport moves to the next mirror only when a fetch fails; metadata that fetched fine
+    /// but does not verify (a malicious or stale mirror) is retried here with the mirrors
+    /// asked from the next one on. Nothing unverified was stored, so every attempt starts from
+    /// the same trusted state; the first error is the one reported.
+    fn refresh_any_mirror(&mut self) -> Result<Refreshed> {
+        let first = match self.client.refresh(Utc::now()) {
+            Ok(refreshed) => return Ok(refreshed),
+            Err(e) if self.mirrors.len() > 1 && mirror_may_be_at_fault(&e) => e,
             Err(e) => return Err(self.refused(e)),
         };
+        log::warn!(
+            "mirror {}: {first}",
+            self.mirrors.get(0).map_or(String::new(), |m| m.to_string())
+        );
+        let mut failover = self.mirrors.failover();
+        while let Some(start) = failover.failed(true) {
+            let store = MetadataStore::open(&self.spec.metadata_dir).map_err(tuf)?;
+            let mut client = client_for(&self.http, self.mirrors.starting_at(start), store);
+            match client.refresh(Utc::now()) {
+                Ok(refreshed) => {
+                    self.client = client;
+                    return Ok(refreshed);
+                }
+                Err(e) if mirror_may_be_at_fault(&e) => {
+                    let mirror = self
+                        .mirrors
+                        .get(start)
+                        .map_or(String::new(), |m| m.to_string());
+                    log::warn!("mirror {mirror}: {e}");
+                }
+                Err(e) => return Err(self.refused(e)),
+            }
+        }
+        Err(self.refused(first))
+    }
+}
+
+impl UpdateSource for TufSource {
+    fn refresh(&mut self) -> Result<Vec<TargetInfo>> {
+        let refreshed = self.refresh_any_mirror()?;
         log::info!(
             "repository metadata: root {}, timestamp {}, snapshot {}, targets {}",
             refreshed.versions.root,
@@ -256,8 +282,17 @@ impl UpdateSource for TufSource {
                 what: format!("target {name}"),
                 why: e.to_string(),
             })?;
+            // Such a target could never be downloaded (its name is no safe path): it is not
+            // offered, rather than failing every refresh of the repository.
+            let name = match TargetName::new(name) {
+                Ok(name) => name,
+                Err(e) => {
+                    log::warn!("ignoring a target: {e}");
+                    continue;
+                }
+            };
             out.push(TargetInfo {
-                name: name.clone(),
+                name,
                 length: file.length,
                 sha256,
                 custom: file.custom.clone(),
@@ -267,14 +302,32 @@ impl UpdateSource for TufSource {
     }
 
     fn fetch_target(&mut self, target: &TargetInfo) -> Result<Vec<u8>> {
-        self.client.fetch_target_bytes(&target.name).map_err(tuf)
+        self.client
+            .fetch_target_bytes(target.name.as_str())
+            .map_err(tuf)
     }
 
     fn target_locations(&self, target: &TargetInfo) -> Vec<Location> {
         let path = self
             .client
-            .target_path(&target.name)
+            .target_path(target.name.as_str())
             .unwrap_or_else(|_| target.repository_path());
-        self.mirrors.iter().map(|m| m.join(&path)).collect()
+        self.mirrors.join(&path)
+    }
+
+    fn open_range(
+        &self,
+        location: &Location,
+        range: Range<u64>,
+        total: u64,
+    ) -> Result<Box<dyn ByteStream>> {
+        open_range(&self.http, location, range, total)
+    }
+
+    fn ignores_range(&self, location: &Location) -> bool {
+        match location {
+            Location::Url(url) => self.http.ignores_range(url),
+            Location::File(_) => false,
+        }
     }
 }

@@ -33,11 +33,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use common::nginx::Nginx;
-use common::server::{Fault, Server};
 use common::{code, Run, Setup, World, HARDWARE, SENTINEL};
 use flipside_bootloader_hooks::{disk, BootAttrs, Disk, Slot, SlotLayout};
 use flipside_contract::index::ChunkIndex;
 use flipside_repository::{InitSettings, KeyDir, Repository, RoleSettings};
+use flipside_test_support::server::{Fault, Server};
 use flipside_tuf::{canonical, Role, SigningKey};
 use serde_json::Value;
 

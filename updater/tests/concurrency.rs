@@ -8,9 +8,9 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::server::{Fault, Server};
 use common::{code, Setup, World};
 use flipside_bootloader_hooks::{BootAttrs, Slot};
+use flipside_test_support::server::{Fault, Server};
 
 /// Starts `install` against a server that sends the bundle at a tenth of its size per second,
 /// and returns once part of it has been streamed (the slot is cleared and being written).

@@ -6,9 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::server::{Fault, Server};
 use common::{code, Setup, World};
 use flipside_bootloader_hooks::{BootAttrs, Slot};
+use flipside_test_support::server::{Fault, Server};
 
 #[test]
 fn sigkill_mid_install_keeps_the_old_slot_and_the_retry_downloads_less() {

@@ -1,12 +1,13 @@
-//! A misbehaving server (the project's own, `common::server`): dropped connections resume with
-//! Range requests; truncated, corrupted, over-long, missing and trickling data is refused with
-//! its documented exit code, and the inactive slot is never left bootable.
+//! A misbehaving server (the project's own, `flipside_test_support::server`): dropped
+//! connections resume with Range requests; truncated, corrupted, over-long, missing and
+//! trickling data is refused with its documented exit code, and the inactive slot is never
+//! left bootable.
 
 mod common;
 
-use common::server::{Fault, Server};
 use common::{code, Run, Setup, World, SENTINEL};
 use flipside_bootloader_hooks::{BootAttrs, Slot};
+use flipside_test_support::server::{Fault, Server};
 
 /// A world without a delta (slot a does not hold release 1), so the whole bundle streams.
 fn world() -> (World, Server) {

@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::server::Server;
 use common::{code, kernel_bytes, kernel_release, Setup, World, SENTINEL};
 use flipside_bootloader_hooks::{BootAttrs, Slot};
+use flipside_test_support::server::Server;
 
 fn kernel_world() -> World {
     World::new(Setup {

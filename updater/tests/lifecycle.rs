@@ -8,10 +8,10 @@ mod common;
 use std::process::Command;
 
 use common::nginx::Nginx;
-use common::server::Server;
 use common::{code, Setup, World, HARDWARE, SENTINEL};
 use flipside_bootloader_hooks::{efivar, BootAttrs, Slot};
 use flipside_repository::AddOptions;
+use flipside_test_support::server::Server;
 
 fn attrs(p: u8, t: u8, s: bool) -> BootAttrs {
     BootAttrs::new(p, t, s).unwrap()

@@ -6,10 +6,10 @@ mod common;
 use std::net::TcpListener;
 
 use chrono::Utc;
-use common::server::Server;
 use common::{code, Setup, World, HARDWARE};
 use flipside_bootloader_hooks::{BootAttrs, Slot};
 use flipside_repository::{InitSettings, KeyDir, Repository};
+use flipside_test_support::server::Server;
 
 #[test]
 fn a_missing_pinned_root_is_named_not_the_configuration() {

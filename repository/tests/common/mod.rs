@@ -6,13 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use flipside_contract::release::{
-    file_names, kernel_file_names, FileInfo, ImageInfo, KernelPart, Release, RELEASE_FORMAT,
-    UKI_FORMAT,
-};
+use flipside_contract::release::{file_names, kernel_file_names, Release, UKI_FORMAT};
 use flipside_repository::layout::LOCK_FILE;
 use flipside_repository::{InitSettings, KeyDir, Repository};
-use sha2::{Digest, Sha256};
+use flipside_test_support::release::{
+    image_info, kernel_part, release, write_file, write_release_json,
+};
 
 /// The fixed clock of the tests.
 pub fn now() -> DateTime<Utc> {
@@ -64,48 +63,19 @@ impl Fixture {
     }
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use flipside_test_support::sha256_hex;
 
 /// Writes `release.json`, the bundle and the index of release `version` of `kiosk` into `dir`.
 pub fn write_release(dir: &Path, version: u64, bundle: &[u8], index: &[u8]) -> Release {
-    std::fs::create_dir_all(dir).unwrap();
     let (bundle_name, index_name) = file_names("kiosk", version);
-    std::fs::write(dir.join(&bundle_name), bundle).unwrap();
-    std::fs::write(dir.join(&index_name), index).unwrap();
+    let bundle = write_file(dir, &bundle_name, bundle);
+    let index = write_file(dir, &index_name, index);
+    let image = image_info("squashfs", 4096, sha256_hex(b"image"));
     let release = Release {
-        format: RELEASE_FORMAT,
-        name: "kiosk".to_string(),
-        version,
-        display_version: format!("1.{version}"),
-        hardware_id: "qemu-x86_64".to_string(),
-        architecture: Default::default(),
-        image: ImageInfo {
-            filesystem: "squashfs".to_string(),
-            length: 4096,
-            sha256: sha256_hex(b"image"),
-        },
-        bundle: FileInfo {
-            name: bundle_name,
-            length: bundle.len() as u64,
-            sha256: sha256_hex(bundle),
-        },
-        index: FileInfo {
-            name: index_name,
-            length: index.len() as u64,
-            sha256: sha256_hex(index),
-        },
         init: "/init".to_string(),
-        closure: Vec::new(),
-        kernel: None,
-        allow_rollback: false,
+        ..release("kiosk", version, "qemu-x86_64", image, bundle, index)
     };
-    std::fs::write(
-        dir.join("release.json"),
-        serde_json::to_vec_pretty(&release).unwrap(),
-    )
-    .unwrap();
+    write_release_json(dir, &release);
     release
 }
 
@@ -130,31 +100,11 @@ pub struct PartFiles<'a> {
 pub fn write_release_with_kernel(dir: &Path, version: u64, files: &PartFiles) -> Release {
     let mut release = write_release(dir, version, files.bundle, files.index);
     let (bundle_name, index_name) = kernel_file_names("kiosk", version);
-    std::fs::write(dir.join(&bundle_name), files.kernel_bundle).unwrap();
-    std::fs::write(dir.join(&index_name), files.kernel_index).unwrap();
-    release.kernel = Some(KernelPart {
-        kernel_release: "6.1.0-57-amd64".to_string(),
-        image: ImageInfo {
-            filesystem: UKI_FORMAT.to_string(),
-            length: 11 << 20,
-            sha256: sha256_hex(b"uki"),
-        },
-        bundle: FileInfo {
-            name: bundle_name,
-            length: files.kernel_bundle.len() as u64,
-            sha256: sha256_hex(files.kernel_bundle),
-        },
-        index: FileInfo {
-            name: index_name,
-            length: files.kernel_index.len() as u64,
-            sha256: sha256_hex(files.kernel_index),
-        },
-    });
-    std::fs::write(
-        dir.join("release.json"),
-        serde_json::to_vec_pretty(&release).unwrap(),
-    )
-    .unwrap();
+    let bundle = write_file(dir, &bundle_name, files.kernel_bundle);
+    let index = write_file(dir, &index_name, files.kernel_index);
+    let uki = image_info(UKI_FORMAT, 11 << 20, sha256_hex(b"uki"));
+    release.kernel = Some(kernel_part("6.1.0-57-amd64", uki, bundle, index));
+    write_release_json(dir, &release);
     release
 }
 

@@ -219,7 +219,12 @@ impl Client {
     /// `dest` may hold part of the bytes and must not be used.
     pub fn download_target(&self, name: &str, dest: &mut dyn Write) -> Result<u64> {
         let info = self.known_target(name)?;
-        let path = self.path_of(name, &info)?;
+        self.download_found(name, &info, dest)
+    }
+
+    /// [`Client::download_target`] of a target already searched for (5.6.7 done once).
+    fn download_found(&self, name: &str, info: &TargetFile, dest: &mut dyn Write) -> Result<u64> {
+        let path = self.path_of(name, info)?;
         let mut src = self
             .transport
             .fetch(&path, info.length)
@@ -234,7 +239,7 @@ impl Client {
                     source,
                 },
             })?;
-        copy_verified(&mut src, dest, &info, name, &path)
+        copy_verified(&mut src, dest, info, name, &path)
     }
 
     /// The verified bytes of a small target (a chunk index, for instance), refused above
@@ -249,7 +254,7 @@ impl Client {
             });
         }
         let mut bytes = Vec::new();
-        self.download_target(name, &mut bytes)?;
+        self.download_found(name, &info, &mut bytes)?;
         Ok(bytes)
     }
 

@@ -33,6 +33,7 @@ use flipside_tuf::client::{
 use crate::config::{Mirror, NetworkPolicy};
 use crate::error::{Error, Result};
 use crate::http::Http;
+use crate::mirrors::MirrorSet;
 use crate::tuf_client::MirrorTransport;
 
 /// Options of `flipside tuf` (before the action, as the conformance protocol writes them).
@@ -181,9 +182,14 @@ fn client(args: &TufArgs, targets: Option<&String>) -> Result<Client> {
         Mirror::parse(text, &cwd).map_err(|why| Error::Usage { what: why })
     };
     let transport = SplitTransport {
-        metadata: MirrorTransport::new(vec![mirror(metadata)?], http.clone()),
+        metadata: MirrorTransport::new(MirrorSet::new(vec![mirror(metadata)?]), http.clone()),
         targets: targets
-            .map(|t| Ok::<_, Error>(MirrorTransport::new(vec![mirror(t)?], http.clone())))
+            .map(|t| {
+                Ok::<_, Error>(MirrorTransport::new(
+                    MirrorSet::new(vec![mirror(t)?]),
+                    http.clone(),
+                ))
+            })
             .transpose()?,
     };
     Ok(Client::new(store, transport, Limits::default()))

@@ -1,14 +1,14 @@
 //! Shared helpers of the integration tests: real repositories (mksquashfs images, bundles by
 //! `flipside-bundle`, published by `flipside-repository`), GPT disk images made by sgdisk, a
 //! simulated running system (cmdline, system.json), the `flipside` binary run as a process
-//! (with the TUF client), and servers (ours in `server`, nginx in `nginx`).
+//! (with the TUF client), and servers (ours in `flipside_test_support::server`, nginx in
+//! `nginx`).
 
 #![allow(dead_code)]
 
 pub mod collector;
 pub mod garage;
 pub mod nginx;
-pub mod server;
 
 #[path = "../../../bootloader-hooks/tests/common/hostile_gpt.rs"]
 pub mod hostile_gpt;
@@ -22,11 +22,11 @@ use std::process::{Command, Output, Stdio};
 use chrono::Utc;
 use flipside_bootloader_hooks::{disk, BootAttrs, BootState, Disk, Slot, SlotLayout};
 use flipside_bundle::{write_bundle, BundleParams};
-use flipside_contract::release::{
-    FileInfo, ImageInfo, KernelPart, Release, SystemInfo, RELEASE_FORMAT, UKI_FORMAT,
-};
+use flipside_contract::release::{Release, SystemInfo, RELEASE_FORMAT, UKI_FORMAT};
 use flipside_repository::{AddOptions, InitSettings, KeyDir, Repository};
-use sha2::{Digest, Sha256};
+use flipside_test_support::release::{
+    file_info, image_info, kernel_part, release as test_release, write_file, write_release_json,
+};
 use tempfile::TempDir;
 
 pub const SYSTEM: &str = "kiosk";
@@ -60,7 +60,7 @@ fn run_ok(cmd: &mut Command) {
 }
 
 pub fn sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    flipside_test_support::sha256_hex(bytes)
 }
 
 /// A built release.
@@ -205,12 +205,7 @@ pub fn make_release_with(
     };
     let index = write_bundle(image, &bundle, &params).unwrap();
     let index_bytes = index.encode();
-    std::fs::write(dir.join(&index_name), &index_bytes).unwrap();
-    let info = |name: &str, bytes: &[u8]| FileInfo {
-        name: name.into(),
-        length: bytes.len() as u64,
-        sha256: sha256(bytes),
-    };
+    let index_info = write_file(&dir, &index_name, &index_bytes);
     let kernel = kernel.map(|bytes| {
         let (bundle_name, index_name) =
             flipside_contract::release::kernel_file_names(SYSTEM, version);
@@ -218,43 +213,22 @@ pub fn make_release_with(
         std::fs::write(&uki, bytes).unwrap();
         let bundle = dir.join(&bundle_name);
         let index = write_bundle(&uki, &bundle, &params).unwrap();
-        let index_bytes = index.encode();
-        std::fs::write(dir.join(&index_name), &index_bytes).unwrap();
-        KernelPart {
-            kernel_release: kernel_release(version),
-            image: ImageInfo {
-                filesystem: UKI_FORMAT.into(),
-                length: bytes.len() as u64,
-                sha256: sha256(bytes),
-            },
-            bundle: info(&bundle_name, &std::fs::read(&bundle).unwrap()),
-            index: info(&index_name, &index_bytes),
-        }
+        let uki_info = image_info(UKI_FORMAT, bytes.len() as u64, sha256(bytes));
+        let bundle_info = file_info(&bundle_name, &std::fs::read(&bundle).unwrap());
+        let index_info = write_file(&dir, &index_name, &index.encode());
+        kernel_part(&kernel_release(version), uki_info, bundle_info, index_info)
     });
+    let root = image_info(
+        "squashfs",
+        index.image_length(),
+        hex::encode(index.image_sha256()),
+    );
+    let bundle_info = file_info(&bundle_name, &std::fs::read(&bundle).unwrap());
     let release = Release {
-        format: RELEASE_FORMAT,
-        name: SYSTEM.into(),
-        version,
-        display_version: format!("1.{version}"),
-        hardware_id: hardware_id.into(),
-        architecture: Default::default(),
-        image: ImageInfo {
-            filesystem: "squashfs".into(),
-            length: index.image_length(),
-            sha256: hex::encode(index.image_sha256()),
-        },
-        bundle: info(&bundle_name, &std::fs::read(&bundle).unwrap()),
-        index: info(&index_name, &index_bytes),
-        init: "/sbin/init".into(),
-        closure: vec![],
         kernel,
-        allow_rollback: false,
+        ..test_release(SYSTEM, version, hardware_id, root, bundle_info, index_info)
     };
-    std::fs::write(
-        dir.join("release.json"),
-        serde_json::to_vec_pretty(&release).unwrap(),
-    )
-    .unwrap();
+    write_release_json(&dir, &release);
     Built {
         version,
         hardware_id: hardware_id.into(),

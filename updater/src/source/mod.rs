@@ -6,19 +6,30 @@
 //!   targets) and returns every target of the verified targets metadata;
 //! - [`UpdateSource::fetch_target`] downloads one target, reading at most its signed length,
 //!   and checks its signed sha256 (section 5.7);
-//! - [`UpdateSource::target_locations`] says where the bundle is, so that it can be streamed
-//!   with Range requests and verified chunk by chunk against the (verified) index instead.
+//! - [`UpdateSource::target_locations`] says where the bundle is (one location per mirror) and
+//!   [`UpdateSource::open_range`] opens a byte range of it, so that it can be streamed with
+//!   Range requests and verified chunk by chunk against the (verified) index instead.
+//!
+//! Two implementations: the TUF client over the configured mirrors ([`crate::tuf_client`]),
+//! and [`memory::MemorySource`], a repository in memory for the tests of the install steps.
 
+use std::ops::Range;
 use std::path::PathBuf;
+
+use flipside_tuf::client::TargetName;
 
 use crate::config::{Location, Mirror, NetworkPolicy};
 use crate::error::Result;
+use crate::http::ByteStream;
+
+#[cfg(test)]
+pub mod memory;
 
 /// One target of the verified targets metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetInfo {
-    /// Target name, e.g. `kiosk-8.bundle` (never a path: see `check_name`).
-    pub name: String,
+    /// Target name, e.g. `kiosk-8.bundle`, checked to be usable in a repository path.
+    pub name: TargetName,
     /// Signed length in bytes.
     pub length: u64,
     /// Signed sha256.
@@ -28,9 +39,10 @@ pub struct TargetInfo {
 }
 
 impl TargetInfo {
-    /// The consistent-snapshot file name: `targets/{sha256}.{name}`.
+    /// The consistent-snapshot file name: `targets/{sha256}.{name}` (the digest prefixes the
+    /// last component of a name with directories).
     pub fn repository_path(&self) -> String {
-        format!("targets/{}.{}", hex::encode(self.sha256), self.name)
+        self.name.repository_path(Some(&hex::encode(self.sha256)))
     }
 }
 
@@ -44,6 +56,19 @@ pub trait UpdateSource {
 
     /// Where `target` can be read with Range requests, mirrors in order.
     fn target_locations(&self, target: &TargetInfo) -> Vec<Location>;
+
+    /// Opens bytes `range` of the file at `location` (one of [`Self::target_locations`]),
+    /// whose signed length is `total`: the stream yields exactly those bytes or fails.
+    fn open_range(
+        &self,
+        location: &Location,
+        range: Range<u64>,
+        total: u64,
+    ) -> Result<Box<dyn ByteStream>>;
+
+    /// Whether the server at `location` answered a Range request with the whole file, so that
+    /// each further request would send everything before its range again.
+    fn ignores_range(&self, location: &Location) -> bool;
 }
 
 /// What a source is built from: the configured (or `--from`) mirrors, the pinned root, a

@@ -1,6 +1,8 @@
 //! A misbehaving HTTP/1.1 file server of our own (std TcpListener, one thread per
 //! connection, `Connection: close`): serves a directory with Range support and injects the
 //! faults a device must survive. It counts the body bytes it sends and logs every request.
+//! (The QEMU tests keep their own server, with scripted steps; both parse Range with
+//! [`crate::range::parse_range`].)
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -8,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::range::parse_range;
 
 /// What the server does wrong with files whose name ends in the fault's suffix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,7 +167,10 @@ fn handle(s: &Shared, mut conn: TcpStream) -> std::io::Result<()> {
     }
     let total = data.len() as u64;
     let range = range.filter(|_| !matches!(fault, Fault::IgnoreRange));
-    let (status, start, end) = match range.as_deref().and_then(|r| parse_range(r, total)) {
+    // Strict: a range reaching past the end (a file shorter than the signed length) is
+    // refused with 416, which the updater names as a stale or truncated mirror.
+    let asked = range.as_deref().and_then(|r| parse_range(r, total));
+    let (status, start, end) = match asked.filter(|&(_, last)| last < total) {
         Some((a, b)) => (206, a, b + 1),
         None if range.is_some() => return respond_status(&mut conn, 416),
         None => (200, 0, total),
@@ -236,17 +243,4 @@ fn respond_status(conn: &mut TcpStream, code: u16) -> std::io::Result<()> {
         "HTTP/1.1 {code} Fault\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     conn.flush()
-}
-
-/// `bytes=a-b` or `bytes=a-` inside a file of `total` bytes.
-fn parse_range(value: &str, total: u64) -> Option<(u64, u64)> {
-    let spec = value.strip_prefix("bytes=")?;
-    let (a, b) = spec.split_once('-')?;
-    let a: u64 = a.parse().ok()?;
-    let b: u64 = if b.is_empty() {
-        total.checked_sub(1)?
-    } else {
-        b.parse().ok()?
-    };
-    (a <= b && b < total).then_some((a, b))
 }
