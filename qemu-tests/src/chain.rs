@@ -88,6 +88,16 @@ echo \"FLIPSIDE: initrd start kernel=$(/bin/busybox uname -r)\"\n\
 echo \"FLIPSIDE: initrd broken action=exit\"\n\
 exit 1\n";
 
+/// The `[network]` section of the guests that fetch from the forwarded server: short timeouts
+/// and backoffs, so a scenario's failures show within seconds under TCG.
+pub const NETWORK_SECTION: &str = "[network]
+connect_timeout_secs = 10
+read_timeout_secs = 20
+retries = 3
+backoff_initial_ms = 200
+backoff_max_ms = 2000
+";
+
 /// `/etc/flipside/config.toml` of the chain images: the forwarded update server as the
 /// mirror, state on `/data`, kernel partitions and `FlipsideSlot` by their defaults. Pure.
 pub fn config_toml() -> String {
@@ -104,13 +114,7 @@ state_dir = "/data/flipside"
 [update]
 trial_boots = {TRIAL_BOOTS}
 
-[network]
-connect_timeout_secs = 10
-read_timeout_secs = 20
-retries = 3
-backoff_initial_ms = 200
-backoff_max_ms = 2000
-
+{NETWORK_SECTION}
 [health]
 dir = "/etc/flipside/health.d"
 timeout_secs = 60

@@ -10,7 +10,7 @@
 //! the timer has run the update unit once more and reports how it ended, `settime EPOCH` sets
 //! the guest's clock (the test's way into the maintenance window), `status`, `poweroff`.
 
-use crate::chain::network_unit;
+use crate::chain::{network_unit, NETWORK_SECTION};
 use crate::debian::{self, report_head};
 use crate::ota::GUEST_PORT;
 use crate::vm::GUEST_SERVER_ADDR;
@@ -40,13 +40,7 @@ reboot = "window"
 start = "{start}"
 end = "{end}"
 
-[network]
-connect_timeout_secs = 10
-read_timeout_secs = 20
-retries = 3
-backoff_initial_ms = 200
-backoff_max_ms = 2000
-
+{NETWORK_SECTION}
 [health]
 dir = "/etc/flipside/health.d"
 timeout_secs = 60

@@ -177,32 +177,22 @@ fn delete_removes_what_prune_removed_only_after_the_timestamp() {
         !kept.left_in_place.is_empty() && kept.removed.is_empty(),
         "{kept:?}"
     );
-    let options = Options {
-        delete: true,
-        dry_run: true,
+    let delete = |dry_run: bool| {
+        let options = Options {
+            delete: true,
+            dry_run,
+        };
+        upload(
+            &w.repo,
+            &destination(&garage),
+            &credentials(&garage),
+            options,
+            Utc::now(),
+        )
+        .unwrap()
     };
-    let dry = upload(
-        &w.repo,
-        &destination(&garage),
-        &credentials(&garage),
-        options,
-        Utc::now(),
-    )
-    .unwrap();
-    assert_eq!(dry.removed, kept.left_in_place);
-    let options = Options {
-        delete: true,
-        dry_run: false,
-    };
-    let done = upload(
-        &w.repo,
-        &destination(&garage),
-        &credentials(&garage),
-        options,
-        Utc::now(),
-    )
-    .unwrap();
-    assert_eq!(done.removed, kept.left_in_place);
+    assert_eq!(delete(true).removed, kept.left_in_place);
+    assert_eq!(delete(false).removed, kept.left_in_place);
     let again = publish(&w, &garage).unwrap();
     assert!(
         again.left_in_place.is_empty() && again.uploaded.is_empty(),
