@@ -64,8 +64,18 @@ pub fn partitions() -> Vec<ExtraPartition> {
     out
 }
 
+/// The removable-media boot file of x86-64 UEFI firmware (OVMF).
+pub const BOOT_FILE_X64: &str = "BOOTX64.EFI";
+/// The removable-media boot file of aarch64 UEFI firmware (U-Boot's distro boot looks for it).
+pub const BOOT_FILE_AA64: &str = "BOOTAA64.EFI";
+
 /// A FAT image of `size` bytes holding only `\EFI\BOOT\BOOTX64.EFI` = `app`.
 pub fn esp_image(app: &Path, out: &Path, size: u64) -> Result<()> {
+    esp_image_with(app, out, size, BOOT_FILE_X64)
+}
+
+/// A FAT image of `size` bytes holding only `\EFI\BOOT\<boot_file>` = `app`.
+pub fn esp_image_with(app: &Path, out: &Path, size: u64, boot_file: &str) -> Result<()> {
     let _ = fs::remove_file(out);
     tool::run(
         Command::new("mkfs.fat")
@@ -83,7 +93,7 @@ pub fn esp_image(app: &Path, out: &Path, size: u64) -> Result<()> {
         Command::new("mcopy")
             .args(["-i", &image])
             .arg(app)
-            .arg("::/EFI/BOOT/BOOTX64.EFI"),
+            .arg(format!("::/EFI/BOOT/{boot_file}")),
         "mtools",
     )?;
     Ok(())
