@@ -650,6 +650,10 @@ pub fn build_uki(assets: &ArmAssets, release: &ArmRelease, work: &Path) -> Resul
     Ok(out)
 }
 
+/// Bytes of each aarch64 kernel partition: the UKI is about 35 MB (Debian's arm64 `Image` is
+/// not compressed, 33 MB; systemd 252's stub could not decompress it either).
+pub const KERNEL_SIZE: u64 = 48 << 20;
+
 /// Slot and data sizes of the aarch64 disk.
 pub fn layout() -> DiskLayout {
     DiskLayout {
@@ -659,11 +663,11 @@ pub fn layout() -> DiskLayout {
 }
 
 /// A fresh aarch64 disk `<name>.img` in `work`: root-a, root-b, data, esp (flipside-boot as
-/// `\EFI\BOOT\BOOTAA64.EFI`), kernel-a, kernel-b ([`uefi::partitions`]); both slots
+/// `\EFI\BOOT\BOOTAA64.EFI`), kernel-a, kernel-b ([`KERNEL_SIZE`] each); both slots
 /// P=0 T=0 S=0.
 pub fn disk(assets: &ArmAssets, work: &Path, name: &str) -> Result<TestDisk> {
     let path = work.join(format!("{name}.img"));
-    let disk = TestDisk::create_with(&path, &layout(), None, &uefi::partitions())?;
+    let disk = TestDisk::create_with(&path, &layout(), None, &uefi::partitions_with(KERNEL_SIZE))?;
     let esp = work.join(format!("{name}.esp.img"));
     uefi::esp_image_with(
         &assets.flipside_boot,

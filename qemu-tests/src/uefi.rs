@@ -51,6 +51,11 @@ pub fn kernel_label(slot: Slot) -> String {
 
 /// The partitions a UEFI disk has after the data partition: ESP, kernel-a, kernel-b.
 pub fn partitions() -> Vec<ExtraPartition> {
+    partitions_with(KERNEL_SIZE)
+}
+
+/// [`partitions`] with kernel partitions of `kernel_size` bytes.
+pub fn partitions_with(kernel_size: u64) -> Vec<ExtraPartition> {
     let mut out = vec![ExtraPartition {
         label: ESP_LABEL.into(),
         type_guid: ESP_TYPE,
@@ -59,7 +64,7 @@ pub fn partitions() -> Vec<ExtraPartition> {
     out.extend(Slot::ALL.map(|slot| ExtraPartition {
         label: kernel_label(slot),
         type_guid: KERNEL_TYPE,
-        size: KERNEL_SIZE,
+        size: kernel_size,
     }));
     out
 }
