@@ -509,6 +509,17 @@ pub fn init_script(version: u64) -> String {
     format!(
         r#"{head}uname=$(cat /proc/sys/kernel/osrelease)
 echo "FLIPSIDE: system kernel release=$uname"
+# What the booted system sees of flipside-boot's volatile FlipsideSlot variable: U-Boot's
+# runtime services decide whether efivarfs has it.
+efi_slot=no-efi
+if [ -d /sys/firmware/efi ]; then
+	vars=/sys/firmware/efi/efivars
+	grep -q " $vars " /proc/mounts || mount -t efivarfs efivarfs "$vars" 2>/dev/null
+	efi_slot=none
+	file=$vars/FlipsideSlot-04bfef25-d88a-4d8f-bb49-90caf86c6315
+	[ -r "$file" ] && efi_slot=$(dd if="$file" bs=1 skip=4 count=1 2>/dev/null)
+fi
+echo "FLIPSIDE: system efivar slot=$efi_slot"
 if [ "$FLIPSIDE_TRIAL" = 1 ]; then
 	# On failure flipside marks this slot bad and runs its reboot command.
 	flipside health
@@ -721,8 +732,6 @@ pub struct ArmStages {
     pub flipside_boot: Option<f64>,
     /// `flipside-boot: boot`: the UKI is handed to LoadImage.
     pub load_kernel: Option<f64>,
-    /// `EFI stub: Exiting boot services`: the kernel takes over.
-    pub exit_boot_services: Option<f64>,
     /// `FLIPSIDE: initrd start`.
     pub initrd: Option<f64>,
     /// `FLIPSIDE: system up`.
@@ -756,8 +765,6 @@ pub fn stages(timeline: &str) -> Vec<ArmStages> {
             &mut b.flipside_boot
         } else if text.contains("flipside-boot: boot ") {
             &mut b.load_kernel
-        } else if text.contains("EFI stub: Exiting boot services") {
-            &mut b.exit_boot_services
         } else if text.contains("FLIPSIDE: initrd start") {
             &mut b.initrd
         } else if text.contains("FLIPSIDE: system up") {
@@ -779,10 +786,9 @@ impl ArmStages {
         let at = |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{:.1}", t - base));
         format!(
             "u-boot at {base:.1} s, then flipside-boot +{} kernel handed over +{} \
-             boot services exited +{} initramfs +{} system +{} end +{}",
+             initramfs +{} system +{} end +{}",
             at(self.flipside_boot),
             at(self.load_kernel),
-            at(self.exit_boot_services),
             at(self.initrd),
             at(self.system),
             at(self.end),
@@ -808,7 +814,6 @@ mod tests {
         let timeline = "   0.500s U-Boot 2023.01+dfsg-2+deb12u3 (Jun 22 2026)\n\
                         \x20  3.600s flipside-boot: start version=0.1.0\n\
                         \x20  3.900s flipside-boot: boot slot=b\n\
-                        \x20  4.200s EFI stub: Exiting boot services...\n\
                         \x20  9.000s FLIPSIDE: initrd start kernel=6.1\n\
                         \x20 10.000s FLIPSIDE: system up name=armapp version=2 slot=b\n\
                         \x20 11.000s FLIPSIDE: system end action=reboot\n\
@@ -817,7 +822,6 @@ mod tests {
         let s = stages(timeline);
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].flipside_boot, Some(3.6));
-        assert_eq!(s[0].exit_boot_services, Some(4.2));
         assert_eq!(s[0].end, Some(11.0));
         assert_eq!(s[1].u_boot, Some(11.5));
         assert_eq!(s[1].system, None);
@@ -827,7 +831,12 @@ mod tests {
     #[test]
     fn init_runs_health_only_on_trial() {
         let s = init_script(2);
-        assert!(s.contains("if [ \"$FLIPSIDE_TRIAL\" = 1 ]; then\n\tflipside health"));
+        let trial = s
+            .find("if [ \"$FLIPSIDE_TRIAL\" = 1 ]; then")
+            .expect("a trial branch");
+        let health = s.find("\tflipside health\n").expect("flipside health");
+        let poweroff = s.rfind("poweroff -f").expect("a poweroff");
+        assert!(trial < health && health < poweroff);
         assert!(s.contains("FLIPSIDE: system up"));
         let c: toml::Value = toml::from_str(&config_toml()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c["device"]["disk"].as_str(), Some("/dev/vda"));
