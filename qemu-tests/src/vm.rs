@@ -74,8 +74,12 @@ pub enum Machine {
     Q35,
     /// `qemu-system-aarch64 -machine virt -cpu cortex-a57` (always TCG) with `bios` as its
     /// firmware: Debian's U-Boot for QEMU, which boots the disk alone through its UEFI. No
-    /// `isa-debug-exit` (a guest powers off through PSCI: QEMU exits 0).
-    ArmVirt { bios: PathBuf },
+    /// `isa-debug-exit` (a guest powers off through PSCI: QEMU exits 0). `medium`: a second,
+    /// read-only disk after the boot disk (an update medium, `/dev/vdb`).
+    ArmVirt {
+        bios: PathBuf,
+        medium: Option<PathBuf>,
+    },
 }
 
 impl Machine {
@@ -157,8 +161,8 @@ fn qemu_escape(s: &str) -> String {
 
 /// The QEMU command line (without the program). Pure.
 pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Vec<String> {
-    if let Machine::ArmVirt { bios } = &cfg.machine {
-        return arm_virt_args(cfg, bios);
+    if let Machine::ArmVirt { bios, medium } = &cfg.machine {
+        return arm_virt_args(cfg, bios, medium.as_deref());
     }
     let mut a: Vec<String> = Vec::new();
     let mut push = |words: &[&str]| a.extend(words.iter().map(|w| w.to_string()));
@@ -241,7 +245,7 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Vec<String> {
 /// The QEMU command line of an aarch64 `virt` machine booting `cfg.disk` through `bios`
 /// (U-Boot): TCG (the build machine is x86-64), one CPU, the disk on virtio-blk-pci, no
 /// network, no watchdog. Pure.
-fn arm_virt_args(cfg: &VmConfig, bios: &Path) -> Vec<String> {
+fn arm_virt_args(cfg: &VmConfig, bios: &Path, medium: Option<&Path>) -> Vec<String> {
     let mut a: Vec<String> = [
         "-machine",
         "virt",
@@ -279,6 +283,15 @@ fn arm_virt_args(cfg: &VmConfig, bios: &Path) -> Vec<String> {
         ));
         a.push("-device".into());
         a.push("virtio-blk-pci,drive=disk0".into());
+    }
+    if let Some(medium) = medium {
+        a.push("-drive".into());
+        a.push(format!(
+            "file={},if=none,id=medium,format=raw,readonly=on",
+            qemu_escape(&medium.to_string_lossy())
+        ));
+        a.push("-device".into());
+        a.push("virtio-blk-pci,drive=medium".into());
     }
     if cfg.on_reboot == OnReboot::Exit {
         a.push("-no-reboot".into());
@@ -599,6 +612,7 @@ mod tests {
         let mut cfg = config();
         cfg.machine = Machine::ArmVirt {
             bios: "/u/u-boot.bin".into(),
+            medium: Some("/m/repo.squashfs".into()),
         };
         cfg.on_reboot = OnReboot::Exit;
         let args = qemu_args(&cfg, Accel::Kvm);
@@ -615,6 +629,10 @@ mod tests {
             &args,
             ["-drive", "file=/d/disk,,1.img,if=none,id=disk0,format=raw"]
         ));
+        assert!(has(&args, ["-device", "virtio-blk-pci,drive=medium"]));
+        assert!(args
+            .iter()
+            .any(|a| a.ends_with("id=medium,format=raw,readonly=on")));
         assert!(args.iter().any(|a| a == "-no-reboot"));
         for absent in ["-kernel", "-initrd", "-append"] {
             assert!(!args.iter().any(|a| a == absent), "{absent}");

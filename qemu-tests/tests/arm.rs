@@ -50,7 +50,7 @@ impl Bed {
 
     /// Writes `release`'s root and UKI into `slot`.
     fn install(&self, disk: &TestDisk, slot: Slot, release: &ArmRelease) -> Result<()> {
-        let root = arm::build_root(self.assets, release, self.work())?;
+        let root = arm::build_root(self.assets, release, self.work(), None)?;
         let uki = arm::build_uki(self.assets, release, self.work())?;
         arm::write_release(disk, slot, &root, &uki)
     }
@@ -193,6 +193,64 @@ fn arm_update_changes_kernel_and_root_and_commits() -> Result<()> {
     assert_eq!(disk.bits(Slot::A)?, (1, 0, true));
     assert_eq!(disk.bits(Slot::B)?, (2, 0, true));
     assert_eq!(disk.cgpt_slot(Slot::B)?, (2, 0, true));
+    Ok(())
+}
+
+#[test]
+fn arm_device_installs_from_a_repository_and_commits() -> Result<()> {
+    let bed = Bed::new("arm_device_installs_from_a_repository_and_commits")?;
+    let builder = arm::flipside_build()?;
+    // Release 2 (the newer kernel and a new root) built by flipside-build with its kernel
+    // part, in a signed repository on an update medium (a second disk).
+    let v2 = ArmRelease::good(2, false);
+    let (medium, root_json) =
+        arm::update_medium(bed.assets, &builder, std::slice::from_ref(&v2), bed.work())?;
+    let disk = arm::disk(bed.assets, bed.work(), "disk")?;
+    let v1 = ArmRelease::good(1, true);
+    let root = arm::build_root(bed.assets, &v1, bed.work(), Some(&root_json))?;
+    let uki = arm::build_uki(bed.assets, &v1, bed.work())?;
+    arm::write_release(&disk, Slot::A, &root, &uki)?;
+    disk.set_slot(Slot::A, 1, 0, true)?;
+
+    let name = "install";
+    let cfg = arm::vm_config_with(&bed.logs, name, &disk, Some(&medium));
+    let started = Instant::now();
+    let mut vm = arm::start(&cfg)?;
+    let exit = vm.wait_exit(arm::BOOT_TIMEOUT * 3)?;
+    let text =
+        fs::read_to_string(bed.logs.join(format!("{name}.timeline.log"))).unwrap_or_default();
+    for (i, s) in arm::stages(&text).iter().enumerate() {
+        eprintln!("ARM-STAGES {name} boot {}: {}", i + 1, s.describe());
+    }
+    eprintln!(
+        "ARM-RUN {name}: {} boots in {:.1} s",
+        vm.boots().len(),
+        started.elapsed().as_secs_f64()
+    );
+    let log = vm.serial_log().display().to_string();
+    assert_eq!(
+        summaries(&vm),
+        [
+            BootSummary::system(Slot::A, false, 0, 1, "reboot"),
+            BootSummary::system(Slot::B, true, 1, 2, "reboot"),
+            BootSummary::system(Slot::B, false, 0, 2, "poweroff"),
+        ],
+        "v1 installs v2 from the medium, v2's trial is committed, v2 boots proven; {log}"
+    );
+    let boots = vm.boots();
+    let install = boots[0].find("updater", "install").expect(&log);
+    assert_eq!(install.get("code"), Some("0"), "{log}");
+    let health = boots[1].find("updater", "health").expect(&log);
+    assert_eq!(health.get("code"), Some("0"), "{log}");
+    let kernels: Vec<_> = boots.iter().map(kernel_release).collect();
+    let (old, new) = (
+        Some(bed.assets.old_kernel().release.clone()),
+        Some(bed.assets.new_kernel().release.clone()),
+    );
+    assert_eq!(kernels, [old, new.clone(), new], "{log}");
+    assert_eq!(exit, QemuExit::PoweredOff);
+    assert_eq!(disk.bits(Slot::A)?, (1, 0, true));
+    assert_eq!(disk.bits(Slot::B)?, (2, 0, true));
     Ok(())
 }
 
