@@ -651,6 +651,7 @@ pub fn system_toml(
     release: &ArmRelease,
     assets: &ArmAssets,
     kernel: &ArmKernel,
+    initrd: &Path,
     base_dir: &Path,
 ) -> String {
     let links = APPLETS
@@ -695,7 +696,7 @@ release = "{release}"
         flipside = assets.flipside.display(),
         base = base_dir.display(),
         image = kernel.image.display(),
-        initrd = kernel.initramfs.display(),
+        initrd = initrd.display(),
         stub = assets.stub.display(),
         release = kernel.release,
     )
@@ -756,13 +757,13 @@ pub fn update_medium(
             health_check(release.health),
             0o755,
         )?;
-        let kernel = if release.old_kernel {
-            assets.old_kernel()
-        } else {
-            assets.new_kernel()
-        };
+        let (kernel, initrd) = release_kernel(assets, release, work)?;
         let toml = src.join("system.toml");
-        write(&toml, &system_toml(release, assets, kernel, &base), 0o644)?;
+        write(
+            &toml,
+            &system_toml(release, assets, kernel, &initrd, &base),
+            0o644,
+        )?;
         let out = work.join(format!("arm-{}-release", release.version));
         crate::appliance::build_with(builder, &toml, &out, &work.join("store"))?;
         cli(&[
@@ -790,30 +791,39 @@ pub const BROKEN_INIT: &str = "#!/bin/busybox sh\n/bin/busybox mount -t proc pro
     echo \"FLIPSIDE: initrd start kernel=$(/bin/busybox cat /proc/sys/kernel/osrelease)\"\n\
     echo \"FLIPSIDE: initrd broken action=exit\"\nexit 1\n";
 
-/// Builds `release`'s UKI under `work`: systemd's arm64 stub, the release's kernel, its
-/// initramfs (or a broken one), [`UKI_CMDLINE`] and an os-release.
-pub fn build_uki(assets: &ArmAssets, release: &ArmRelease, work: &Path) -> Result<PathBuf> {
+/// The kernel of `release` and the initramfs its UKI carries: the kernel's own, or for a
+/// release whose kernel panics a broken one written under `work`.
+pub fn release_kernel<'a>(
+    assets: &'a ArmAssets,
+    release: &ArmRelease,
+    work: &Path,
+) -> Result<(&'a ArmKernel, PathBuf)> {
     let kernel = if release.old_kernel {
         assets.old_kernel()
     } else {
         assets.new_kernel()
     };
-    let initrd = if release.kernel_panics {
-        let path = work.join(format!("arm-{}-broken.cpio.zst", release.version));
-        initramfs::build_with_init(
-            &initramfs::Inputs {
-                busybox: assets.busybox.clone(),
-                flipside_select: assets.flipside_select.clone(),
-                flipside_verity: assets.flipside_verity.clone(),
-                modules: Vec::new(),
-            },
-            BROKEN_INIT,
-            &path,
-        )?;
-        path
-    } else {
-        kernel.initramfs.clone()
-    };
+    if !release.kernel_panics {
+        return Ok((kernel, kernel.initramfs.clone()));
+    }
+    let path = work.join(format!("arm-{}-broken.cpio.zst", release.version));
+    initramfs::build_with_init(
+        &initramfs::Inputs {
+            busybox: assets.busybox.clone(),
+            flipside_select: assets.flipside_select.clone(),
+            flipside_verity: assets.flipside_verity.clone(),
+            modules: Vec::new(),
+        },
+        BROKEN_INIT,
+        &path,
+    )?;
+    Ok((kernel, path))
+}
+
+/// Builds `release`'s UKI under `work`: systemd's arm64 stub, the release's kernel, its
+/// initramfs (or a broken one), [`UKI_CMDLINE`] and an os-release.
+pub fn build_uki(assets: &ArmAssets, release: &ArmRelease, work: &Path) -> Result<PathBuf> {
+    let (kernel, initrd) = release_kernel(assets, release, work)?;
     let out = work.join(format!("arm-{}.uki.efi", release.version));
     let os_release = uki::os_release("armapp", release.version, &release.version.to_string());
     uki::assemble(

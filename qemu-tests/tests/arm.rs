@@ -2,8 +2,10 @@
 //! firmware. U-Boot's UEFI runs flipside-boot from the ESP (`\EFI\BOOT\BOOTAA64.EFI`), which
 //! applies the slot rules to the GPT bits, records a consumed try through U-Boot's block I/O,
 //! and starts the slot's unified kernel image (systemd's arm64 stub, Debian's arm64 kernel);
-//! the initramfs mounts the slot; on a trial boot the static aarch64 `flipside health` commits
-//! the slot or marks it bad. Guest reboots reset the VM: real reboot cycles through U-Boot.
+//! the initramfs mounts the slot. Each scenario is one QEMU run with real reboots (the guest's
+//! reboots reset the VM, U-Boot starts again): the running system installs the next release
+//! with the static aarch64 `flipside install` from a signed repository on an update medium (a
+//! second disk), reboots into its trial, and `flipside health` commits it or marks it bad.
 //!
 //! Behind the `aarch64` feature (`scripts/test-arm.sh`): see qemu-tests/README.md. Serial logs
 //! and timelines stay in `<target>/qemu-logs/<test>/`; each test prints `ARM-STAGES` lines.
@@ -48,26 +50,30 @@ impl Bed {
         self.work.path()
     }
 
-    /// Writes `release`'s root and UKI into `slot`.
-    fn install(&self, disk: &TestDisk, slot: Slot, release: &ArmRelease) -> Result<()> {
-        let root = arm::build_root(self.assets, release, self.work(), None)?;
-        let uki = arm::build_uki(self.assets, release, self.work())?;
-        arm::write_release(disk, slot, &root, &uki)
-    }
+    /// A device running `running` from slot a (proven, P=1 S=1) with an update medium that
+    /// holds a repository of `next`; one QEMU run until the guest powers off. Prints each
+    /// boot's stage times.
+    fn scenario(
+        &self,
+        name: &str,
+        running: &ArmRelease,
+        next: &ArmRelease,
+        boots: u32,
+    ) -> Result<(Vm, QemuExit, TestDisk)> {
+        let builder = arm::flipside_build()?;
+        let (medium, root_json) = arm::update_medium(
+            self.assets,
+            &builder,
+            std::slice::from_ref(next),
+            self.work(),
+        )?;
+        let disk = arm::disk(self.assets, self.work(), "disk")?;
+        let root = arm::build_root(self.assets, running, self.work(), Some(&root_json))?;
+        let uki = arm::build_uki(self.assets, running, self.work())?;
+        arm::write_release(&disk, Slot::A, &root, &uki)?;
+        disk.set_slot(Slot::A, 1, 0, true)?;
 
-    /// What the updater does to install into `slot` (ChromeOS order): clear the slot, write
-    /// root and kernel, then arm it for 2 trial boots at top priority with the other slot
-    /// below. Done by the host while QEMU is stopped.
-    fn update(&self, disk: &TestDisk, slot: Slot, release: &ArmRelease) -> Result<()> {
-        disk.set_slot(slot, 0, 0, false)?;
-        self.install(disk, slot, release)?;
-        disk.set_slot(!slot, 1, 0, true)?;
-        disk.set_slot(slot, 2, 2, false)
-    }
-
-    /// One QEMU run of `disk` until the guest powers off; prints each boot's stage times.
-    fn run(&self, name: &str, disk: &TestDisk, boots: u32) -> Result<(Vm, QemuExit)> {
-        let cfg = arm::vm_config(&self.logs, name, disk);
+        let cfg = arm::vm_config_with(&self.logs, name, &disk, Some(&medium));
         let started = Instant::now();
         let mut vm = arm::start(&cfg)?;
         let exit = vm.wait_exit(arm::BOOT_TIMEOUT * boots)?;
@@ -82,8 +88,16 @@ impl Bed {
             started.elapsed().as_secs_f64(),
             timeline.display()
         );
-        Ok((vm, exit))
+        Ok((vm, exit, disk))
     }
+}
+
+/// The slot in flipside-boot's FlipsideSlot variable as the booted system read it from
+/// efivarfs (U-Boot's runtime GetVariable).
+fn efivar_slot(boot: &Boot) -> Option<String> {
+    boot.find("system", "efivar")?
+        .get("slot")
+        .map(str::to_string)
 }
 
 /// The kernel release the system reported.
@@ -95,6 +109,23 @@ fn kernel_release(boot: &Boot) -> Option<String> {
 
 fn summaries(vm: &Vm) -> Vec<BootSummary> {
     vm.boots().iter().map(Boot::summary).collect()
+}
+
+/// The first boot installed release `next` from the medium: `flipside install` exited 0 and
+/// its result names slot b, `next` and `kernel`.
+fn assert_installed(boot: &Boot, next: u64, kernel: &str, log: &str) {
+    let install = boot.find("updater", "install").expect(log);
+    assert_eq!(install.get("code"), Some("0"), "{log}");
+    let result = boot.find("updater", "result").expect(log);
+    assert_eq!(
+        (
+            result.get("slot"),
+            result.get("version"),
+            result.get("kernel")
+        ),
+        (Some("b"), Some(next.to_string().as_str()), Some(kernel)),
+        "{log}"
+    );
 }
 
 #[test]
@@ -136,58 +167,44 @@ fn cross_built_programs_run_under_qemu_user() -> Result<()> {
 #[test]
 fn arm_update_changes_kernel_and_root_and_commits() -> Result<()> {
     let bed = Bed::new("arm_update_changes_kernel_and_root_and_commits")?;
-    let disk = arm::disk(bed.assets, bed.work(), "disk")?;
-    bed.install(&disk, Slot::A, &ArmRelease::good(1, true))?;
-    disk.set_slot(Slot::A, 1, 0, true)?;
-
-    // v1 runs from a with the older kernel.
-    let (vm, exit) = bed.run("v1", &disk, 1)?;
-    let log = vm.serial_log().display().to_string();
-    assert_eq!(
-        summaries(&vm),
-        [BootSummary::system(Slot::A, false, 0, 1, "poweroff")],
-        "{log}"
+    let (old, new) = (
+        bed.assets.old_kernel().release.clone(),
+        bed.assets.new_kernel().release.clone(),
     );
-    let boots = vm.boots();
-    assert_eq!(
-        boots[0].firmware_events(),
-        ["start", "select slot=a", "kernel slot=a", "boot slot=a"],
-        "{log}"
-    );
-    let old = kernel_release(&boots[0]);
-    assert_eq!(
-        old.as_deref(),
-        Some(bed.assets.old_kernel().release.as_str())
-    );
-    assert_eq!(exit, QemuExit::PoweredOff);
-
-    // v2 (the newer kernel and a new root) goes into b, armed for two trial boots.
-    bed.update(&disk, Slot::B, &ArmRelease::good(2, false))?;
-    let (vm, exit) = bed.run("v2", &disk, 2)?;
+    assert_ne!(old, new);
+    let (vm, exit, disk) = bed.scenario(
+        "update",
+        &ArmRelease::good(1, true),
+        &ArmRelease::good(2, false),
+        3,
+    )?;
     let log = vm.serial_log().display().to_string();
     assert_eq!(
         summaries(&vm),
         [
+            BootSummary::system(Slot::A, false, 0, 1, "reboot"),
             BootSummary::system(Slot::B, true, 1, 2, "reboot"),
             BootSummary::system(Slot::B, false, 0, 2, "poweroff"),
         ],
-        "trial boot committed by flipside health, then b proven; {log}"
+        "v1 installs v2, v2's trial is committed, v2 boots proven; {log}"
     );
     let boots = vm.boots();
-    let commit = boots[0].find("boot", "commit").expect(&log);
+    assert_installed(&boots[0], 2, &new, &log);
+    let commit = boots[1].find("boot", "commit").expect(&log);
     assert_eq!(commit.get("attrs"), Some("P=2,T=1,S=0"), "{log}");
-    let health = boots[0].find("updater", "health").expect(&log);
+    let health = boots[1].find("updater", "health").expect(&log);
     assert_eq!(health.get("code"), Some("0"), "{log}");
-    for boot in &boots {
-        assert_eq!(
-            kernel_release(boot).as_deref(),
-            Some(bed.assets.new_kernel().release.as_str()),
-            "{log}"
-        );
-    }
-    assert_ne!(
-        bed.assets.new_kernel().release,
-        bed.assets.old_kernel().release
+    let kernels: Vec<_> = boots.iter().map(kernel_release).collect();
+    assert_eq!(
+        kernels,
+        [Some(old), Some(new.clone()), Some(new)],
+        "the kernel changed with the root; {log}"
+    );
+    let efivars: Vec<_> = boots.iter().map(efivar_slot).collect();
+    assert_eq!(
+        efivars,
+        [Some("a".into()), Some("b".into()), Some("b".into())],
+        "the system reads flipside-boot's FlipsideSlot through U-Boot's runtime services; {log}"
     );
     assert_eq!(exit, QemuExit::PoweredOff);
     assert_eq!(disk.bits(Slot::A)?, (1, 0, true));
@@ -197,91 +214,30 @@ fn arm_update_changes_kernel_and_root_and_commits() -> Result<()> {
 }
 
 #[test]
-fn arm_device_installs_from_a_repository_and_commits() -> Result<()> {
-    let bed = Bed::new("arm_device_installs_from_a_repository_and_commits")?;
-    let builder = arm::flipside_build()?;
-    // Release 2 (the newer kernel and a new root) built by flipside-build with its kernel
-    // part, in a signed repository on an update medium (a second disk).
-    let v2 = ArmRelease::good(2, false);
-    let (medium, root_json) =
-        arm::update_medium(bed.assets, &builder, std::slice::from_ref(&v2), bed.work())?;
-    let disk = arm::disk(bed.assets, bed.work(), "disk")?;
-    let v1 = ArmRelease::good(1, true);
-    let root = arm::build_root(bed.assets, &v1, bed.work(), Some(&root_json))?;
-    let uki = arm::build_uki(bed.assets, &v1, bed.work())?;
-    arm::write_release(&disk, Slot::A, &root, &uki)?;
-    disk.set_slot(Slot::A, 1, 0, true)?;
-
-    let name = "install";
-    let cfg = arm::vm_config_with(&bed.logs, name, &disk, Some(&medium));
-    let started = Instant::now();
-    let mut vm = arm::start(&cfg)?;
-    let exit = vm.wait_exit(arm::BOOT_TIMEOUT * 3)?;
-    let text =
-        fs::read_to_string(bed.logs.join(format!("{name}.timeline.log"))).unwrap_or_default();
-    for (i, s) in arm::stages(&text).iter().enumerate() {
-        eprintln!("ARM-STAGES {name} boot {}: {}", i + 1, s.describe());
-    }
-    eprintln!(
-        "ARM-RUN {name}: {} boots in {:.1} s",
-        vm.boots().len(),
-        started.elapsed().as_secs_f64()
-    );
-    let log = vm.serial_log().display().to_string();
-    assert_eq!(
-        summaries(&vm),
-        [
-            BootSummary::system(Slot::A, false, 0, 1, "reboot"),
-            BootSummary::system(Slot::B, true, 1, 2, "reboot"),
-            BootSummary::system(Slot::B, false, 0, 2, "poweroff"),
-        ],
-        "v1 installs v2 from the medium, v2's trial is committed, v2 boots proven; {log}"
-    );
-    let boots = vm.boots();
-    let install = boots[0].find("updater", "install").expect(&log);
-    assert_eq!(install.get("code"), Some("0"), "{log}");
-    let health = boots[1].find("updater", "health").expect(&log);
-    assert_eq!(health.get("code"), Some("0"), "{log}");
-    let kernels: Vec<_> = boots.iter().map(kernel_release).collect();
-    let (old, new) = (
-        Some(bed.assets.old_kernel().release.clone()),
-        Some(bed.assets.new_kernel().release.clone()),
-    );
-    assert_eq!(kernels, [old, new.clone(), new], "{log}");
-    assert_eq!(exit, QemuExit::PoweredOff);
-    assert_eq!(disk.bits(Slot::A)?, (1, 0, true));
-    assert_eq!(disk.bits(Slot::B)?, (2, 0, true));
-    Ok(())
-}
-
-#[test]
 fn arm_health_failure_rolls_back() -> Result<()> {
     let bed = Bed::new("arm_health_failure_rolls_back")?;
-    let disk = arm::disk(bed.assets, bed.work(), "disk")?;
-    bed.install(&disk, Slot::A, &ArmRelease::good(2, false))?;
-    disk.set_slot(Slot::A, 1, 0, true)?;
     let v3 = ArmRelease {
         health: Health::Fails,
         ..ArmRelease::good(3, false)
     };
-    bed.update(&disk, Slot::B, &v3)?;
-
-    let (vm, exit) = bed.run("v3-health-fails", &disk, 2)?;
+    let (vm, exit, disk) = bed.scenario("health-fails", &ArmRelease::good(2, false), &v3, 3)?;
     let log = vm.serial_log().display().to_string();
     assert_eq!(
         summaries(&vm),
         [
+            BootSummary::system(Slot::A, false, 0, 2, "reboot"),
             BootSummary::system(Slot::B, true, 1, 3, "reboot"),
             BootSummary::system(Slot::A, false, 0, 2, "poweroff"),
         ],
         "{log}"
     );
     let boots = vm.boots();
+    assert_installed(&boots[0], 3, &bed.assets.new_kernel().release, &log);
     assert!(
-        boots[0].find("updater", "health").is_none(),
+        boots[1].find("updater", "health").is_none(),
         "flipside marked b bad and rebooted before the init went on; {log}"
     );
-    let end = boots[0].find("system", "end").expect(&log);
+    let end = boots[1].find("system", "end").expect(&log);
     assert_eq!(end.get("by"), Some("flipside"), "{log}");
     assert_eq!(exit, QemuExit::PoweredOff);
     assert_eq!(disk.bits(Slot::B)?, (0, 0, false));
@@ -293,20 +249,21 @@ fn arm_health_failure_rolls_back() -> Result<()> {
 #[test]
 fn arm_trial_kernel_that_panics_falls_back() -> Result<()> {
     let bed = Bed::new("arm_trial_kernel_that_panics_falls_back")?;
-    let disk = arm::disk(bed.assets, bed.work(), "disk")?;
-    bed.install(&disk, Slot::A, &ArmRelease::good(2, false))?;
-    disk.set_slot(Slot::A, 1, 0, true)?;
     let v4 = ArmRelease {
         kernel_panics: true,
         ..ArmRelease::good(4, false)
     };
-    bed.update(&disk, Slot::B, &v4)?;
-
-    let (vm, exit) = bed.run("v4-kernel-panics", &disk, 3)?;
+    let (vm, exit, disk) = bed.scenario("kernel-panics", &ArmRelease::good(2, false), &v4, 4)?;
     let log = vm.serial_log().display().to_string();
     let boots = vm.boots();
-    assert_eq!(boots.len(), 3, "{log}");
-    for (boot, tries_left) in boots.iter().take(2).zip(["1", "0"]) {
+    assert_eq!(boots.len(), 4, "{log}");
+    assert_eq!(
+        boots[0].summary(),
+        BootSummary::system(Slot::A, false, 0, 2, "reboot"),
+        "{log}"
+    );
+    assert_installed(&boots[0], 4, &bed.assets.new_kernel().release, &log);
+    for (boot, tries_left) in boots[1..3].iter().zip(["1", "0"]) {
         let select = boot.find("boot", "select").expect(&log);
         assert_eq!(
             (select.get("slot"), select.get("tries_left")),
@@ -317,7 +274,7 @@ fn arm_trial_kernel_that_panics_falls_back() -> Result<()> {
         assert!(boot.find("system", "up").is_none(), "{log}");
     }
     assert_eq!(
-        boots[2].summary(),
+        boots[3].summary(),
         BootSummary::system(Slot::A, false, 0, 2, "poweroff"),
         "flipside-boot fell back to a with no help; {log}"
     );
