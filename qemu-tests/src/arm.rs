@@ -468,6 +468,9 @@ pub struct ArmRelease {
     /// The UKI's initramfs `/init` exits at once: the kernel panics (`Attempted to kill
     /// init`) before any root is mounted.
     pub kernel_panics: bool,
+    /// Published as built for x86_64 (the same contents otherwise): an aarch64 device must
+    /// refuse it.
+    pub foreign_architecture: bool,
 }
 
 impl ArmRelease {
@@ -478,6 +481,7 @@ impl ArmRelease {
             old_kernel,
             health: Health::Passes,
             kernel_panics: false,
+            foreign_architecture: false,
         }
     }
 }
@@ -665,7 +669,7 @@ name = "armapp"
 version = {v}
 display_version = "{v}.0"
 hardware_id = "{HARDWARE_ID}"
-architecture = "aarch64"
+architecture = "{architecture}"
 init = "@base/bin/init"
 slot_size = "32MiB"
 mountpoints = ["/proc", "/sys", "/dev", "/run", "/tmp", "/data", "/media"]
@@ -692,6 +696,11 @@ stub = "{stub}"
 release = "{release}"
 "#,
         v = release.version,
+        architecture = if release.foreign_architecture {
+            "x86_64"
+        } else {
+            "aarch64"
+        },
         busybox = assets.busybox.display(),
         flipside = assets.flipside.display(),
         base = base_dir.display(),

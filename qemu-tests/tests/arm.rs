@@ -283,3 +283,40 @@ fn arm_trial_kernel_that_panics_falls_back() -> Result<()> {
     assert_eq!(disk.bits(Slot::A)?, (1, 0, true));
     Ok(())
 }
+
+#[test]
+fn arm_device_refuses_a_release_for_another_architecture() -> Result<()> {
+    let bed = Bed::new("arm_device_refuses_a_release_for_another_architecture")?;
+    // Release 5 for the same hardware id, but built for x86_64.
+    let v5 = ArmRelease {
+        foreign_architecture: true,
+        ..ArmRelease::good(5, false)
+    };
+    let (vm, exit, disk) = bed.scenario("foreign", &ArmRelease::good(2, false), &v5, 2)?;
+    let log = vm.serial_log().display().to_string();
+    assert_eq!(
+        summaries(&vm),
+        [
+            BootSummary::system(Slot::A, false, 0, 2, "reboot"),
+            BootSummary::system(Slot::A, false, 0, 2, "poweroff"),
+        ],
+        "nothing was installed: a boots again; {log}"
+    );
+    let boots = vm.boots();
+    let install = boots[0].find("updater", "install").expect(&log);
+    assert_eq!(
+        install.get("code"),
+        Some("8"),
+        "exit 8: no release for this device; {log}"
+    );
+    assert!(boots[0].find("updater", "result").is_none(), "{log}");
+    let serial = fs::read_to_string(vm.serial_log()).map_err(Error::io("read", vm.serial_log()))?;
+    assert!(
+        serial.contains("architecture aarch64") && serial.contains("built for x86_64"),
+        "the refusal names both architectures; {log}"
+    );
+    assert_eq!(exit, QemuExit::PoweredOff);
+    assert_eq!(disk.bits(Slot::A)?, (1, 0, true));
+    assert_eq!(disk.bits(Slot::B)?, (0, 0, false));
+    Ok(())
+}
