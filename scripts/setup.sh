@@ -33,6 +33,13 @@ FLIPSIDE_APT_PACKAGES=(
   "sbsigntool:sbsign"
   "cryptsetup-bin:veritysetup"
   "softhsm2:/usr/lib/softhsm/libsofthsm2.so"
+  # aarch64: the emulator, U-Boot as its firmware, the cross toolchain for the static
+  # programs (zstd's C code included), qemu-user to run them on this machine.
+  "qemu-system-arm:qemu-system-aarch64"
+  "u-boot-qemu:/usr/lib/u-boot/qemu_arm64/u-boot.bin"
+  "gcc-aarch64-linux-gnu:aarch64-linux-gnu-gcc"
+  "libc6-dev-arm64-cross:/usr/aarch64-linux-gnu/lib/libc.a"
+  "qemu-user-static:qemu-aarch64-static"
 )
 
 flipside_as_root() {
@@ -85,8 +92,9 @@ flipside_check_rust() {
 }
 
 # Rust targets that are built besides the host's: flipside-boot is a UEFI application, for
-# x86_64 and for aarch64 (U-Boot's UEFI on ARM boards).
-FLIPSIDE_RUST_TARGETS=(x86_64-unknown-uefi aarch64-unknown-uefi)
+# x86_64 and for aarch64 (U-Boot's UEFI on ARM boards); the static aarch64 programs
+# (flipside, flipside-select, flipside-verity) for the aarch64 appliance.
+FLIPSIDE_RUST_TARGETS=(x86_64-unknown-uefi aarch64-unknown-uefi aarch64-unknown-linux-gnu)
 
 flipside_install_rust_targets() {
   local target installed
@@ -112,9 +120,20 @@ flipside_install_garage() {
   cargo install --quiet --locked garage --version "$FLIPSIDE_GARAGE_VERSION"
 }
 
+# arm64 packages (kernel, busybox-static, systemd-boot-efi) are fetched by the aarch64 tests
+# with `apt-get download PKG:arm64`: apt must know the architecture.
+flipside_add_arm64_architecture() {
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    echo "setup: adding the dpkg architecture arm64 (for apt-get download of arm64 packages)"
+    flipside_as_root dpkg --add-architecture arm64
+    flipside_as_root apt-get update -qq
+  fi
+}
+
 flipside_setup() {
   flipside_check_rust
   flipside_install_rust_targets
+  flipside_add_arm64_architecture
   flipside_install_packages
   flipside_install_python
   flipside_install_garage

@@ -432,6 +432,21 @@ fn parse(b: &[u8]) -> Result<Headers, String> {
     })
 }
 
+/// The AArch64 `NOP` instruction (0xd503201f) as stored: Debian's arm64 stub
+/// (`linuxaa64.efi.stub`, gnu-efi's header layout) pads its headers with it.
+const AARCH64_NOP: [u8; 4] = [0x1f, 0x20, 0x03, 0xd5];
+
+/// Whether `bytes` (found at file offset `at`, inside the headers and outside every section)
+/// are padding the new section headers may overwrite: zeros, or AArch64 `NOP`s aligned to
+/// 4 bytes of the file. Pure.
+pub fn is_header_filler(bytes: &[u8], at: usize) -> bool {
+    bytes.iter().all(|&b| b == 0)
+        || bytes
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == AARCH64_NOP[(at + i) % 4])
+}
+
 /// The stub with `added` sections appended (see the module documentation). Pure.
 pub fn build_pe(stub: &[u8], added: &[(&'static str, &[u8])]) -> Result<Vec<u8>, Problem> {
     let h = parse(stub).map_err(Problem::Stub)?;
@@ -468,8 +483,8 @@ pub fn build_pe(stub: &[u8], added: &[(&'static str, &[u8])]) -> Result<Vec<u8>,
             added.len()
         )));
     }
-    let free = &stub[h.table + h.sections.len() * SECTION_HEADER..table_end];
-    if free.iter().any(|&b| b != 0) {
+    let free_start = h.table + h.sections.len() * SECTION_HEADER;
+    if !is_header_filler(&stub[free_start..table_end], free_start) {
         return Err(Problem::Stub(
             "the space after its section table is in use".into(),
         ));
@@ -638,6 +653,18 @@ mod tests {
         b[0x400..0x600].fill(0xcc);
         b.extend_from_slice(extra);
         b
+    }
+
+    #[test]
+    fn header_filler_is_zeros_or_aligned_aarch64_nops() {
+        assert!(is_header_filler(&[0; 80], 328));
+        let nops: Vec<u8> = AARCH64_NOP.repeat(20);
+        assert!(is_header_filler(&nops, 328));
+        // The same bytes starting 2 bytes into an instruction are not NOPs of the file.
+        assert!(!is_header_filler(&nops, 330));
+        let mut used = nops.clone();
+        used[7] = 0x42;
+        assert!(!is_header_filler(&used, 328));
     }
 
     #[test]

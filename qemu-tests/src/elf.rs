@@ -1,19 +1,48 @@
 //! Just enough ELF reading to check the programs that go into the initramfs: a PID 1 helper
-//! must be a static x86-64 executable (an initramfs has no dynamic loader).
+//! must be a static executable for the guest's machine (an initramfs has no dynamic loader).
 
 const PT_INTERP: u32 = 3;
 const EM_X86_64: u16 = 62;
+const EM_AARCH64: u16 = 183;
+
+/// A guest machine's ELF `e_machine`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElfMachine {
+    X86_64,
+    Aarch64,
+}
+
+impl ElfMachine {
+    fn code(self) -> u16 {
+        match self {
+            ElfMachine::X86_64 => EM_X86_64,
+            ElfMachine::Aarch64 => EM_AARCH64,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ElfMachine::X86_64 => "x86-64",
+            ElfMachine::Aarch64 => "aarch64",
+        }
+    }
+}
 
 /// Why a file is not a static x86-64 executable, or `None` when it is one.
 pub fn static_x86_64_problem(bytes: &[u8]) -> Option<String> {
+    static_problem(bytes, ElfMachine::X86_64)
+}
+
+/// Why a file is not a static executable for `machine`, or `None` when it is one.
+pub fn static_problem(bytes: &[u8], machine: ElfMachine) -> Option<String> {
     if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" {
         return Some("not an ELF file".into());
     }
     if bytes[4] != 2 || bytes[5] != 1 {
         return Some("not a 64-bit little-endian ELF file".into());
     }
-    if u16_at(bytes, 0x12) != Some(EM_X86_64) {
-        return Some("not built for x86-64".into());
+    if u16_at(bytes, 0x12) != Some(machine.code()) {
+        return Some(format!("not built for {}", machine.name()));
     }
     let (Some(phoff), Some(phentsize), Some(phnum)) = (
         u64_at(bytes, 0x20),
@@ -81,6 +110,10 @@ mod tests {
         let mut arm = elf(&[1]);
         arm[0x12] = 183;
         assert!(static_x86_64_problem(&arm).is_some_and(|w| w.contains("x86-64")));
+        assert_eq!(static_problem(&arm, ElfMachine::Aarch64), None);
+        assert!(
+            static_problem(&elf(&[1]), ElfMachine::Aarch64).is_some_and(|w| w.contains("aarch64"))
+        );
         let mut cut = elf(&[1, 1]);
         cut.truncate(100);
         assert!(static_x86_64_problem(&cut).is_some_and(|w| w.contains("outside")));

@@ -15,9 +15,12 @@
 //! - [`secureboot`]: OVMF with Secure Boot on and our own keys enrolled; signing.
 //! - [`chain`]: the whole chain (OVMF, flipside-boot, UKIs from kernel partitions, systemd)
 //!   updated over the network: Debian appliance releases with kernel parts.
+//! - [`arm`]: the aarch64 appliance: U-Boot's UEFI runs flipside-boot on `qemu-system-aarch64
+//!   -machine virt`; cross-built static programs, Debian's arm64 kernels and busybox.
 
 pub mod accel;
 pub mod appliance;
+pub mod arm;
 pub mod assets;
 pub mod chain;
 pub mod debian;

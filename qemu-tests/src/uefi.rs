@@ -51,6 +51,11 @@ pub fn kernel_label(slot: Slot) -> String {
 
 /// The partitions a UEFI disk has after the data partition: ESP, kernel-a, kernel-b.
 pub fn partitions() -> Vec<ExtraPartition> {
+    partitions_with(KERNEL_SIZE)
+}
+
+/// [`partitions`] with kernel partitions of `kernel_size` bytes.
+pub fn partitions_with(kernel_size: u64) -> Vec<ExtraPartition> {
     let mut out = vec![ExtraPartition {
         label: ESP_LABEL.into(),
         type_guid: ESP_TYPE,
@@ -59,13 +64,23 @@ pub fn partitions() -> Vec<ExtraPartition> {
     out.extend(Slot::ALL.map(|slot| ExtraPartition {
         label: kernel_label(slot),
         type_guid: KERNEL_TYPE,
-        size: KERNEL_SIZE,
+        size: kernel_size,
     }));
     out
 }
 
+/// The removable-media boot file of x86-64 UEFI firmware (OVMF).
+pub const BOOT_FILE_X64: &str = "BOOTX64.EFI";
+/// The removable-media boot file of aarch64 UEFI firmware (U-Boot's distro boot looks for it).
+pub const BOOT_FILE_AA64: &str = "BOOTAA64.EFI";
+
 /// A FAT image of `size` bytes holding only `\EFI\BOOT\BOOTX64.EFI` = `app`.
 pub fn esp_image(app: &Path, out: &Path, size: u64) -> Result<()> {
+    esp_image_with(app, out, size, BOOT_FILE_X64)
+}
+
+/// A FAT image of `size` bytes holding only `\EFI\BOOT\<boot_file>` = `app`.
+pub fn esp_image_with(app: &Path, out: &Path, size: u64, boot_file: &str) -> Result<()> {
     let _ = fs::remove_file(out);
     tool::run(
         Command::new("mkfs.fat")
@@ -83,7 +98,7 @@ pub fn esp_image(app: &Path, out: &Path, size: u64) -> Result<()> {
         Command::new("mcopy")
             .args(["-i", &image])
             .arg(app)
-            .arg("::/EFI/BOOT/BOOTX64.EFI"),
+            .arg(format!("::/EFI/BOOT/{boot_file}")),
         "mtools",
     )?;
     Ok(())

@@ -66,9 +66,37 @@ pub struct Firmware {
     pub secure_boot: bool,
 }
 
+/// The emulated machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// `qemu-system-x86_64 -machine q35`, with `isa-debug-exit`; the kernel from `-kernel` or
+    /// UEFI from OVMF's flash ([`VmConfig::firmware`]).
+    Q35,
+    /// `qemu-system-aarch64 -machine virt -cpu cortex-a57` (always TCG) with `bios` as its
+    /// firmware: Debian's U-Boot for QEMU, which boots the disk alone through its UEFI. No
+    /// `isa-debug-exit` (a guest powers off through PSCI: QEMU exits 0). `medium`: a second,
+    /// read-only disk after the boot disk (an update medium, `/dev/vdb`).
+    ArmVirt {
+        bios: PathBuf,
+        medium: Option<PathBuf>,
+    },
+}
+
+impl Machine {
+    /// The QEMU program.
+    pub fn program(&self) -> &'static str {
+        match self {
+            Machine::Q35 => "qemu-system-x86_64",
+            Machine::ArmVirt { .. } => "qemu-system-aarch64",
+        }
+    }
+}
+
 /// How to run one VM.
 #[derive(Clone, Debug)]
 pub struct VmConfig {
+    /// The emulated machine; [`Machine::Q35`] unless a test asks for another.
+    pub machine: Machine,
     /// Name of the VM's log files (`<name>.serial.log`, `.timeline.log`, `.qemu.log`, `.cmdline`).
     pub name: String,
     /// Directory of the logs, usually [`crate::paths::logs_dir`] of the test.
@@ -94,6 +122,7 @@ impl VmConfig {
     /// A VM of `assets` booting `disk`, rebooting in place, without watchdog or network.
     pub fn new(assets: &crate::Assets, log_dir: &Path, name: &str, disk: &Path) -> Self {
         Self {
+            machine: Machine::Q35,
             name: name.to_string(),
             log_dir: log_dir.to_path_buf(),
             kernel: assets.kernel.image.clone(),
@@ -132,6 +161,9 @@ fn qemu_escape(s: &str) -> String {
 
 /// The QEMU command line (without the program). Pure.
 pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Vec<String> {
+    if let Machine::ArmVirt { bios, medium } = &cfg.machine {
+        return arm_virt_args(cfg, bios, medium.as_deref());
+    }
     let mut a: Vec<String> = Vec::new();
     let mut push = |words: &[&str]| a.extend(words.iter().map(|w| w.to_string()));
     let secure = cfg.firmware.as_ref().is_some_and(|fw| fw.secure_boot);
@@ -210,6 +242,63 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Vec<String> {
     a
 }
 
+/// The QEMU command line of an aarch64 `virt` machine booting `cfg.disk` through `bios`
+/// (U-Boot): TCG (the build machine is x86-64), one CPU, the disk on virtio-blk-pci, no
+/// network, no watchdog. Pure.
+fn arm_virt_args(cfg: &VmConfig, bios: &Path, medium: Option<&Path>) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-machine",
+        "virt",
+        "-cpu",
+        "cortex-a57",
+        "-accel",
+        "tcg",
+        "-smp",
+        "1",
+        "-m",
+    ]
+    .iter()
+    .map(|w| w.to_string())
+    .collect();
+    a.push(cfg.memory_mib.to_string());
+    for w in [
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-chardev",
+        "stdio,id=console,signal=off",
+        "-serial",
+        "chardev:console",
+        "-bios",
+    ] {
+        a.push(w.to_string());
+    }
+    a.push(bios.to_string_lossy().into_owned());
+    if let Some(disk) = &cfg.disk {
+        a.push("-drive".into());
+        a.push(format!(
+            "file={},if=none,id=disk0,format=raw",
+            qemu_escape(&disk.to_string_lossy())
+        ));
+        a.push("-device".into());
+        a.push("virtio-blk-pci,drive=disk0".into());
+    }
+    if let Some(medium) = medium {
+        a.push("-drive".into());
+        a.push(format!(
+            "file={},if=none,id=medium,format=raw,readonly=on",
+            qemu_escape(&medium.to_string_lossy())
+        ));
+        a.push("-device".into());
+        a.push("virtio-blk-pci,drive=medium".into());
+    }
+    if cfg.on_reboot == OnReboot::Exit {
+        a.push("-no-reboot".into());
+    }
+    a
+}
+
 /// How QEMU ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum QemuExit {
@@ -256,7 +345,7 @@ impl Vm {
         let stderr_log = cfg.log_dir.join(format!("{}.qemu.log", cfg.name));
         let cmdline_file = cfg.log_dir.join(format!("{}.cmdline", cfg.name));
         let args = qemu_args(cfg, accel);
-        let program = "qemu-system-x86_64";
+        let program = cfg.machine.program();
         fs::write(&cmdline_file, format!("{program} {}\n", shell_quote(&args)))
             .map_err(Error::io("write", &cmdline_file))?;
         let mut log = File::create(&serial_log).map_err(Error::io("create", &serial_log))?;
@@ -499,6 +588,7 @@ mod tests {
 
     fn config() -> VmConfig {
         VmConfig {
+            machine: Machine::Q35,
             name: "t".into(),
             log_dir: "/logs".into(),
             kernel: "/a/vmlinux".into(),
@@ -515,6 +605,39 @@ mod tests {
 
     fn has(args: &[String], pair: [&str; 2]) -> bool {
         args.windows(2).any(|w| w[0] == pair[0] && w[1] == pair[1])
+    }
+
+    #[test]
+    fn arm_virt_command_line() {
+        let mut cfg = config();
+        cfg.machine = Machine::ArmVirt {
+            bios: "/u/u-boot.bin".into(),
+            medium: Some("/m/repo.squashfs".into()),
+        };
+        cfg.on_reboot = OnReboot::Exit;
+        let args = qemu_args(&cfg, Accel::Kvm);
+        assert_eq!(cfg.machine.program(), "qemu-system-aarch64");
+        assert!(has(&args, ["-machine", "virt"]));
+        assert!(has(&args, ["-cpu", "cortex-a57"]));
+        assert!(
+            has(&args, ["-accel", "tcg"]),
+            "aarch64 always runs under TCG"
+        );
+        assert!(has(&args, ["-bios", "/u/u-boot.bin"]));
+        assert!(has(&args, ["-device", "virtio-blk-pci,drive=disk0"]));
+        assert!(has(
+            &args,
+            ["-drive", "file=/d/disk,,1.img,if=none,id=disk0,format=raw"]
+        ));
+        assert!(has(&args, ["-device", "virtio-blk-pci,drive=medium"]));
+        assert!(args
+            .iter()
+            .any(|a| a.ends_with("id=medium,format=raw,readonly=on")));
+        assert!(args.iter().any(|a| a == "-no-reboot"));
+        for absent in ["-kernel", "-initrd", "-append"] {
+            assert!(!args.iter().any(|a| a == absent), "{absent}");
+        }
+        assert!(!args.iter().any(|a| a.contains("isa-debug-exit")));
     }
 
     #[test]
