@@ -142,21 +142,8 @@ pub fn report_script() -> String {
         r#"set -o pipefail
 var=/sys/firmware/efi/efivars/FlipsideSlot-04bfef25-d88a-4d8f-bb49-90caf86c6315
 echo "FLIPSIDE: system efivar slot=$(dd if=$var bs=1 skip=4 count=1 2>/dev/null || echo none)"
-# next: the scenario's next step (the body's last line).
-next() {
-	exec 3<>/dev/tcp/__ADDR__/__PORT__ || return 1
-	printf 'GET /control/next HTTP/1.0\r\nHost: __ADDR__\r\n\r\n' >&3
-	timeout 30 cat <&3 | tail -n 1
-	exec 3>&-
-}
-while :; do
-	step=
-	for try in $(seq 30); do
-		step=$(next) && [ -n "$step" ] && break
-		sleep 1
-	done
-	step=${step:-poweroff}
-	echo "FLIPSIDE: system step name=$step"
+__NEXT__while :; do
+__FETCH__	echo "FLIPSIDE: system step name=$step"
 	case $step in
 	install)
 		systemctl start flipside-update.service
@@ -179,10 +166,32 @@ while :; do
 	esac
 done
 "#
+        .replace("__NEXT__", NEXT_STEP_FN)
+        .replace("__FETCH__", FETCH_STEP)
         .replace("__ADDR__", GUEST_SERVER_ADDR)
         .replace("__PORT__", &GUEST_PORT.to_string())
     )
 }
+
+/// bash: `next` asks the update server for the scenario's next step through `/dev/tcp` (the
+/// images have no HTTP client); `__ADDR__` and `__PORT__` are filled in by the script's maker.
+pub const NEXT_STEP_FN: &str = r#"# next: the scenario's next step (the body's last line).
+next() {
+	exec 3<>/dev/tcp/__ADDR__/__PORT__ || return 1
+	printf 'GET /control/next HTTP/1.0\r\nHost: __ADDR__\r\n\r\n' >&3
+	timeout 30 cat <&3 | tail -n 1
+	exec 3>&-
+}
+"#;
+
+/// bash, inside the step loop: `step` set to the next step, retried for 30 s, else `poweroff`.
+pub const FETCH_STEP: &str = r#"	step=
+	for try in $(seq 30); do
+		step=$(next) && [ -n "$step" ] && break
+		sleep 1
+	done
+	step=${step:-poweroff}
+"#;
 
 /// The `[kernel]` section of a release. Pure.
 pub fn kernel_section(image: &Path, initrd: &Path) -> String {

@@ -10,7 +10,7 @@
 //! the timer has run the update unit once more and reports how it ended, `settime EPOCH` sets
 //! the guest's clock (the test's way into the maintenance window), `status`, `poweroff`.
 
-use crate::chain::{network_unit, NETWORK_SECTION};
+use crate::chain::{network_unit, FETCH_STEP, NETWORK_SECTION, NEXT_STEP_FN};
 use crate::debian::{self, report_head};
 use crate::ota::GUEST_PORT;
 use crate::vm::GUEST_SERVER_ADDR;
@@ -64,13 +64,7 @@ pub fn report_script() -> String {
         "{}{}",
         report_head("bash"),
         r#"set -o pipefail
-next() {
-	exec 3<>/dev/tcp/__ADDR__/__PORT__ || return 1
-	printf 'GET /control/next HTTP/1.0\r\nHost: __ADDR__\r\n\r\n' >&3
-	timeout 30 cat <&3 | tail -n 1
-	exec 3>&-
-}
-# wait_update: until the timer has started the update unit once more and the run has ended.
+__NEXT__# wait_update: until the timer has started the update unit once more and the run has ended.
 wait_update() {
 	local before now
 	before=$(show flipside-update.service InvocationID)
@@ -87,13 +81,7 @@ wait_update() {
 
 }
 while :; do
-	step=
-	for try in $(seq 30); do
-		step=$(next) && [ -n "$step" ] && break
-		sleep 1
-	done
-	step=${step:-poweroff}
-	echo "FLIPSIDE: system step name=${step%% *}"
+__FETCH__	echo "FLIPSIDE: system step name=${step%% *}"
 	case $step in
 	wait-update)
 		wait_update
@@ -114,6 +102,8 @@ while :; do
 	esac
 done
 "#
+        .replace("__NEXT__", NEXT_STEP_FN)
+        .replace("__FETCH__", FETCH_STEP)
         .replace("__ADDR__", GUEST_SERVER_ADDR)
         .replace("__PORT__", &GUEST_PORT.to_string())
     )
