@@ -20,6 +20,26 @@ struct Runbook {
     device: Client,
 }
 
+/// `repo merge` of the runbook's repository: the prepared file, then the signatures.
+fn merge<'a>(files: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["repo", "merge", "--repo", "repo", "--keys", "keys"];
+    args.extend_from_slice(files);
+    args
+}
+
+/// `repo sign-detached PREPARED --key KEY --out OUT`.
+fn sign<'a>(prepared: &'a str, key: &'a str, out: &'a str) -> [&'a str; 7] {
+    [
+        "repo",
+        "sign-detached",
+        prepared,
+        "--key",
+        key,
+        "--out",
+        out,
+    ]
+}
+
 impl Runbook {
     /// `flipside-build ARGS` in the runbook's directory, with the test token's configuration.
     fn run(&self, args: &[&str]) -> Output {
@@ -204,26 +224,9 @@ fn the_key_runbook_works_step_by_step_and_a_revoked_key_signs_nothing_a_device_a
         "root-2.json",
     ]);
     let alice = r.only_file("alice");
-    r.ok(&[
-        "repo",
-        "sign-detached",
-        "root-2.json",
-        "--key",
-        &alice,
-        "--out",
-        "alice.sig",
-    ]);
+    r.ok(&sign("root-2.json", &alice, "alice.sig"));
     let before = r.metadata();
-    let (code, stderr) = r.refused(&[
-        "repo",
-        "merge",
-        "--repo",
-        "repo",
-        "--keys",
-        "keys",
-        "root-2.json",
-        "alice.sig",
-    ]);
+    let (code, stderr) = r.refused(&merge(&["root-2.json", "alice.sig"]));
     assert_eq!(code, 6, "{stderr}");
     assert!(
         stderr.contains("1 of the 2 signatures the current root requires"),
@@ -235,39 +238,11 @@ fn the_key_runbook_works_step_by_step_and_a_revoked_key_signs_nothing_a_device_a
         "nothing published below the threshold"
     );
     let bob = r.only_file("bob");
-    r.ok(&[
-        "repo",
-        "sign-detached",
-        "root-2.json",
-        "--key",
-        &bob,
-        "--out",
-        "bob.sig",
-    ]);
-    let (code, stderr) = r.refused(&[
-        "repo",
-        "merge",
-        "--repo",
-        "repo",
-        "--keys",
-        "keys",
-        "root-2.json",
-        "alice.sig",
-        "alice.sig",
-    ]);
+    r.ok(&sign("root-2.json", &bob, "bob.sig"));
+    let (code, stderr) = r.refused(&merge(&["root-2.json", "alice.sig", "alice.sig"]));
     assert_eq!(code, 6, "{stderr}");
     assert!(stderr.contains("repeats a signature"), "{stderr}");
-    let out = r.ok(&[
-        "repo",
-        "merge",
-        "--repo",
-        "repo",
-        "--keys",
-        "keys",
-        "root-2.json",
-        "alice.sig",
-        "bob.sig",
-    ]);
+    let out = r.ok(&merge(&["root-2.json", "alice.sig", "bob.sig"]));
     assert!(out.contains("root 2"), "{out}");
     assert_eq!(r.device_refresh(), 2);
 
@@ -297,32 +272,14 @@ fn the_key_runbook_works_step_by_step_and_a_revoked_key_signs_nothing_a_device_a
         "timestamp=timestamp-hsm.pub",
     ]);
     for (who, key) in [("alice", &alice), ("bob", &bob)] {
-        r.ok(&[
-            "repo",
-            "sign-detached",
-            "root-3.json",
-            "--key",
-            key,
-            "--out",
-            &format!("{who}-3.sig"),
-        ]);
+        r.ok(&sign("root-3.json", key, &format!("{who}-3.sig")));
     }
     std::fs::rename(
         r.path("timestamp-hsm.pkcs11"),
         r.path("keys/timestamp/hsm.pkcs11"),
     )
     .unwrap();
-    let out = r.ok(&[
-        "repo",
-        "merge",
-        "--repo",
-        "repo",
-        "--keys",
-        "keys",
-        "root-3.json",
-        "alice-3.sig",
-        "bob-3.sig",
-    ]);
+    let out = r.ok(&merge(&["root-3.json", "alice-3.sig", "bob-3.sig"]));
     assert!(out.contains("retired key file"), "{out}");
     assert_eq!(r.device_refresh(), 3);
     let trusted_timestamp = std::fs::read(r.path("device/timestamp.json")).unwrap();
@@ -345,18 +302,8 @@ fn the_key_runbook_works_step_by_step_and_a_revoked_key_signs_nothing_a_device_a
         "--out",
         "ts.json",
     ]);
-    r.ok(&[
-        "repo",
-        "sign-detached",
-        "ts.json",
-        "--key",
-        &revoked,
-        "--out",
-        "evil.sig",
-    ]);
-    let (code, stderr) = r.refused(&[
-        "repo", "merge", "--repo", "repo", "--keys", "keys", "ts.json", "evil.sig",
-    ]);
+    r.ok(&sign("ts.json", &revoked, "evil.sig"));
+    let (code, stderr) = r.refused(&merge(&["ts.json", "evil.sig"]));
     assert_eq!(code, 6, "{stderr}");
     assert!(
         stderr.contains("which root does not list for the timestamp role"),
@@ -382,18 +329,8 @@ fn the_key_runbook_works_step_by_step_and_a_revoked_key_signs_nothing_a_device_a
     );
     std::fs::write(r.path("repo/metadata/timestamp.json"), published).unwrap();
     // The token key signs the same timestamp, and merge publishes it.
-    r.ok(&[
-        "repo",
-        "sign-detached",
-        "ts.json",
-        "--key",
-        &uri,
-        "--out",
-        "good.sig",
-    ]);
-    r.ok(&[
-        "repo", "merge", "--repo", "repo", "--keys", "keys", "ts.json", "good.sig",
-    ]);
+    r.ok(&sign("ts.json", &uri, "good.sig"));
+    r.ok(&merge(&["ts.json", "good.sig"]));
     assert_eq!(r.device_refresh(), 3);
 
     // Step 4: Bob's root key is lost: replace it (signed by the old root's threshold, Alice
