@@ -316,25 +316,10 @@ fn unpack_deb(dir: &Path, package: &str) -> Result<PathBuf> {
     } else {
         format!("{package}:arm64")
     };
-    tool::run(
-        Command::new("apt-get")
-            .args(["-q", "-o", "APT::Sandbox::User=root", "download", &name])
-            .current_dir(work.path()),
+    let staged = tool::unpack_deb(
+        &name,
+        work.path(),
         "apt (dpkg --add-architecture arm64 && apt-get update: scripts/setup.sh)",
-    )?;
-    let deb = fs::read_dir(work.path())
-        .map_err(Error::io("list", work.path()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .ok_or_else(|| Error::Io {
-            action: "find the downloaded .deb in",
-            path: work.path().to_path_buf(),
-            source: std::io::ErrorKind::NotFound.into(),
-        })?;
-    let staged = work.path().join("tree");
-    tool::run(
-        Command::new("dpkg").arg("-x").arg(&deb).arg(&staged),
-        "dpkg",
     )?;
     fs::rename(&staged, &tree).map_err(Error::io("rename into place", &tree))?;
     Ok(tree)

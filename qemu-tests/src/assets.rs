@@ -172,29 +172,7 @@ fn static_busybox(dir: &Path) -> Result<PathBuf> {
             .prefix(".busybox-")
             .tempdir_in(dir)
             .map_err(Error::io("create a directory in", dir))?;
-        tool::run(
-            Command::new("apt-get")
-                .args([
-                    "-q",
-                    "-o",
-                    "APT::Sandbox::User=root",
-                    "download",
-                    "busybox-static",
-                ])
-                .current_dir(work.path()),
-            "apt",
-        )?;
-        let deb = fs::read_dir(work.path())
-            .map_err(Error::io("list", work.path()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            .ok_or_else(|| Error::Io {
-                action: "find the downloaded busybox-static .deb in",
-                path: work.path().to_path_buf(),
-                source: std::io::ErrorKind::NotFound.into(),
-            })?;
-        let tree = work.path().join("tree");
-        tool::run(Command::new("dpkg").arg("-x").arg(&deb).arg(&tree), "dpkg")?;
+        let tree = tool::unpack_deb("busybox-static", work.path(), "apt")?;
         let staged = tree.join("bin/busybox");
         let staged = if staged.is_file() {
             staged

@@ -292,22 +292,7 @@ fn load(dir: &Path, release: &str) -> Result<Kernel> {
 /// Downloads and unpacks `package` in `work`, and fills `staging` with what the VMs need.
 fn unpack(package: &str, release: &str, work: &Path, staging: &Path) -> Result<()> {
     eprintln!("qemu-tests: fetching kernel package {package}");
-    tool::run(
-        Command::new("apt-get")
-            .args(["-q", "-o", "APT::Sandbox::User=root", "download", package])
-            .current_dir(work),
-        "apt",
-    )?;
-    let deb = find_file(work, |name| {
-        name.starts_with(package) && name.ends_with(".deb")
-    })?
-    .ok_or_else(|| Error::Io {
-        action: "find the downloaded .deb in",
-        path: work.to_path_buf(),
-        source: std::io::ErrorKind::NotFound.into(),
-    })?;
-    let tree = work.join("tree");
-    tool::run(Command::new("dpkg").arg("-x").arg(&deb).arg(&tree), "dpkg")?;
+    let tree = tool::unpack_deb(package, work, "apt")?;
 
     let modules_out = staging.join("modules");
     fs::create_dir_all(&modules_out).map_err(Error::io("create directory", &modules_out))?;
@@ -392,16 +377,6 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     fs::copy(from, to)
         .map(|_| ())
         .map_err(Error::io("copy", from))
-}
-
-fn find_file(dir: &Path, pred: impl Fn(&str) -> bool) -> Result<Option<PathBuf>> {
-    for entry in fs::read_dir(dir).map_err(Error::io("list", dir))? {
-        let entry = entry.map_err(Error::io("list", dir))?;
-        if entry.file_name().to_str().is_some_and(&pred) {
-            return Ok(Some(entry.path()));
-        }
-    }
-    Ok(None)
 }
 
 fn find_recursive(dir: &Path, name: &str) -> Result<Option<PathBuf>> {

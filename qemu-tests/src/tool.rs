@@ -43,3 +43,26 @@ pub fn missing(cmd: &Command, package: &str, source: std::io::Error) -> Error {
         source,
     }
 }
+
+/// `apt-get download PACKAGE` into the empty directory `work`, then `dpkg -x` of it into
+/// `work/tree`, which is returned. `hint` says how to make apt find the package.
+pub fn unpack_deb(package: &str, work: &std::path::Path, hint: &str) -> Result<std::path::PathBuf> {
+    run(
+        Command::new("apt-get")
+            .args(["-q", "-o", "APT::Sandbox::User=root", "download", package])
+            .current_dir(work),
+        hint,
+    )?;
+    let deb = std::fs::read_dir(work)
+        .map_err(Error::io("list", work))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .ok_or_else(|| Error::Io {
+            action: "find the downloaded .deb in",
+            path: work.to_path_buf(),
+            source: std::io::ErrorKind::NotFound.into(),
+        })?;
+    let tree = work.join("tree");
+    run(Command::new("dpkg").arg("-x").arg(&deb).arg(&tree), "dpkg")?;
+    Ok(tree)
+}
