@@ -85,7 +85,9 @@ impl Assets {
                     require_static(&path, "FLIPSIDE_QEMU_FLIPSIDE must name a static flipside")?;
                     Ok(path)
                 }
-                None => static_build(&self.dir, "flipside-updater", "flipside"),
+                // With the test-only stop between the GPT copies (`gpt-pause`): inert unless
+                // a scenario sets FLIPSIDE_TEST_GPT_PAUSE in the guest.
+                None => static_build(&self.dir, "flipside-updater", "flipside", &["gpt-pause"]),
             }
         })?;
         Ok(bin)
@@ -121,7 +123,7 @@ pub fn prepare(dir: &Path) -> Result<Assets> {
     let kernel = kernel::prepare(dir)?;
     let busybox = static_busybox(dir)?;
     let flipside_select = static_flipside_select(dir)?;
-    let flipside_verity = static_build(dir, "flipside-verity", "flipside-verity")?;
+    let flipside_verity = static_build(dir, "flipside-verity", "flipside-verity", &[])?;
     let initramfs = dir.join("initramfs.cpio.zst");
     initramfs::build(
         &initramfs::Inputs {
@@ -192,14 +194,19 @@ fn static_busybox(dir: &Path) -> Result<PathBuf> {
 /// flipside-select linked statically, built in a target directory of its own so that its
 /// RUSTFLAGS never invalidate the normal build.
 fn static_flipside_select(dir: &Path) -> Result<PathBuf> {
-    static_build(dir, "flipside-bootloader-hooks", "flipside-select")
+    static_build(dir, "flipside-bootloader-hooks", "flipside-select", &[])
 }
 
-/// `bin` of `package` linked statically into `<dir>/cargo-static`.
-fn static_build(dir: &Path, package: &str, bin: &str) -> Result<PathBuf> {
+/// `bin` of `package` with `features` linked statically into `<dir>/cargo-static`.
+fn static_build(dir: &Path, package: &str, bin: &str, features: &[&str]) -> Result<PathBuf> {
     let target = dir.join("cargo-static");
+    let features = features.join(",");
+    let mut args = vec!["-p", package, "--bin", bin, "--target", STATIC_TARGET];
+    if !features.is_empty() {
+        args.extend(["--features", &features]);
+    }
     cargo_build(
-        &["-p", package, "--bin", bin, "--target", STATIC_TARGET],
+        &args,
         &target,
         Some("-C target-feature=+crt-static"),
     )?;

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use flipside_bootloader_hooks::disk::{self as hooks_disk, SlotLayout};
-use flipside_bootloader_hooks::{BootAttrs, BootState, Disk, GptTable, PartitionSelector, Slot};
+use flipside_bootloader_hooks::{
+    BlockDevice, BootAttrs, BootState, CopyKind, DeviceError, Disk, GptTable, PartitionSelector,
+    Slot,
+};
 
 use crate::error::{Error, Result};
 use crate::tool;
@@ -291,6 +294,33 @@ impl TestDisk {
         Ok(state)
     }
 
+    /// What each GPT copy says on its own: each is read with the other's header sector seen as
+    /// zeros (nothing is written), so a stale or torn copy shows as it is.
+    pub fn table_copies(&self) -> Result<TableCopies> {
+        let (_, table) = self.table(false)?;
+        let header = table.header();
+        let backup_lba = match table.source() {
+            CopyKind::Primary => header.alternate_lba,
+            CopyKind::Backup => header.my_lba,
+        };
+        let sector = table.sector_size();
+        let copy = |hide: u64| -> Result<CopyBits> {
+            let file = File::open(&self.path).map_err(Error::io("open", &self.path))?;
+            let dev = HiddenSector {
+                file,
+                hidden: hide * sector..(hide + 1) * sector,
+            };
+            let mut disk = Disk::new(self.path.display().to_string(), dev);
+            Ok(hooks_disk::load(&mut disk, &SlotLayout::default())
+                .map(|(_, state)| (bits_of(&state, Slot::A), bits_of(&state, Slot::B))))
+        };
+        Ok(TableCopies {
+            agree: table.health().copies_agree,
+            primary: copy(backup_lba)?,
+            backup: copy(1)?,
+        })
+    }
+
     /// `(priority, tries, successful)` of `slot`, read with the bootloader-hooks library.
     pub fn bits(&self, slot: Slot) -> Result<(u8, u8, bool)> {
         let a = self.boot_state()?.attrs(slot);
@@ -359,6 +389,53 @@ impl TestDisk {
             })
         };
         Ok((field("-P")?, field("-T")?, field("-S")? == 1))
+    }
+}
+
+/// Slot a's and slot b's `(priority, tries, successful)` in one table copy, or why that copy
+/// cannot be read.
+pub type CopyBits =
+    std::result::Result<((u8, u8, bool), (u8, u8, bool)), flipside_bootloader_hooks::Error>;
+
+/// The two GPT copies of a disk, read separately ([`TestDisk::table_copies`]).
+#[derive(Debug)]
+pub struct TableCopies {
+    /// Both copies are valid and describe the same table.
+    pub agree: bool,
+    pub primary: CopyBits,
+    pub backup: CopyBits,
+}
+
+fn bits_of(state: &BootState, slot: Slot) -> (u8, u8, bool) {
+    let a = state.attrs(slot);
+    (a.priority(), a.tries(), a.successful())
+}
+
+/// A disk image read with one byte range seen as zeros (a table copy's header hidden, so that
+/// the other copy is read); it refuses writes.
+struct HiddenSector {
+    file: File,
+    hidden: std::ops::Range<u64>,
+}
+
+impl BlockDevice for HiddenSector {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::result::Result<(), DeviceError> {
+        self.file.read_at(offset, buf)?;
+        let end = offset + buf.len() as u64;
+        let (from, to) = (self.hidden.start.max(offset), self.hidden.end.min(end));
+        if from < to {
+            buf[(from - offset) as usize..(to - offset) as usize].fill(0);
+        }
+        Ok(())
+    }
+    fn write_at(&mut self, _: u64, _: &[u8]) -> std::result::Result<(), DeviceError> {
+        Err(std::io::Error::other("a table copy is only read"))
+    }
+    fn sync(&mut self) -> std::result::Result<(), DeviceError> {
+        Ok(())
+    }
+    fn byte_len(&mut self) -> std::result::Result<u64, DeviceError> {
+        self.file.byte_len()
     }
 }
 

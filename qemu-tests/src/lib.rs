@@ -8,6 +8,7 @@
 //! - [`appliance`]: test systems and the one function that builds their images.
 //! - [`vm`], [`accel`]: QEMU processes, KVM probe with TCG fallback.
 //! - [`markers`]: the serial protocol, pure.
+//! - [`campaign`]: the power-cut campaign's seeded cut points and tally.
 //! - [`ota`], [`server`]: releases carrying the real updater, a real repository, and the
 //!   update server the guest reaches through `guestfwd`.
 //! - [`testbed`]: what a test starts from; [`once`]: what the tests of one process share.
@@ -22,6 +23,7 @@ pub mod accel;
 pub mod appliance;
 pub mod arm;
 pub mod assets;
+pub mod campaign;
 pub mod chain;
 pub mod debian;
 pub mod disk;

@@ -140,8 +140,12 @@ pub const TAMPER_STRIDE: usize = 1024;
 /// Version of how the world is built, part of the cache key.
 const WORLD_FORMAT: &str = "ota-world-2";
 
-/// The step words the init understands.
+/// The step words the init understands (and `install-gpt-pause-N`, see
+/// [`install_pausing_at_gpt_write`]).
 pub const STEPS: &[&str] = &["install", "status", "reboot", "poweroff"];
+
+/// The prefix of the step word of an install that stops in a GPT write.
+const INSTALL_GPT_PAUSE: &str = "install-gpt-pause-";
 
 /// The health check of a release. Pure.
 pub fn health_check(kind: Kind) -> String {
@@ -221,6 +225,11 @@ while :; do
 		# instead of a progress bar.
 		{{ flipside install; echo "FLIPSIDE: updater install code=$?"; }} 2>&1 | cat
 		;;
+	{pause}*)
+		# The QEMU tests' flipside stops between the two copies of its Nth GPT write and
+		# waits there for the harness to cut the power.
+		{{ FLIPSIDE_TEST_GPT_PAUSE=${{step#{pause}}} flipside install; echo "FLIPSIDE: updater install code=$?"; }} 2>&1 | cat
+		;;
 	status)
 		doc=$(flipside status --json | tr -d '\n')
 		echo "FLIPSIDE: updater status code=$? json=$doc"
@@ -237,8 +246,16 @@ while :; do
 		;;
 	esac
 done
-"#
+"#,
+        pause = INSTALL_GPT_PAUSE,
     )
+}
+
+/// The step `install-gpt-pause-N`: an install whose Nth GPT write stops between the two table
+/// copies (the backup written and flushed, the primary not yet) until the power is cut. Only
+/// the QEMU tests' build of flipside (feature `gpt-pause`) stops; others ignore it. Pure.
+pub fn install_pausing_at_gpt_write(write: u32) -> String {
+    format!("{INSTALL_GPT_PAUSE}{write}")
 }
 
 /// Where a release's tools (busybox and flipside) come from.
@@ -683,6 +700,11 @@ mod tests {
             kind: Kind::Panics,
             nix: false,
         });
+        assert!(s.contains(
+            "\tinstall-gpt-pause-*)\n\t\t# The QEMU tests' flipside stops between the two copies"
+        ));
+        assert!(s.contains("{ FLIPSIDE_TEST_GPT_PAUSE=${step#install-gpt-pause-} flipside install;"));
+        assert_eq!(install_pausing_at_gpt_write(2), "install-gpt-pause-2");
         assert!(panics.ends_with("echo c >/proc/sysrq-trigger\n"));
         assert!(!panics.contains("flipside health") && !panics.contains("wget"));
     }

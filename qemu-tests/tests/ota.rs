@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use flipside_bootloader_hooks::Slot;
-use flipside_qemu_tests::ota::{assert_fell_back, status_bits, OtaBoot, Rig, Snapshot};
+use flipside_qemu_tests::ota::{
+    assert_fell_back, install_pausing_at_gpt_write, status_bits, OtaBoot, Rig, Snapshot,
+};
 use flipside_qemu_tests::server::Step;
 use flipside_qemu_tests::{BootSummary, Marker, QemuExit, Result, Vm, BOOT_TIMEOUT};
 
@@ -254,6 +256,78 @@ fn power_cuts_during_install_leave_a_bootable_device() -> Result<()> {
     rig.disk
         .assert_bits((2, 0, true), (1, 0, true), "after the last install")?;
     report("power_cuts", boots, started);
+    Ok(())
+}
+
+/// Scenario 4b: the power goes in the middle of the GPT write that arms slot b, after the
+/// backup copy is written and flushed and before the primary is touched (the updater's
+/// test-only stop, `install-gpt-pause-1`: with b already cleared, arming is the install's first
+/// table write). Backup first means the primary still holds the old table, complete and valid:
+/// the device boots a as before, and the next install repairs the table and arms b, which boots
+/// on trial and is committed.
+#[test]
+fn power_cut_between_the_gpt_copies_boots_the_old_table() -> Result<()> {
+    let started = Instant::now();
+    let rig = Rig::new("power_cut_between_the_gpt_copies_boots_the_old_table")?;
+    rig.provision(Slot::A, 1, (2, 0, true))?;
+    let (before, armed) = (((2, 0, true), (0, 0, false)), ((1, 0, true), (2, 2, false)));
+    rig.server.push_steps([Step::with_repo(
+        &install_pausing_at_gpt_write(1),
+        &rig.world.repo(Snapshot::UpTo(2)),
+    )]);
+    let mut vm = rig.start("cut-in-gpt-write")?;
+    let pause = vm.wait_for("the stop between the GPT copies", INSTALL_BOOT, |m| {
+        m.is("gpt", "pause")
+    })?;
+    vm.kill();
+    let mut boots = vm.boots().len();
+    assert_eq!(
+        (pause.get("written"), pause.get("pending")),
+        (Some("backup"), Some("primary")),
+        "{}",
+        vm.serial_log().display()
+    );
+    let copies = rig.disk.table_copies()?;
+    eprintln!("table copies after the cut: {copies:?}");
+    assert!(!copies.agree, "the copies differ after a cut between them");
+    assert_eq!(copies.primary.ok(), Some(before), "primary: old and valid");
+    assert_eq!(copies.backup.ok(), Some(armed), "backup: new and valid");
+    // What every reader (flipside-select, flipside-boot, cgpt) takes: the primary.
+    rig.disk.assert_bits(before.0, before.1, "after a cut in the GPT write")?;
+
+    // The next boot: a, as before; the install completes (the slot's bytes kept after
+    // re-hashing), b boots on trial and is committed.
+    rig.server.push_steps([
+        Step::new("install"),
+        Step::new("reboot"),
+        Step::new("status"),
+        Step::new("poweroff"),
+    ]);
+    let mut vm = rig.start("after")?;
+    let exit = vm.wait_exit(INSTALL_BOOT + BOOT_TIMEOUT * 2)?;
+    let log = vm.serial_log().display().to_string();
+    let after = ota_boots(&vm);
+    boots += after.len();
+    assert_eq!(
+        after.iter().map(|b| b.summary.clone()).collect::<Vec<_>>(),
+        [
+            BootSummary::system(Slot::A, false, 0, 1, "reboot"),
+            BootSummary::system(Slot::B, true, 1, 2, "poweroff"),
+        ],
+        "{log}"
+    );
+    assert_eq!(exit, QemuExit::PoweredOff);
+    assert_eq!(after[0].installs, [0], "{log}");
+    assert_eq!(installed(&after[0]), Some(vec!["b", "2"]));
+    let reused = after[0].installed(&["reused"]).unwrap_or_default();
+    eprintln!("install after the cut: reused={reused:?}");
+    assert_eq!(after[1].health, Some(0), "{log}");
+    assert_eq!(after[1].statuses[0]["last"]["event"], "committed");
+    rig.disk
+        .assert_bits((1, 0, true), (2, 0, true), "after the next install")?;
+    let copies = rig.disk.table_copies()?;
+    assert!(copies.agree, "both copies rewritten: {copies:?}");
+    report("power_cut_in_gpt_write", boots, started);
     Ok(())
 }
 

@@ -3,6 +3,9 @@
 //! order that survives a power cut at any byte.
 
 mod header;
+// Test builds only (QEMU power-cut tests): a stop between the two copies of a table write.
+#[cfg(feature = "gpt-pause")]
+pub mod pause;
 mod table;
 
 pub mod entry;

@@ -29,7 +29,7 @@ pub enum CopyKind {
 }
 
 impl CopyKind {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             CopyKind::Primary => "primary",
             CopyKind::Backup => "backup",
@@ -270,15 +270,14 @@ impl GptTable {
     /// Only the attribute fields and the CRCs change on disk.
     pub fn write<D: BlockDevice>(&mut self, disk: &mut Disk<D>) -> Result<()> {
         let plan = self.plan()?;
-        let order = match self.source {
-            CopyKind::Primary => [&plan.backup, &plan.primary],
-            CopyKind::Backup => [&plan.primary, &plan.backup],
+        let [first, second] = match self.source {
+            CopyKind::Primary => [(CopyKind::Backup, &plan.backup), (CopyKind::Primary, &plan.primary)],
+            CopyKind::Backup => [(CopyKind::Primary, &plan.primary), (CopyKind::Backup, &plan.backup)],
         };
-        for copy in order {
-            disk.write_at(copy.entries_lba * self.sector_size, &self.entries)?;
-            disk.write_at(copy.lba * self.sector_size, &copy.header)?;
-            disk.sync()?;
-        }
+        self.write_copy(disk, first.1)?;
+        #[cfg(feature = "gpt-pause")]
+        super::pause::between_copies(disk.name(), first.0, second.0);
+        self.write_copy(disk, second.1)?;
         let reread = GptTable::read(disk)?;
         if reread.needs_repair() || reread.entries != self.entries {
             return Err(Error::WriteNotVerified {
@@ -287,6 +286,13 @@ impl GptTable {
         }
         *self = reread;
         Ok(())
+    }
+
+    /// One copy: its entry array, then its header, then a flush.
+    fn write_copy<D: BlockDevice>(&self, disk: &mut Disk<D>, copy: &PlannedCopy) -> Result<()> {
+        disk.write_at(copy.entries_lba * self.sector_size, &self.entries)?;
+        disk.write_at(copy.lba * self.sector_size, &copy.header)?;
+        disk.sync()
     }
 
     /// Where each copy goes and the header bytes to write there.
