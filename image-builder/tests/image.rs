@@ -6,7 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use sha2::{Digest, Sha256};
+use flipside_test_support::tools::{copy_tree, tool};
+use flipside_test_support::{sha256_file_hex, sha256_hex};
 
 mod common;
 
@@ -17,31 +18,6 @@ fn example_dir() -> PathBuf {
 /// Runs flipside-build with a umask, from `cwd`.
 fn build(args: &[&str], umask: &str, cwd: &Path) -> Output {
     common::build_with_umask(args, umask, cwd)
-}
-
-fn sha256(path: &Path) -> String {
-    hex::encode(Sha256::digest(fs::read(path).unwrap()))
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn tool(name: &str) -> Command {
-    let found = ["/usr/bin", "/usr/sbin", "/sbin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(name).exists());
-    assert!(
-        found,
-        "{name} is missing: run scripts/test.sh, which installs it"
-    );
-    Command::new(name)
 }
 
 fn listing(image: &Path) -> String {
@@ -123,8 +99,8 @@ fn example_builds_bit_for_bit_reproducibly() {
     );
     for name in &names {
         assert_eq!(
-            sha256(&one.path().join("out").join(name)),
-            sha256(&deep.join("out").join(name)),
+            sha256_file_hex(&one.path().join("out").join(name)),
+            sha256_file_hex(&deep.join("out").join(name)),
             "{name} differs between the two builds"
         );
     }
@@ -175,7 +151,11 @@ fn the_image_is_what_the_description_says() {
         .any(|l| l.starts_with("/flipside/store/") && l.ends_with("-busybox/bin/busybox")));
 
     // The squashfs is uncompressed (the bundle compresses) and has no fragments.
-    let stats = tool("unsquashfs").arg("-s").arg(&image).output().unwrap();
+    let stats = tool("unsquashfs", "squashfs-tools")
+        .arg("-s")
+        .arg(&image)
+        .output()
+        .unwrap();
     let stats = String::from_utf8_lossy(&stats.stdout);
     assert!(
         stats.contains("Data is uncompressed") && stats.contains("Inodes are uncompressed"),
@@ -187,28 +167,28 @@ fn the_image_is_what_the_description_says() {
     let release: flipside_contract::release::Release =
         serde_json::from_slice(&fs::read(out.join("release.json")).unwrap()).unwrap();
     release.validate().unwrap();
-    assert_eq!(release.image.sha256, sha256(&image));
+    assert_eq!(release.image.sha256, sha256_file_hex(&image));
     assert_eq!(
         release.bundle.sha256,
-        sha256(&out.join(&release.bundle.name))
+        sha256_file_hex(&out.join(&release.bundle.name))
     );
-    assert_eq!(release.index.sha256, sha256(&out.join(&release.index.name)));
+    assert_eq!(
+        release.index.sha256,
+        sha256_file_hex(&out.join(&release.index.name))
+    );
     assert_eq!(release.closure.len(), 2);
-    let unpacked = tool("zstd")
+    let unpacked = tool("zstd", "zstd")
         .arg("-d")
         .arg("-c")
         .arg(out.join(&release.bundle.name))
         .output()
         .unwrap();
     assert!(unpacked.status.success());
-    assert_eq!(
-        hex::encode(Sha256::digest(&unpacked.stdout)),
-        release.image.sha256
-    );
+    assert_eq!(sha256_hex(&unpacked.stdout), release.image.sha256);
 
     // The running system can read what it is.
     let extract = dir.path().join("x");
-    let status = tool("unsquashfs")
+    let status = tool("unsquashfs", "squashfs-tools")
         .arg("-q")
         .arg("-no-progress")
         .arg("-d")

@@ -20,6 +20,7 @@ use flipside_bundle::Limits;
 use flipside_contract::release::{kernel_file_names, FileInfo, Release, UKI_FORMAT};
 use flipside_image_builder::uki::{self, UkiParts, DEFAULT_STUB};
 use flipside_image_builder::{bzimage, Error};
+use flipside_test_support::sha256_hex;
 use sha2::{Digest, Sha256};
 
 mod common;
@@ -77,10 +78,6 @@ fn assemble(i: &Inputs, cmdline: &str, out: &Path) -> Result<uki::UkiInfo, uki::
         os_release: OS_RELEASE,
     };
     uki::assemble(&parts, out)
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 // A PE reader of its own, so that the tests do not trust the code under test.
@@ -217,7 +214,7 @@ fn same_inputs_give_the_same_bytes_in_different_directories() {
     let bytes = fs::read(&out_a).unwrap();
     assert!(bytes == fs::read(&out_b).unwrap(), "two runs differ");
     assert_eq!(info_a, info_b);
-    assert_eq!(info_a.sha256, sha256(&bytes));
+    assert_eq!(info_a.sha256, sha256_hex(&bytes));
     assert_eq!(info_a.length, bytes.len() as u64);
 
     // The time stamp is the stub's, not the clock's; the checksum is right.
@@ -309,7 +306,7 @@ fn each_section_holds_its_input_in_a_sane_layout() {
         );
         assert_eq!(
             reported.sha256,
-            sha256(contents(&bytes, &pe, &read.name)),
+            sha256_hex(contents(&bytes, &pe, &read.name)),
             "{}",
             read.name
         );
@@ -543,7 +540,7 @@ fn release_of(out: &Path) -> Release {
 fn assert_describes(out: &Path, info: &FileInfo) {
     let bytes = fs::read(out.join(&info.name)).unwrap();
     assert_eq!(info.length, bytes.len() as u64, "{}", info.name);
-    assert_eq!(info.sha256, sha256(&bytes), "{}", info.name);
+    assert_eq!(info.sha256, sha256_hex(&bytes), "{}", info.name);
 }
 
 fn listing(dir: &Path) -> Vec<(String, Vec<u8>, u32)> {
@@ -622,7 +619,7 @@ fn the_image_command_writes_a_reproducible_kernel_part_beside_the_image() {
     assert_eq!(kernel.kernel_release, "6.1.0-test");
     assert_eq!(kernel.image.filesystem, UKI_FORMAT);
     assert_eq!(kernel.image.length, bytes.len() as u64);
-    assert_eq!(kernel.image.sha256, sha256(&bytes));
+    assert_eq!(kernel.image.sha256, sha256_hex(&bytes));
     let (bundle_name, index_name) = kernel_file_names("appliance", 1);
     assert_eq!(
         (&kernel.bundle.name, &kernel.index.name),
@@ -870,7 +867,7 @@ fn verity_puts_the_tree_on_the_image_and_its_root_hash_in_the_signed_uki() {
         assert_eq!(release.image.length, bytes.len() as u64);
         assert_eq!(
             release.image.sha256,
-            sha256(&bytes),
+            sha256_hex(&bytes),
             "the tree is part of the image"
         );
 
@@ -908,7 +905,7 @@ fn verity_puts_the_tree_on_the_image_and_its_root_hash_in_the_signed_uki() {
         assert!(sbverify.status.success(), "{sbverify:?}");
         // The kernel part describes the signed UKI.
         let kernel = release.kernel.unwrap();
-        assert_eq!(kernel.image.sha256, sha256(&uki));
+        assert_eq!(kernel.image.sha256, sha256_hex(&uki));
         words.push(cmdline.to_string());
         images.push(bytes);
     }
@@ -1090,7 +1087,7 @@ fn debians_real_kernel_becomes_a_kernel_part() {
     let part = release.kernel.as_ref().unwrap();
     assert_eq!(part.kernel_release, expected_release);
     let uki = fs::read(out_dir.join("uki.efi")).unwrap();
-    assert_eq!(part.image.sha256, sha256(&uki));
+    assert_eq!(part.image.sha256, sha256_hex(&uki));
     let index =
         flipside_bundle::read_index(&out_dir.join(&part.index.name), &Limits::default()).unwrap();
     let mut decoded = Vec::new();

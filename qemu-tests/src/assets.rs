@@ -205,11 +205,7 @@ fn static_build(dir: &Path, package: &str, bin: &str, features: &[&str]) -> Resu
     if !features.is_empty() {
         args.extend(["--features", &features]);
     }
-    cargo_build(
-        &args,
-        &target,
-        Some("-C target-feature=+crt-static"),
-    )?;
+    cargo_build(&args, &target, Some("-C target-feature=+crt-static"))?;
     let path = target.join(STATIC_TARGET).join("release").join(bin);
     require_static(
         &path,

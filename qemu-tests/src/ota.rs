@@ -703,7 +703,9 @@ mod tests {
         assert!(s.contains(
             "\tinstall-gpt-pause-*)\n\t\t# The QEMU tests' flipside stops between the two copies"
         ));
-        assert!(s.contains("{ FLIPSIDE_TEST_GPT_PAUSE=${step#install-gpt-pause-} flipside install;"));
+        assert!(
+            s.contains("{ FLIPSIDE_TEST_GPT_PAUSE=${step#install-gpt-pause-} flipside install;")
+        );
         assert_eq!(install_pausing_at_gpt_write(2), "install-gpt-pause-2");
         assert!(panics.ends_with("echo c >/proc/sysrq-trigger\n"));
         assert!(!panics.contains("flipside health") && !panics.contains("wget"));

@@ -194,9 +194,7 @@ impl Campaign {
         let log = self.rig.server.requests();
         let (before, after) = (&log[self.cut_log_start..log_start], &log[log_start..]);
         let again = refetched(before, after);
-        let fetched: u64 = (served(after).values().flatten())
-            .map(|(a, b)| b - a)
-            .sum();
+        let fetched: u64 = (served(after).values().flatten()).map(|(a, b)| b - a).sum();
         eprintln!("  resumed: fetched={fetched} re-fetched={again}");
         self.tally.refetched += again;
         self.tally.fetched_after += fetched;
@@ -254,7 +252,10 @@ impl Campaign {
         if sent > 0 && (late || !matches!(cut, Cut::Streaming { .. })) {
             self.download[t] = sent;
         }
-        eprintln!("  cut after {sent} bundle bytes{}", if late { " (late)" } else { "" });
+        eprintln!(
+            "  cut after {sent} bundle bytes{}",
+            if late { " (late)" } else { "" }
+        );
         Ok(())
     }
 }

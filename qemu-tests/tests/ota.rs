@@ -293,7 +293,8 @@ fn power_cut_between_the_gpt_copies_boots_the_old_table() -> Result<()> {
     assert_eq!(copies.primary.ok(), Some(before), "primary: old and valid");
     assert_eq!(copies.backup.ok(), Some(armed), "backup: new and valid");
     // What every reader (flipside-select, flipside-boot, cgpt) takes: the primary.
-    rig.disk.assert_bits(before.0, before.1, "after a cut in the GPT write")?;
+    rig.disk
+        .assert_bits(before.0, before.1, "after a cut in the GPT write")?;
 
     // The next boot: a, as before; the install completes (the slot's bytes kept after
     // re-hashing), b boots on trial and is committed.

@@ -38,20 +38,13 @@ use flipside_bootloader_hooks::{disk, BootAttrs, Disk, Slot, SlotLayout};
 use flipside_contract::index::ChunkIndex;
 use flipside_repository::{InitSettings, KeyDir, Repository, RoleSettings};
 use flipside_test_support::server::{Fault, Server};
+use flipside_test_support::sha256_hex;
+use flipside_test_support::tools::{copy_tree, run_ok};
 use flipside_tuf::{canonical, Role, SigningKey};
 use serde_json::Value;
 
 fn attrs(p: u8, t: u8, s: bool) -> BootAttrs {
     BootAttrs::new(p, t, s).unwrap()
-}
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A world whose repository is served from a copy (`served`) that attacks modify, so that the
@@ -581,7 +574,7 @@ fn attack_freeze_stale_timestamp_refused() {
     let _nginx = s.nginx();
     // The attacker keeps the repository's state of today...
     let stale = s.w.tmp.path().join("stale");
-    run_ok(Command::new("cp").arg("-a").arg(&s.served).arg(&stale));
+    copy_tree(&s.served, &stale);
     // ...the publisher re-signs (a newer timestamp) and the device sees it.
     s.repository().resign(&s.keys(), &[], Utc::now()).unwrap();
     s.sync();
@@ -668,7 +661,7 @@ fn attack_rollback_targets_version_refused() {
         t["meta"]["snapshot.json"] = serde_json::json!({
             "version": snap_version + 1,
             "length": snap_bytes.len(),
-            "hashes": {"sha256": common::sha256(&snap_bytes)},
+            "hashes": {"sha256": sha256_hex(&snap_bytes)},
         })
     });
     let run = s.w.run(&["install"]);
@@ -1138,7 +1131,7 @@ fn attack_malicious_mirror_stale_metadata_refused_without_write() {
     let s = Scene::new();
     let _nginx = s.nginx();
     let stale = s.w.tmp.path().join("stale");
-    run_ok(Command::new("cp").arg("-a").arg(&s.served).arg(&stale));
+    copy_tree(&s.served, &stale);
     s.repository()
         .resign(&s.keys(), &[Role::Targets], Utc::now())
         .unwrap();

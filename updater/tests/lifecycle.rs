@@ -430,7 +430,7 @@ fn readback_by_dropping_the_page_cache_when_configured() {
 
 #[test]
 fn install_onto_a_loop_device() {
-    common::require_tool("losetup");
+    common::require_tool("losetup", "mount");
     let w = World::new(Setup::default());
     let server = Server::start(&w.repo);
     w.write_config(&[server.url()], 3);

@@ -54,7 +54,7 @@ fn fetch(front: &str, path: &str) -> Option<(Vec<u8>, String)> {
 
 #[test]
 fn a_device_installs_from_object_storage_and_a_cut_upload_changes_nothing_it_sees() {
-    common::require_tool("curl");
+    common::require_tool("curl", "curl");
     let mut w = World::new(Setup {
         publish: vec![(1, common::HARDWARE)],
         ..Setup::default()

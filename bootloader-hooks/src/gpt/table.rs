@@ -271,8 +271,14 @@ impl GptTable {
     pub fn write<D: BlockDevice>(&mut self, disk: &mut Disk<D>) -> Result<()> {
         let plan = self.plan()?;
         let [first, second] = match self.source {
-            CopyKind::Primary => [(CopyKind::Backup, &plan.backup), (CopyKind::Primary, &plan.primary)],
-            CopyKind::Backup => [(CopyKind::Primary, &plan.primary), (CopyKind::Backup, &plan.backup)],
+            CopyKind::Primary => [
+                (CopyKind::Backup, &plan.backup),
+                (CopyKind::Primary, &plan.primary),
+            ],
+            CopyKind::Backup => [
+                (CopyKind::Primary, &plan.primary),
+                (CopyKind::Backup, &plan.backup),
+            ],
         };
         self.write_copy(disk, first.1)?;
         #[cfg(feature = "gpt-pause")]

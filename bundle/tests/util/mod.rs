@@ -15,20 +15,7 @@ pub fn params(threads: usize) -> BundleParams {
     }
 }
 
-/// Panics with a clear message when a tool the test needs is not installed.
-pub fn require_tool(name: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .stdout(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "this test needs `{name}`: install it (apt-get install {package})"
-    );
-}
+pub use flipside_test_support::tools::require_tool;
 
 /// `len` bytes of seeded random data.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {

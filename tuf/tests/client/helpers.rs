@@ -30,9 +30,7 @@ pub fn at(hours: i64) -> DateTime<Utc> {
     t0() + TimeDelta::hours(hours)
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use flipside_test_support::sha256_hex;
 
 /// The bundle and index bytes of release `version` (deterministic, a few kilobytes).
 pub fn release_bytes(version: u64) -> (Vec<u8>, Vec<u8>) {

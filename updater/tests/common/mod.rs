@@ -27,6 +27,7 @@ use flipside_repository::{AddOptions, InitSettings, KeyDir, Repository};
 use flipside_test_support::release::{
     file_info, image_info, kernel_part, release as test_release, write_file, write_release_json,
 };
+use flipside_test_support::sha256_hex;
 use tempfile::TempDir;
 
 pub const SYSTEM: &str = "kiosk";
@@ -36,32 +37,7 @@ pub const SLOT_MIB: u64 = 16;
 /// What an untouched inactive slot is filled with.
 pub const SENTINEL: u8 = 0xee;
 
-/// Fails the test with a clear message when a tool is missing.
-pub fn require_tool(name: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-        .unwrap_or(false)
-        || Path::new("/usr/sbin").join(name).is_file();
-    assert!(
-        found,
-        "the tests need `{name}` (install the Debian package that provides it)"
-    );
-}
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-pub fn sha256(bytes: &[u8]) -> String {
-    flipside_test_support::sha256_hex(bytes)
-}
+pub use flipside_test_support::tools::{require_tool, run_ok};
 
 /// A built release.
 #[derive(Clone, Debug)]
@@ -121,7 +97,7 @@ pub fn system_info(version: u64, hardware_id: &str) -> SystemInfo {
 /// A squashfs image of real files plus `/.flipside/system.json` and a version file; `payload`
 /// bytes of real files (the same for every version, so versions share most chunks).
 pub fn make_image(work: &Path, version: u64, hardware_id: &str, payload: u64) -> PathBuf {
-    require_tool("mksquashfs");
+    require_tool("mksquashfs", "squashfs-tools");
     let root = work.join(format!("rootfs-{version}-{hardware_id}"));
     std::fs::create_dir_all(root.join("usr/bin")).unwrap();
     std::fs::create_dir_all(root.join(".flipside")).unwrap();
@@ -213,7 +189,7 @@ pub fn make_release_with(
         std::fs::write(&uki, bytes).unwrap();
         let bundle = dir.join(&bundle_name);
         let index = write_bundle(&uki, &bundle, &params).unwrap();
-        let uki_info = image_info(UKI_FORMAT, bytes.len() as u64, sha256(bytes));
+        let uki_info = image_info(UKI_FORMAT, bytes.len() as u64, sha256_hex(bytes));
         let bundle_info = file_info(&bundle_name, &std::fs::read(&bundle).unwrap());
         let index_info = write_file(&dir, &index_name, &index.encode());
         kernel_part(&kernel_release(version), uki_info, bundle_info, index_info)
@@ -296,7 +272,7 @@ impl Setup {
 
 impl World {
     pub fn new(setup: Setup) -> World {
-        require_tool("sgdisk");
+        require_tool("sgdisk", "gdisk");
         let tmp = tempfile::Builder::new()
             .prefix("flipside-updater-")
             .tempdir()

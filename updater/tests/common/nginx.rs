@@ -22,7 +22,7 @@ pub struct TestCa {
 
 impl TestCa {
     pub fn new() -> TestCa {
-        super::require_tool("openssl");
+        super::require_tool("openssl", "openssl");
         let dir = tempfile::tempdir().unwrap();
         let run = |args: &[&str]| {
             let out = Command::new("openssl")
@@ -120,7 +120,7 @@ impl Nginx {
     }
 
     pub fn start_on(port: u16, root: &Path, options: Options) -> Nginx {
-        super::require_tool("nginx");
+        super::require_tool("nginx", "nginx");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let (listen, tls) = match options.tls {
