@@ -10,6 +10,7 @@ flipside_check_rust
 flipside_install_rust_targets
 flipside_add_arm64_architecture
 flipside_install_packages
+flipside_enable_arm64_binfmt
 
 cargo clippy -p flipside-qemu-tests --features aarch64 --all-targets --quiet -- -D warnings
 # One VM at a time: two cores, each aarch64 TCG guest keeps one busy.
