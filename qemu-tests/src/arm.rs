@@ -338,36 +338,15 @@ fn kernel_package() -> Result<String> {
     kernel::package_from_depends(&out).ok_or(Error::KernelPackage { output: out })
 }
 
-/// The ABI number of a Debian kernel package, e.g. 57 of `linux-image-6.1.0-57-arm64:arm64`,
-/// with the text before and after it. Pure.
-pub fn kernel_abi(package: &str) -> Option<(&str, u32, &str)> {
-    let name = package.trim_end_matches(":arm64");
-    let end = name.strip_suffix("-arm64")?;
-    let (prefix, abi) = end.rsplit_once('-')?;
-    Some((prefix, abi.parse().ok()?, "-arm64"))
-}
-
-/// The newest arm64 build older than `newer` that apt knows (`apt-cache show`), at most 10
-/// ABI numbers back.
+/// The arm64 build before `newer` (`linux-image-6.1.0-NN-arm64:arm64`) that apt knows.
 fn older_kernel_package(newer: &str) -> Result<String> {
-    if let Ok(package) = std::env::var("FLIPSIDE_QEMU_ARM_KERNEL2_PACKAGE") {
-        return Ok(package);
-    }
-    let (prefix, abi, suffix) = kernel_abi(newer).ok_or_else(|| Error::KernelPackage {
-        output: newer.to_string(),
-    })?;
-    for older in (abi.saturating_sub(10)..abi).rev() {
-        let candidate = format!("{prefix}-{older}{suffix}:arm64");
-        let known = Command::new("apt-cache")
-            .args(["show", "--no-all-versions", &candidate])
-            .output()
-            .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
-        if known {
-            return Ok(candidate);
-        }
-    }
-    Err(Error::KernelPackage {
-        output: format!("no arm64 kernel build older than {newer}"),
+    let release = newer
+        .trim_end_matches(":arm64")
+        .trim_start_matches("linux-image-");
+    let package = kernel::older_package(release, "FLIPSIDE_QEMU_ARM_KERNEL2_PACKAGE")?;
+    Ok(match package.ends_with(":arm64") {
+        true => package,
+        false => format!("{package}:arm64"),
     })
 }
 
@@ -396,7 +375,7 @@ fn unpack_kernel(dir: &Path, package: &str) -> Result<(String, PathBuf, Vec<Path
         fs::write(&image, &bytes).map_err(Error::io("write", &image))?;
         let modules_dir = tree.join("lib/modules").join(&release);
         for m in MODULES {
-            let found = find_module(&modules_dir, m).ok_or_else(|| Error::ModuleMissing {
+            let found = find_module(&modules_dir, m)?.ok_or_else(|| Error::ModuleMissing {
                 module: m.to_string(),
                 dir: modules_dir.clone(),
             })?;
@@ -410,28 +389,17 @@ fn unpack_kernel(dir: &Path, package: &str) -> Result<(String, PathBuf, Vec<Path
 }
 
 /// The `.ko` of `module` below `dir` (a `-` in the name may be `_` in the file, and back).
-fn find_module(dir: &Path, module: &str) -> Option<PathBuf> {
-    let names = [
-        format!("{module}.ko"),
-        format!("{}.ko", module.replace('-', "_")),
-        format!("{}.ko", module.replace('_', "-")),
-    ];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d).ok()?.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| names.iter().any(|x| x == n))
-            {
-                return Some(path);
-            }
+fn find_module(dir: &Path, module: &str) -> Result<Option<PathBuf>> {
+    for name in [
+        module.to_string(),
+        module.replace('-', "_"),
+        module.replace('_', "-"),
+    ] {
+        if let Some(found) = kernel::find_recursive(dir, &format!("{name}.ko"))? {
+            return Ok(Some(found));
         }
     }
-    None
+    Ok(None)
 }
 
 /// Bytes of each aarch64 kernel partition: the UKI is about 35 MB (Debian's arm64 `Image` is
@@ -485,18 +453,4 @@ pub fn vm_config(log_dir: &Path, name: &str, disk: &TestDisk) -> VmConfig {
 /// Starts `cfg` (always TCG).
 pub fn start(cfg: &VmConfig) -> Result<Vm> {
     Vm::start(cfg, crate::Accel::Tcg)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_abi_of_debian_packages() {
-        assert_eq!(
-            kernel_abi("linux-image-6.1.0-57-arm64:arm64"),
-            Some(("linux-image-6.1.0", 57, "-arm64"))
-        );
-        assert_eq!(kernel_abi("linux-image-arm64"), None);
-    }
 }
