@@ -265,6 +265,7 @@ fn build_or_load(assets: &ArmAssets) -> Result<ArmWorld> {
     let root = repo.join("metadata/1.root.json");
     let root_json = fs::read_to_string(&root).map_err(Error::io("read", &root))?;
     let work = tmp.join("work");
+    fs::create_dir_all(&work).map_err(Error::io("create directory", &work))?;
     let programs = Programs {
         flipside: &assets.flipside,
         builder: &builder,
