@@ -46,7 +46,7 @@ use crate::uefi::kernel_label;
 use crate::vm::{GuestFwd, Vm, VmConfig};
 
 /// Version of how the world is built, part of the cache key.
-const FORMAT: &str = "arm-chain-world-1";
+const FORMAT: &str = "arm-chain-world-2";
 /// Memory of an aarch64 chain VM: U-Boot, a 40 MB UKI read by flipside-boot, systemd.
 pub const MEMORY_MIB: u32 = 768;
 /// Upper bound of one U-Boot + systemd boot under aarch64 TCG on a busy 2-core machine; a

@@ -271,18 +271,27 @@ pub struct Variant {
     /// The Secure Boot db key that signs the UKI of the `[kernel]` section.
     pub secure_boot: Option<SigningKey>,
     /// What the image says it is built for (the tree's own architecture unless a test
-    /// publishes a mislabelled release).
+    /// publishes a mislabelled release); the hardware id stays the tree's devices'.
     pub architecture: Architecture,
 }
 
 /// The image's `system.toml`: one root (the whole tree as a store path), its top-level
 /// entries linked at `/`, the rest mountpoints. Pure.
 pub fn system_toml(version: u64, store_path: &str, tops: &[String]) -> String {
-    system_toml_with(Architecture::X86_64, version, store_path, tops, None)
+    system_toml_with(
+        Architecture::X86_64,
+        Architecture::X86_64,
+        version,
+        store_path,
+        tops,
+        None,
+    )
 }
 
-/// [`system_toml`] for `arch` with a `[kernel]` section. Pure.
+/// [`system_toml`] for devices of `device` (their hardware id), labelled as built for `arch`,
+/// with a `[kernel]` section. Pure.
 pub fn system_toml_with(
+    device: Architecture,
     arch: Architecture,
     version: u64,
     store_path: &str,
@@ -315,7 +324,7 @@ path = "{store_path}"
 
 [symlinks]
 {links}{kernel}"#,
-        hardware_id = hardware_id(arch),
+        hardware_id = hardware_id(device),
         arch = arch.name(),
         kernel = kernel
             .map(|k| format!("\n[kernel]\n{k}"))
@@ -337,6 +346,8 @@ pub fn disk_layout() -> DiskLayout {
 pub struct Base {
     /// `<assets>/debian-<key>/`.
     pub dir: PathBuf,
+    /// The tree's architecture: its releases are for devices of it (their hardware id).
+    pub architecture: Architecture,
     /// How long mmdebstrap and the preparation took, when this process built it.
     pub built_in: Option<Duration>,
 }
@@ -390,6 +401,7 @@ fn build_or_load(arch: Architecture, assets_dir: &Path) -> Result<Base> {
     if dir.join("complete").exists() {
         return Ok(Base {
             dir,
+            architecture: arch,
             built_in: None,
         });
     }
@@ -430,6 +442,7 @@ fn build_or_load(arch: Architecture, assets_dir: &Path) -> Result<Base> {
     fs::rename(&tmp, &dir).map_err(Error::io("rename into place", &dir))?;
     Ok(Base {
         dir,
+        architecture: arch,
         built_in: Some(started.elapsed()),
     })
 }
@@ -655,6 +668,7 @@ pub fn build_with(
     let started = Instant::now();
     let toml = work.join(format!("{NAME}-{version}.toml"));
     let text = system_toml_with(
+        base.architecture,
         variant.architecture,
         version,
         &store_path,
@@ -786,6 +800,18 @@ mod tests {
         assert_eq!(v["init"].as_str(), Some("/sbin/init"));
         assert_eq!(v["architecture"].as_str(), Some("x86_64"));
         assert_eq!(v["hardware_id"].as_str(), Some(HARDWARE_ID));
+        // A release mislabelled as x86_64 for the aarch64 devices keeps their hardware id.
+        let foreign = system_toml_with(
+            Architecture::Aarch64,
+            Architecture::X86_64,
+            5,
+            "/flipside/store/abc-debian",
+            &["etc".into()],
+            None,
+        );
+        let f: toml::Value = toml::from_str(&foreign).unwrap();
+        assert_eq!(f["hardware_id"].as_str(), Some(crate::arm::HARDWARE_ID));
+        assert_eq!(f["architecture"].as_str(), Some("x86_64"));
         assert_eq!(v["version"].as_integer(), Some(3));
         assert_eq!(v["symlinks"]["/usr"].as_str(), Some("@debian/usr"));
         assert_eq!(
