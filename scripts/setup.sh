@@ -40,6 +40,9 @@ FLIPSIDE_APT_PACKAGES=(
   "gcc-aarch64-linux-gnu:aarch64-linux-gnu-gcc"
   "libc6-dev-arm64-cross:/usr/aarch64-linux-gnu/lib/libc.a"
   "qemu-user-static:qemu-aarch64-static"
+  # arch-test tells whether this machine runs arm64 programs (mmdebstrap --arch=arm64 runs the
+  # Debian arm64 root's maintainer scripts through qemu-user).
+  "arch-test:arch-test"
 )
 
 flipside_as_root() {
@@ -130,11 +133,29 @@ flipside_add_arm64_architecture() {
   fi
 }
 
+# mmdebstrap --arch=arm64 runs arm64 maintainer scripts in its chroot: the kernel must hand
+# arm64 programs to qemu-user. Registers Debian's qemu-aarch64 entry (flag F: the interpreter
+# is opened now, so it works inside the chroot) with binfmt_misc, mounting it first if needed
+# (containers often lack both); binfmt-support or systemd-binfmt do the same on a full system.
+flipside_enable_arm64_binfmt() {
+  arch-test arm64 >/dev/null 2>&1 && return 0
+  local misc=/proc/sys/fs/binfmt_misc conf=/usr/lib/binfmt.d/qemu-aarch64.conf
+  echo "setup: registering qemu-aarch64 with binfmt_misc (for mmdebstrap --arch=arm64)"
+  [ -e "$misc/register" ] || flipside_as_root mount -t binfmt_misc binfmt_misc "$misc"
+  [ -e "$misc/qemu-aarch64" ] ||
+    grep -v '^#' "$conf" | flipside_as_root tee "$misc/register" >/dev/null
+  if ! arch-test arm64 >/dev/null 2>&1; then
+    echo "setup: arm64 programs still do not run here (arch-test arm64); see $conf" >&2
+    return 1
+  fi
+}
+
 flipside_setup() {
   flipside_check_rust
   flipside_install_rust_targets
   flipside_add_arm64_architecture
   flipside_install_packages
+  flipside_enable_arm64_binfmt
   flipside_install_python
   flipside_install_garage
   export PATH="$PATH:/usr/sbin:/sbin"

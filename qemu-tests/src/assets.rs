@@ -162,7 +162,7 @@ fn require_static(path: &Path, hint: &'static str) -> Result<()> {
 
 /// The host's busybox when it is the static build, else busybox-static unpacked into the
 /// cache (without installing it).
-fn static_busybox(dir: &Path) -> Result<PathBuf> {
+pub fn static_busybox(dir: &Path) -> Result<PathBuf> {
     let host = Path::new("/bin/busybox");
     if fs::read(host).is_ok_and(|b| crate::elf::static_x86_64_problem(&b).is_none()) {
         return Ok(host.to_path_buf());

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use flipside_bootloader_hooks::Slot;
+use flipside_contract::arch::Architecture;
 use sha2::{Digest, Sha256};
 
 use crate::assets::Assets;
@@ -193,18 +194,41 @@ pub const FETCH_STEP: &str = r#"	step=
 	step=${step:-poweroff}
 "#;
 
-/// The `[kernel]` section of a release. Pure.
+/// The `[kernel]` section of an x86-64 release (the bzImage names its release and the
+/// builder's default stub is x86-64's). Pure.
 pub fn kernel_section(image: &Path, initrd: &Path) -> String {
-    format!(
-        "image = \"{}\"\ninitrd = \"{}\"\ncmdline = \"{}\"\n",
-        image.display(),
-        initrd.display(),
-        uefi::UKI_CMDLINE
-    )
+    kernel_section_with(image, initrd, uefi::UKI_CMDLINE, None)
 }
 
-/// The image variant of a chain release.
+/// The `[kernel]` section of a release with `cmdline`, and for kernels other than an x86
+/// bzImage the stub and the kernel's release (`uname -r`). Pure.
+pub fn kernel_section_with(
+    image: &Path,
+    initrd: &Path,
+    cmdline: &str,
+    stub_and_release: Option<(&Path, &str)>,
+) -> String {
+    let mut s = format!(
+        "image = \"{}\"\ninitrd = \"{}\"\ncmdline = \"{cmdline}\"\n",
+        image.display(),
+        initrd.display(),
+    );
+    if let Some((stub, release)) = stub_and_release {
+        s.push_str(&format!(
+            "stub = \"{}\"\nrelease = \"{release}\"\n",
+            stub.display()
+        ));
+    }
+    s
+}
+
+/// The image variant of an x86-64 chain release.
 pub fn variant(kernel: &str) -> debian::Variant {
+    variant_for(Architecture::X86_64, kernel)
+}
+
+/// The image variant of a chain release built for `architecture` (the aarch64 chain's too).
+pub fn variant_for(architecture: Architecture, kernel: &str) -> debian::Variant {
     debian::Variant {
         config_toml: Some(config_toml()),
         report_script: Some(report_script()),
@@ -216,7 +240,50 @@ pub fn variant(kernel: &str) -> debian::Variant {
         enable: vec!["systemd-networkd.service".into()],
         kernel: Some(kernel.to_string()),
         secure_boot: None,
+        architecture,
     }
+}
+
+/// `flipside-build repo init` of `repo` with the keys in `keys` (made when missing), the
+/// timestamp valid for 3 days: the cached worlds live for a day.
+pub fn repo_init(builder: &Path, repo: &Path, keys: &Path) -> Result<()> {
+    repo_cli(
+        builder,
+        &[
+            "repo".as_ref(),
+            "init".as_ref(),
+            "--repo".as_ref(),
+            repo.as_os_str(),
+            "--keys".as_ref(),
+            keys.as_os_str(),
+            "--expires".as_ref(),
+            "timestamp=3".as_ref(),
+        ],
+    )
+}
+
+/// `flipside-build repo add` of the release `flipside-build image` wrote to `out`.
+pub fn repo_add(builder: &Path, repo: &Path, keys: &Path, out: &Path) -> Result<()> {
+    repo_cli(
+        builder,
+        &[
+            "repo".as_ref(),
+            "add".as_ref(),
+            "--repo".as_ref(),
+            repo.as_os_str(),
+            "--keys".as_ref(),
+            keys.as_os_str(),
+            out.as_os_str(),
+        ],
+    )
+}
+
+fn repo_cli(builder: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
+    tool::run(
+        Command::new(builder).args(args),
+        "flipside-image-builder (cargo build -p flipside-image-builder)",
+    )
+    .map(|_| ())
 }
 
 /// Repository snapshots of the chain: releases 1..=N published.
@@ -371,28 +438,7 @@ fn build_or_load(assets: &Assets) -> Result<World> {
     fs::create_dir_all(&tmp).map_err(Error::io("create directory", &tmp))?;
     let repo = tmp.join("repo");
     let keys = tmp.join("keys");
-    let cli = |args: &[&str]| -> Result<()> {
-        tool::run(
-            Command::new(&builder).args(args),
-            "flipside-image-builder (cargo build -p flipside-image-builder)",
-        )
-        .map(|_| ())
-    };
-    let (repo_s, keys_s) = (
-        repo.to_string_lossy().into_owned(),
-        keys.to_string_lossy().into_owned(),
-    );
-    // The cache lives for a day; the timestamp must outlive it.
-    cli(&[
-        "repo",
-        "init",
-        "--repo",
-        &repo_s,
-        "--keys",
-        &keys_s,
-        "--expires",
-        "timestamp=3",
-    ])?;
+    repo_init(&builder, &repo, &keys)?;
     let root_json = fs::read_to_string(repo.join("metadata/1.root.json"))
         .map_err(Error::io("read", repo.join("metadata/1.root.json")))?;
     let work = tmp.join("work");
@@ -418,15 +464,7 @@ fn build_or_load(assets: &Assets) -> Result<World> {
         fs::create_dir_all(tmp.join("releases"))
             .map_err(Error::io("create directory", tmp.join("releases")))?;
         fs::rename(&built.out, &out).map_err(Error::io("move", &built.out))?;
-        cli(&[
-            "repo",
-            "add",
-            "--repo",
-            &repo_s,
-            "--keys",
-            &keys_s,
-            &out.to_string_lossy(),
-        ])?;
+        repo_add(&builder, &repo, &keys, &out)?;
         if *version >= 2 {
             let snap = tmp.join("repos").join(format!("r{version}"));
             fs::create_dir_all(tmp.join("repos"))
@@ -574,6 +612,30 @@ impl Row {
             end,
         }
     }
+}
+
+/// What every systemd boot of a chain shows: systemd is PID 1, nothing failed, efivarfs is
+/// mounted and holds the slot flipside-boot chose, the initramfs took that choice. Panics
+/// with `log` (the serial log's path) otherwise.
+pub fn assert_systemd_boot(boot: &Boot, log: &str) {
+    let up = boot.find("system", "up").expect(log);
+    assert_eq!(up.get("init"), Some("systemd"), "{log}");
+    let failed = boot.find("systemd", "failed").expect(log);
+    assert_eq!(failed.get("units"), Some("none"), "{log}");
+    let mounts = boot.find("systemd", "mounts").expect(log);
+    assert_eq!(mounts.get("efivars"), Some("efivarfs"), "{log}");
+    let chosen = boot
+        .markers
+        .iter()
+        .rev()
+        .find(|m| m.is("boot", "select"))
+        .and_then(|m| m.get("slot"))
+        .expect(log);
+    let var = boot.find("system", "efivar").expect(log);
+    assert_eq!(var.get("slot"), Some(chosen), "FlipsideSlot: {log}");
+    let initrd = boot.find("initrd", "select").expect(log);
+    assert_eq!(initrd.get("by"), Some("flipside-boot"), "{log}");
+    assert_eq!(initrd.get("slot"), Some(chosen), "{log}");
 }
 
 /// When each stage of one boot began, in seconds since QEMU started (from the VM's timeline).

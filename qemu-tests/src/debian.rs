@@ -30,6 +30,11 @@
 //! - **init.** `init = "/sbin/init"`: the builder's `/init -> /sbin/init`, Debian's link to
 //!   systemd, which the initramfs `switch_root`s into like any other `/init`.
 //! - **Root must run mmdebstrap** (`--mode=root`, chosen automatically for root).
+//! - **Architectures.** The same tree for x86-64 and for aarch64 ([`Architecture`]): the
+//!   arm64 tree is made with `--arch=arm64`, and mmdebstrap runs its maintainer scripts in
+//!   the foreign chroot through qemu-user (`qemu-user-static`, registered with the kernel's
+//!   binfmt_misc by `scripts/setup.sh`; `arch-test arm64` says whether it works). Each
+//!   architecture's tree is cached under its own assets directory.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -39,6 +44,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use flipside_contract::arch::Architecture;
 use flipside_image_builder::secureboot::SigningKey;
 use flipside_repository::{InitSettings, KeyDir, Repository};
 use sha2::{Digest, Sha256};
@@ -94,16 +100,38 @@ pub fn parse_packages(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// mmdebstrap's arguments for `packages` into `tree`. Pure.
-pub fn mmdebstrap_args(packages: &[String], tree: &Path) -> Vec<String> {
+/// Debian's name of an architecture (`dpkg --print-architecture`). Pure.
+pub fn dpkg_architecture(arch: Architecture) -> &'static str {
+    match arch {
+        Architecture::X86_64 => "amd64",
+        Architecture::Aarch64 => "arm64",
+    }
+}
+
+/// The hardware id of the test appliances of an architecture. Pure.
+pub fn hardware_id(arch: Architecture) -> &'static str {
+    match arch {
+        Architecture::X86_64 => HARDWARE_ID,
+        Architecture::Aarch64 => crate::arm::HARDWARE_ID,
+    }
+}
+
+/// mmdebstrap's arguments for an `arch` tree of `packages` into `tree`; the build machine's
+/// own architecture (x86-64) is mmdebstrap's default and not named. Pure.
+pub fn mmdebstrap_args(arch: Architecture, packages: &[String], tree: &Path) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "--variant=essential".into(),
         format!("--include={}", packages.join(",")),
+    ];
+    if arch != Architecture::X86_64 {
+        args.push(format!("--arch={}", dpkg_architecture(arch)));
+    }
+    args.extend([
         // /bin, /lib, /sbin as links into /usr, with usr-is-merged instead of usrmerge (which
         // would pull in perl).
         "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr".into(),
         "--quiet".into(),
-    ];
+    ]);
     // Documentation and translations are of no use on an appliance; licences stay.
     for opt in [
         "path-exclude=/usr/share/man/*",
@@ -242,16 +270,29 @@ pub struct Variant {
     pub kernel: Option<String>,
     /// The Secure Boot db key that signs the UKI of the `[kernel]` section.
     pub secure_boot: Option<SigningKey>,
+    /// What the image says it is built for (the tree's own architecture unless a test
+    /// publishes a mislabelled release); the hardware id stays the tree's devices'.
+    pub architecture: Architecture,
 }
 
 /// The image's `system.toml`: one root (the whole tree as a store path), its top-level
 /// entries linked at `/`, the rest mountpoints. Pure.
 pub fn system_toml(version: u64, store_path: &str, tops: &[String]) -> String {
-    system_toml_with(version, store_path, tops, None)
+    system_toml_with(
+        Architecture::X86_64,
+        Architecture::X86_64,
+        version,
+        store_path,
+        tops,
+        None,
+    )
 }
 
-/// [`system_toml`] with a `[kernel]` section. Pure.
+/// [`system_toml`] for devices of `device` (their hardware id), labelled as built for `arch`,
+/// with a `[kernel]` section. Pure.
 pub fn system_toml_with(
+    device: Architecture,
+    arch: Architecture,
     version: u64,
     store_path: &str,
     tops: &[String],
@@ -271,7 +312,8 @@ pub fn system_toml_with(
 name = "{NAME}"
 version = {version}
 display_version = "{version}.0"
-hardware_id = "{HARDWARE_ID}"
+hardware_id = "{hardware_id}"
+architecture = "{arch}"
 init = "/sbin/init"
 slot_size = "{SLOT_SIZE_MIB}MiB"
 mountpoints = [{mountpoints}]
@@ -282,6 +324,8 @@ path = "{store_path}"
 
 [symlinks]
 {links}{kernel}"#,
+        hardware_id = hardware_id(device),
+        arch = arch.name(),
         kernel = kernel
             .map(|k| format!("\n[kernel]\n{k}"))
             .unwrap_or_default()
@@ -302,17 +346,30 @@ pub fn disk_layout() -> DiskLayout {
 pub struct Base {
     /// `<assets>/debian-<key>/`.
     pub dir: PathBuf,
+    /// The tree's architecture: its releases are for devices of it (their hardware id).
+    pub architecture: Architecture,
     /// How long mmdebstrap and the preparation took, when this process built it.
     pub built_in: Option<Duration>,
 }
 
 static BASE: OnceLock<Base> = OnceLock::new();
+static BASE_AARCH64: OnceLock<Base> = OnceLock::new();
 static BUILDING: Mutex<()> = Mutex::new(());
 
 impl Base {
-    /// The tree, built on first use (or found in the cache).
+    /// The x86-64 tree, built on first use (or found in the cache).
     pub fn get(assets: &Assets) -> Result<&'static Base> {
-        get_or_build(&BASE, &BUILDING, || build_or_load(assets))
+        Self::for_architecture(Architecture::X86_64, &assets.dir)
+    }
+
+    /// The `arch` tree under the assets directory `dir`, built on first use (or found in the
+    /// cache).
+    pub fn for_architecture(arch: Architecture, dir: &Path) -> Result<&'static Base> {
+        let cell = match arch {
+            Architecture::X86_64 => &BASE,
+            Architecture::Aarch64 => &BASE_AARCH64,
+        };
+        get_or_build(cell, &BUILDING, || build_or_load(arch, dir))
     }
 
     /// The prepared root tree.
@@ -327,28 +384,29 @@ impl Base {
     }
 }
 
-fn cache_key(packages: &[String]) -> String {
+fn cache_key(arch: Architecture, packages: &[String]) -> String {
     let mut h = Sha256::new();
     h.update(BASE_FORMAT);
     h.update(SOURCE_DATE_EPOCH.to_le_bytes());
-    for a in mmdebstrap_args(packages, Path::new("TREE")) {
+    for a in mmdebstrap_args(arch, packages, Path::new("TREE")) {
         h.update(a);
         h.update([0]);
     }
     hex::encode(&h.finalize()[..8])
 }
 
-fn build_or_load(assets: &Assets) -> Result<Base> {
+fn build_or_load(arch: Architecture, assets_dir: &Path) -> Result<Base> {
     let packages = packages()?;
-    let dir = assets.dir.join(format!("debian-{}", cache_key(&packages)));
+    let dir = assets_dir.join(format!("debian-{}", cache_key(arch, &packages)));
     if dir.join("complete").exists() {
         return Ok(Base {
             dir,
+            architecture: arch,
             built_in: None,
         });
     }
     let started = Instant::now();
-    let tmp = assets.dir.join(format!(
+    let tmp = assets_dir.join(format!(
         "{}.tmp-{}",
         dir.file_name().unwrap_or_default().to_string_lossy(),
         std::process::id()
@@ -359,15 +417,22 @@ fn build_or_load(assets: &Assets) -> Result<Base> {
     fs::create_dir_all(&tmp).map_err(Error::io("create directory", &tmp))?;
     let tree = tmp.join("tree");
     eprintln!(
-        "qemu-tests: mmdebstrap {SUITE} ({}) into {}",
+        "qemu-tests: mmdebstrap {SUITE} {} ({}) into {}",
+        dpkg_architecture(arch),
         packages.join(" "),
         tree.display()
     );
     tool::run(
         Command::new("mmdebstrap")
-            .args(mmdebstrap_args(&packages, &tree))
+            .args(mmdebstrap_args(arch, &packages, &tree))
             .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH.to_string()),
-        "mmdebstrap",
+        match arch {
+            Architecture::X86_64 => "mmdebstrap",
+            // The foreign chroot's maintainer scripts run through qemu-user and binfmt_misc.
+            Architecture::Aarch64 => {
+                "mmdebstrap, qemu-user-static and an arm64 binfmt_misc entry (scripts/setup.sh)"
+            }
+        },
     )?;
     prepare_tree(&tree, &tmp.join("packages.txt"))?;
     fs::write(tmp.join("complete"), "").map_err(Error::io("write", tmp.join("complete")))?;
@@ -377,6 +442,7 @@ fn build_or_load(assets: &Assets) -> Result<Base> {
     fs::rename(&tmp, &dir).map_err(Error::io("rename into place", &dir))?;
     Ok(Base {
         dir,
+        architecture: arch,
         built_in: Some(started.elapsed()),
     })
 }
@@ -485,8 +551,32 @@ pub fn build_variant(
     variant: &Variant,
 ) -> Result<Built> {
     // The binaries first, so that the timings below hold no cargo build.
-    let flipside = assets.flipside()?;
-    let builder = assets.flipside_build()?;
+    let programs = Programs {
+        flipside: assets.flipside()?,
+        builder: assets.flipside_build()?,
+    };
+    build_with(&programs, base, version, root_json, work, variant)
+}
+
+/// The programs an image is made with: the updater it carries (built for the tree's
+/// architecture) and the host's `flipside-build`.
+#[derive(Clone, Copy, Debug)]
+pub struct Programs<'a> {
+    pub flipside: &'a Path,
+    pub builder: &'a Path,
+}
+
+/// [`build_variant`] with `programs` (any architecture: the tree's and the updater's must
+/// match `variant.architecture`).
+pub fn build_with(
+    programs: &Programs,
+    base: &Base,
+    version: u64,
+    root_json: &str,
+    work: &Path,
+    variant: &Variant,
+) -> Result<Built> {
+    let (flipside, builder) = (programs.flipside, programs.builder);
     let started = Instant::now();
     let stage = work.join(format!("{NAME}-{version}-tree"));
     if stage.exists() {
@@ -577,7 +667,14 @@ pub fn build_variant(
 
     let started = Instant::now();
     let toml = work.join(format!("{NAME}-{version}.toml"));
-    let text = system_toml_with(version, &store_path, &tops, variant.kernel.as_deref());
+    let text = system_toml_with(
+        base.architecture,
+        variant.architecture,
+        version,
+        &store_path,
+        &tops,
+        variant.kernel.as_deref(),
+    );
     write_file(&toml, &text, 0o644)?;
     let out = work.join(format!("{NAME}-{version}-out"));
     build_signed(builder, &toml, &out, &store, variant.secure_boot.as_ref())?;
@@ -678,9 +775,14 @@ mod tests {
 
     #[test]
     fn mmdebstrap_gets_suite_tree_and_mirrors_last() {
-        let args = mmdebstrap_args(&["systemd-sysv".into(), "udev".into()], Path::new("/t"));
+        let packages = ["systemd-sysv".to_string(), "udev".into()];
+        let args = mmdebstrap_args(Architecture::X86_64, &packages, Path::new("/t"));
         assert_eq!(args[0], "--variant=essential");
         assert_eq!(args[1], "--include=systemd-sysv,udev");
+        assert!(!args.iter().any(|a| a.starts_with("--arch")));
+        let arm = mmdebstrap_args(Architecture::Aarch64, &packages, Path::new("/t"));
+        assert_eq!(arm[2], "--arch=arm64");
+        assert_eq!(arm.len(), args.len() + 1);
         let n = args.len();
         assert_eq!(&args[n - 4..n - 2], ["bookworm", "/t"]);
         assert!(args[n - 1].contains("bookworm-security"));
@@ -696,6 +798,20 @@ mod tests {
         );
         let v: toml::Value = toml::from_str(&t).unwrap();
         assert_eq!(v["init"].as_str(), Some("/sbin/init"));
+        assert_eq!(v["architecture"].as_str(), Some("x86_64"));
+        assert_eq!(v["hardware_id"].as_str(), Some(HARDWARE_ID));
+        // A release mislabelled as x86_64 for the aarch64 devices keeps their hardware id.
+        let foreign = system_toml_with(
+            Architecture::Aarch64,
+            Architecture::X86_64,
+            5,
+            "/flipside/store/abc-debian",
+            &["etc".into()],
+            None,
+        );
+        let f: toml::Value = toml::from_str(&foreign).unwrap();
+        assert_eq!(f["hardware_id"].as_str(), Some(crate::arm::HARDWARE_ID));
+        assert_eq!(f["architecture"].as_str(), Some("x86_64"));
         assert_eq!(v["version"].as_integer(), Some(3));
         assert_eq!(v["symlinks"]["/usr"].as_str(), Some("@debian/usr"));
         assert_eq!(

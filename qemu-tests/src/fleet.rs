@@ -132,6 +132,7 @@ pub fn variant(window_start: &str, window_end: &str) -> debian::Variant {
         ],
         kernel: None,
         secure_boot: None,
+        architecture: Default::default(),
     }
 }
 

@@ -207,39 +207,49 @@ pub fn prepare_package(assets: &Path, package: &str) -> Result<Kernel> {
 /// the newest `linux-image-6.1.0-NN-amd64` apt knows that is older than `current` (Debian's
 /// registry serves several bookworm builds at once).
 pub fn previous_package(current: &Kernel) -> Result<String> {
-    if let Ok(p) = std::env::var("FLIPSIDE_QEMU_KERNEL2_PACKAGE") {
+    older_package(&current.release, "FLIPSIDE_QEMU_KERNEL2_PACKAGE")
+}
+
+/// The package of the newest build of `release`'s flavour (`amd64`, `arm64`) older than it
+/// that apt knows, or the package named by the environment variable `env` when set.
+pub fn older_package(release: &str, env: &str) -> Result<String> {
+    if let Ok(p) = std::env::var(env) {
         if !p.is_empty() {
             return Ok(p);
         }
     }
+    let flavour = abi(release).map(|(_, f)| f).ok_or(Error::KernelPackage {
+        output: format!("{release} is no 6.1.0-NN-FLAVOUR release"),
+    })?;
     let out = tool::run_text(
         Command::new("apt-cache").args([
             "search",
             "--names-only",
-            "^linux-image-6\\.1\\.0-[0-9]+-amd64$",
+            &format!("^linux-image-6\\.1\\.0-[0-9]+-{flavour}$"),
         ]),
         "apt",
     )?;
-    older_build(&out, &current.release).ok_or(Error::KernelPackage { output: out })
+    older_build(&out, release).ok_or(Error::KernelPackage { output: out })
 }
 
-/// The ABI number of a release `6.1.0-NN-amd64`. Pure.
-fn abi(release: &str) -> Option<u32> {
+/// The ABI number and the flavour of a release `6.1.0-NN-FLAVOUR`. Pure.
+fn abi(release: &str) -> Option<(u32, &str)> {
     let rest = release.strip_prefix("6.1.0-")?;
     let (n, flavour) = rest.split_once('-')?;
-    (flavour == "amd64").then(|| n.parse().ok()).flatten()
+    Some((n.parse().ok()?, flavour))
 }
 
 /// From `apt-cache search` lines (`linux-image-6.1.0-NN-amd64 - ...`), the package of the
-/// newest build older than `current` (a release such as `6.1.0-57-amd64`). Pure.
+/// newest build of the same flavour older than `current` (a release such as
+/// `6.1.0-57-amd64`). Pure.
 pub fn older_build(search: &str, current: &str) -> Option<String> {
-    let now = abi(current)?;
+    let (now, flavour) = abi(current)?;
     search
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .filter_map(|p| Some((abi(p.strip_prefix("linux-image-")?)?, p)))
-        .filter(|(n, _)| *n < now)
-        .max_by_key(|(n, _)| *n)
+        .filter(|((n, f), _)| *n < now && *f == flavour)
+        .max_by_key(|((n, _), _)| *n)
         .map(|(_, p)| p.to_string())
 }
 
@@ -379,7 +389,8 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
         .map_err(Error::io("copy", from))
 }
 
-fn find_recursive(dir: &Path, name: &str) -> Result<Option<PathBuf>> {
+/// The file called `name` below `dir`.
+pub fn find_recursive(dir: &Path, name: &str) -> Result<Option<PathBuf>> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in fs::read_dir(&d).map_err(Error::io("list", &d))? {
@@ -415,6 +426,12 @@ mod tests {
             Some("linux-image-6.1.0-55-amd64")
         );
         assert_eq!(older_build(search, "6.1.0-9-amd64"), None);
+        let arm = "linux-image-6.1.0-47-arm64 - Linux 6.1 for 64-bit ARMv8 machines (signed)\n\
+                   linux-image-6.1.0-50-arm64 - Linux 6.1 for 64-bit ARMv8 machines (signed)\n";
+        assert_eq!(
+            older_build(&format!("{search}{arm}"), "6.1.0-57-arm64").as_deref(),
+            Some("linux-image-6.1.0-50-arm64")
+        );
         assert_eq!(older_build(search, "weird"), None);
     }
 

@@ -18,10 +18,12 @@
 //!   updated over the network: Debian appliance releases with kernel parts.
 //! - [`arm`]: the aarch64 appliance: U-Boot's UEFI runs flipside-boot on `qemu-system-aarch64
 //!   -machine virt`; cross-built static programs, Debian's arm64 kernels and busybox.
+//! - [`arm_chain`]: the Debian arm64 appliance booted by U-Boot, updated over the network.
 
 pub mod accel;
 pub mod appliance;
 pub mod arm;
+pub mod arm_chain;
 pub mod assets;
 pub mod campaign;
 pub mod chain;

@@ -74,12 +74,8 @@ pub enum Machine {
     Q35,
     /// `qemu-system-aarch64 -machine virt -cpu cortex-a57` (always TCG) with `bios` as its
     /// firmware: Debian's U-Boot for QEMU, which boots the disk alone through its UEFI. No
-    /// `isa-debug-exit` (a guest powers off through PSCI: QEMU exits 0). `medium`: a second,
-    /// read-only disk after the boot disk (an update medium, `/dev/vdb`).
-    ArmVirt {
-        bios: PathBuf,
-        medium: Option<PathBuf>,
-    },
+    /// `isa-debug-exit` (a guest powers off through PSCI: QEMU exits 0).
+    ArmVirt { bios: PathBuf },
 }
 
 impl Machine {
@@ -161,8 +157,8 @@ fn qemu_escape(s: &str) -> String {
 
 /// The QEMU command line (without the program). Pure.
 pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Vec<String> {
-    if let Machine::ArmVirt { bios, medium } = &cfg.machine {
-        return arm_virt_args(cfg, bios, medium.as_deref());
+    if let Machine::ArmVirt { bios } = &cfg.machine {
+        return arm_virt_args(cfg, bios);
     }
     let mut a: Vec<String> = Vec::new();
     let mut push = |words: &[&str]| a.extend(words.iter().map(|w| w.to_string()));
@@ -221,31 +217,37 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Vec<String> {
         push(&["-device", "i6300esb", "-action", "watchdog=reset"]);
     }
     if let Some(fwd) = &cfg.network {
-        let cmd = format!(
-            "{} nc 127.0.0.1 {}",
-            fwd.busybox.to_string_lossy(),
-            fwd.host_port
-        );
-        let netdev = format!(
-            "user,id=net0,restrict=on,guestfwd=tcp:{GUEST_SERVER_ADDR}:{}-cmd:{}",
-            fwd.guest_port,
-            qemu_escape(&cmd)
-        );
-        // romfile= skips the iPXE option ROM: nothing boots from the network.
-        push(&[
-            "-netdev",
-            &netdev,
-            "-device",
-            "virtio-net-pci,netdev=net0,romfile=",
-        ]);
+        a.extend(network_args(fwd));
     }
     a
 }
 
+/// QEMU user networking that reaches only `fwd`'s server, on a virtio-net PCI card (x86-64
+/// and aarch64 `virt` alike). Pure.
+fn network_args(fwd: &GuestFwd) -> [String; 4] {
+    let cmd = format!(
+        "{} nc 127.0.0.1 {}",
+        fwd.busybox.to_string_lossy(),
+        fwd.host_port
+    );
+    let netdev = format!(
+        "user,id=net0,restrict=on,guestfwd=tcp:{GUEST_SERVER_ADDR}:{}-cmd:{}",
+        fwd.guest_port,
+        qemu_escape(&cmd)
+    );
+    // romfile= skips the option ROM (iPXE on x86-64): nothing boots from the network.
+    [
+        "-netdev".into(),
+        netdev,
+        "-device".into(),
+        "virtio-net-pci,netdev=net0,romfile=".into(),
+    ]
+}
+
 /// The QEMU command line of an aarch64 `virt` machine booting `cfg.disk` through `bios`
-/// (U-Boot): TCG (the build machine is x86-64), one CPU, the disk on virtio-blk-pci, no
-/// network, no watchdog. Pure.
-fn arm_virt_args(cfg: &VmConfig, bios: &Path, medium: Option<&Path>) -> Vec<String> {
+/// (U-Boot): TCG (the build machine is x86-64), one CPU, the disk on virtio-blk-pci, the
+/// network of [`VmConfig::network`] when given, no watchdog. Pure.
+fn arm_virt_args(cfg: &VmConfig, bios: &Path) -> Vec<String> {
     let mut a: Vec<String> = [
         "-machine",
         "virt",
@@ -284,14 +286,8 @@ fn arm_virt_args(cfg: &VmConfig, bios: &Path, medium: Option<&Path>) -> Vec<Stri
         a.push("-device".into());
         a.push("virtio-blk-pci,drive=disk0".into());
     }
-    if let Some(medium) = medium {
-        a.push("-drive".into());
-        a.push(format!(
-            "file={},if=none,id=medium,format=raw,readonly=on",
-            qemu_escape(&medium.to_string_lossy())
-        ));
-        a.push("-device".into());
-        a.push("virtio-blk-pci,drive=medium".into());
+    if let Some(fwd) = &cfg.network {
+        a.extend(network_args(fwd));
     }
     if cfg.on_reboot == OnReboot::Exit {
         a.push("-no-reboot".into());
@@ -612,7 +608,6 @@ mod tests {
         let mut cfg = config();
         cfg.machine = Machine::ArmVirt {
             bios: "/u/u-boot.bin".into(),
-            medium: Some("/m/repo.squashfs".into()),
         };
         cfg.on_reboot = OnReboot::Exit;
         let args = qemu_args(&cfg, Accel::Kvm);
@@ -629,15 +624,25 @@ mod tests {
             &args,
             ["-drive", "file=/d/disk,,1.img,if=none,id=disk0,format=raw"]
         ));
-        assert!(has(&args, ["-device", "virtio-blk-pci,drive=medium"]));
-        assert!(args
-            .iter()
-            .any(|a| a.ends_with("id=medium,format=raw,readonly=on")));
         assert!(args.iter().any(|a| a == "-no-reboot"));
         for absent in ["-kernel", "-initrd", "-append"] {
             assert!(!args.iter().any(|a| a == absent), "{absent}");
         }
         assert!(!args.iter().any(|a| a.contains("isa-debug-exit")));
+        assert!(!args.iter().any(|a| a == "-netdev"));
+        cfg.network = Some(GuestFwd {
+            guest_port: 80,
+            host_port: 8080,
+            busybox: "/bin/busybox".into(),
+        });
+        let args = qemu_args(&cfg, Accel::Tcg);
+        assert!(has(
+            &args,
+            ["-device", "virtio-net-pci,netdev=net0,romfile="]
+        ));
+        assert!(args
+            .iter()
+            .any(|a| a.starts_with("user,id=net0,restrict=on,")));
     }
 
     #[test]

@@ -2,130 +2,58 @@
 //! firmware. U-Boot's UEFI runs flipside-boot from the ESP (`\EFI\BOOT\BOOTAA64.EFI`), which
 //! applies the slot rules to the GPT bits, records a consumed try through U-Boot's block I/O,
 //! and starts the slot's unified kernel image (systemd's arm64 stub, Debian's arm64 kernel);
-//! the initramfs mounts the slot. Each scenario is one QEMU run with real reboots (the guest's
-//! reboots reset the VM, U-Boot starts again): the running system installs the next release
-//! with the static aarch64 `flipside install` from a signed repository on an update medium (a
-//! second disk), reboots into its trial, and `flipside health` commits it or marks it bad.
+//! the initramfs mounts the slot and systemd of the Debian arm64 appliance takes over. Each
+//! scenario is one QEMU run with real reboots (the guest's reboots reset the VM, U-Boot starts
+//! again): the running system installs the next release with the shipped
+//! `flipside-update.service` (the static aarch64 `flipside`) from the host's update server,
+//! reached over QEMU user networking (`guestfwd`, 127.0.0.1 only), reboots into its trial,
+//! and `flipside-health.service` commits it or marks it bad.
 //!
 //! Behind the `aarch64` feature (`scripts/test-arm.sh`): see qemu-tests/README.md. Serial logs
-//! and timelines stay in `<target>/qemu-logs/<test>/`; each test prints `ARM-STAGES` lines.
+//! and timelines stay in `<target>/qemu-logs/<test>/`; each test prints `SCENARIO` and
+//! per-boot `STAGES` lines.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use flipside_bootloader_hooks::Slot;
-use flipside_qemu_tests::arm::{self, ArmAssets, ArmRelease, Health};
-use flipside_qemu_tests::markers::Boot;
-use flipside_qemu_tests::{paths, BootSummary, Error, QemuExit, Result, TestDisk, Vm};
+use flipside_qemu_tests::arm::ArmAssets;
+use flipside_qemu_tests::arm_chain::{Rig, BOOT, FOREIGN, INSTALL_BOOT};
+use flipside_qemu_tests::chain::{self, assert_systemd_boot, Row, UpTo};
+use flipside_qemu_tests::ota::{assert_fell_back, status_bits, OtaBoot};
+use flipside_qemu_tests::server::Step;
+use flipside_qemu_tests::{Error, QemuExit, Result, Vm};
 
-/// A test's scratch directory and log directory (emptied first).
-struct Bed {
-    assets: &'static ArmAssets,
-    logs: PathBuf,
-    work: tempfile::TempDir,
-}
-
-impl Bed {
-    fn new(test: &str) -> Result<Self> {
-        let assets = ArmAssets::get()?;
-        let logs = paths::logs_dir(test);
-        if logs.exists() {
-            fs::remove_dir_all(&logs).map_err(Error::io("empty", &logs))?;
-        }
-        fs::create_dir_all(&logs).map_err(Error::io("create directory", &logs))?;
-        let work = tempfile::Builder::new()
-            .prefix(&format!("flipside-qemu-{test}-"))
-            .disable_cleanup(std::env::var_os("FLIPSIDE_QEMU_KEEP").is_some())
-            .tempdir()
-            .map_err(Error::io(
-                "create a scratch directory in",
-                std::env::temp_dir(),
-            ))?;
-        Ok(Self { assets, logs, work })
-    }
-
-    fn work(&self) -> &Path {
-        self.work.path()
-    }
-
-    /// A device running `running` from slot a (proven, P=1 S=1) with an update medium that
-    /// holds a repository of `next`; one QEMU run until the guest powers off. Prints each
-    /// boot's stage times.
-    fn scenario(
-        &self,
-        name: &str,
-        running: &ArmRelease,
-        next: &ArmRelease,
-        boots: u32,
-    ) -> Result<(Vm, QemuExit, TestDisk)> {
-        let builder = arm::flipside_build()?;
-        let (medium, root_json) = arm::update_medium(
-            self.assets,
-            &builder,
-            std::slice::from_ref(next),
-            self.work(),
-        )?;
-        let disk = arm::disk(self.assets, self.work(), "disk")?;
-        let root = arm::build_root(self.assets, running, self.work(), Some(&root_json))?;
-        let uki = arm::build_uki(self.assets, running, self.work())?;
-        arm::write_release(&disk, Slot::A, &root, &uki)?;
-        disk.set_slot(Slot::A, 1, 0, true)?;
-
-        let cfg = arm::vm_config_with(&self.logs, name, &disk, Some(&medium));
-        let started = Instant::now();
-        let mut vm = arm::start(&cfg)?;
-        let exit = vm.wait_exit(arm::BOOT_TIMEOUT * boots)?;
-        let timeline = self.logs.join(format!("{name}.timeline.log"));
-        let text = fs::read_to_string(&timeline).unwrap_or_default();
-        for (i, s) in arm::stages(&text).iter().enumerate() {
-            eprintln!("ARM-STAGES {name} boot {}: {}", i + 1, s.describe());
-        }
-        eprintln!(
-            "ARM-RUN {name}: {} boots in {:.1} s ({})",
-            vm.boots().len(),
-            started.elapsed().as_secs_f64(),
-            timeline.display()
-        );
-        Ok((vm, exit, disk))
-    }
-}
-
-/// The slot in flipside-boot's FlipsideSlot variable as the booted system read it from
-/// efivarfs (U-Boot's runtime GetVariable).
-fn efivar_slot(boot: &Boot) -> Option<String> {
-    boot.find("system", "efivar")?
-        .get("slot")
-        .map(str::to_string)
-}
-
-/// The kernel release the system reported.
-fn kernel_release(boot: &Boot) -> Option<String> {
-    boot.find("system", "kernel")?
-        .get("release")
-        .map(str::to_string)
-}
-
-fn summaries(vm: &Vm) -> Vec<BootSummary> {
-    vm.boots().iter().map(Boot::summary).collect()
-}
-
-/// The first boot installed release `next` from the medium: `flipside install` exited 0 and
-/// its result names slot b, `next` and `kernel`.
-fn assert_installed(boot: &Boot, next: u64, kernel: &str, log: &str) {
-    let install = boot.find("updater", "install").expect(log);
-    assert_eq!(install.get("code"), Some("0"), "{log}");
-    let result = boot.find("updater", "result").expect(log);
-    assert_eq!(
-        (
-            result.get("slot"),
-            result.get("version"),
-            result.get("kernel")
-        ),
-        (Some("b"), Some(next.to_string().as_str()), Some(kernel)),
-        "{log}"
+/// Prints the scenario's wall time and the stage times of every boot of `vm`.
+fn report(rig: &Rig, name: &str, vm: &Vm, started: Instant) {
+    eprintln!(
+        "SCENARIO {name} boots={} wall={:.1}",
+        vm.boots().len(),
+        started.elapsed().as_secs_f64()
     );
+    let path = rig.logs.join(format!("{}.timeline.log", vm_name(vm)));
+    let text = fs::read_to_string(&path).unwrap_or_default();
+    for (i, s) in chain::stages(&text).iter().enumerate() {
+        eprintln!("STAGES {name} boot {}: {}", i + 1, s.describe());
+    }
+}
+
+fn vm_name(vm: &Vm) -> String {
+    let log = vm.serial_log().file_name().unwrap_or_default();
+    log.to_string_lossy()
+        .trim_end_matches(".serial.log")
+        .to_string()
+}
+
+fn rows(vm: &Vm) -> Vec<Row> {
+    vm.boots().iter().map(Row::from_boot).collect()
+}
+
+/// Slot, version and kernel release of a boot's install result.
+fn installed(boot: &OtaBoot) -> Option<Vec<&str>> {
+    boot.installed(&["slot", "version", "kernel"])
 }
 
 #[test]
@@ -164,159 +92,218 @@ fn cross_built_programs_run_under_qemu_user() -> Result<()> {
     Ok(())
 }
 
+/// v1 (older kernel) installs v2 (newer kernel and root together) over the network and
+/// reboots; flipside-boot consumes a try and boots v2's UKI from kernel-b; `uname -r` is v2's
+/// kernel; flipside-health.service commits; the next boot is v2 again, proven.
 #[test]
 fn arm_update_changes_kernel_and_root_and_commits() -> Result<()> {
-    let bed = Bed::new("arm_update_changes_kernel_and_root_and_commits")?;
-    let (old, new) = (
-        bed.assets.old_kernel().release.clone(),
-        bed.assets.new_kernel().release.clone(),
-    );
-    assert_ne!(old, new);
-    let (vm, exit, disk) = bed.scenario(
-        "update",
-        &ArmRelease::good(1, true),
-        &ArmRelease::good(2, false),
-        3,
-    )?;
+    let started = Instant::now();
+    let rig = Rig::new("arm_update_changes_kernel_and_root_and_commits")?;
+    let w = rig.world;
+    let (k1, k2) = (w.kernel_release(1), w.kernel_release(2));
+    assert_ne!(k1, k2, "two different kernel builds");
+    rig.provision(Slot::A, 1, (2, 0, true))?;
+    rig.server.push_steps([
+        Step::with_repo("install", &w.repo(UpTo(2))),
+        Step::new("reboot"),
+        Step::new("status"),
+        Step::new("reboot"),
+        Step::new("status"),
+        Step::new("poweroff"),
+    ]);
+    let mut vm = rig.start("update")?;
+    let exit = vm.wait_exit(INSTALL_BOOT + BOOT * 2)?;
     let log = vm.serial_log().display().to_string();
+    report(&rig, "arm_update", &vm, started);
+
     assert_eq!(
-        summaries(&vm),
+        rows(&vm),
         [
-            BootSummary::system(Slot::A, false, 0, 1, "reboot"),
-            BootSummary::system(Slot::B, true, 1, 2, "reboot"),
-            BootSummary::system(Slot::B, false, 0, 2, "poweroff"),
+            Row::new(Slot::A, false, 0, k1, Some(1), "reboot"),
+            Row::new(Slot::B, true, 1, k2, Some(2), "reboot"),
+            Row::new(Slot::B, false, 0, k2, Some(2), "poweroff"),
         ],
-        "v1 installs v2, v2's trial is committed, v2 boots proven; {log}"
+        "serial log: {log}"
     );
+    assert_eq!(exit, QemuExit::PoweredOff);
     let boots = vm.boots();
-    assert_installed(&boots[0], 2, &new, &log);
+    for b in &boots {
+        assert_systemd_boot(b, &log);
+    }
+    let ota: Vec<OtaBoot> = boots.iter().map(OtaBoot::from_boot).collect();
+    assert_eq!(ota[0].installs, [0], "{log}");
+    assert_eq!(installed(&ota[0]), Some(vec!["b", "2", k2]), "{log}");
+    // flipside-boot wrote the consumed try through U-Boot's block I/O before the kernel ran.
     let commit = boots[1].find("boot", "commit").expect(&log);
     assert_eq!(commit.get("attrs"), Some("P=2,T=1,S=0"), "{log}");
     let health = boots[1].find("updater", "health").expect(&log);
-    assert_eq!(health.get("code"), Some("0"), "{log}");
-    let kernels: Vec<_> = boots.iter().map(kernel_release).collect();
-    assert_eq!(
-        kernels,
-        [Some(old), Some(new.clone()), Some(new)],
-        "the kernel changed with the root; {log}"
-    );
-    let efivars: Vec<_> = boots.iter().map(efivar_slot).collect();
-    assert_eq!(
-        efivars,
-        [Some("a".into()), Some("b".into()), Some("b".into())],
-        "the system reads flipside-boot's FlipsideSlot through U-Boot's runtime services; {log}"
-    );
-    assert_eq!(exit, QemuExit::PoweredOff);
-    assert_eq!(disk.bits(Slot::A)?, (1, 0, true));
-    assert_eq!(disk.bits(Slot::B)?, (2, 0, true));
-    assert_eq!(disk.cgpt_slot(Slot::B)?, (2, 0, true));
+    assert_eq!(health.get("result"), Some("success"), "{log}");
+    let st = &ota[1].statuses[0];
+    assert_eq!(st["running"], "b", "{st}");
+    assert_eq!(st["last"]["event"], "committed", "{st}");
+    assert!(boots[2].find("boot", "commit").is_none(), "{log}");
+    assert_eq!(status_bits(&ota[2].statuses[0])["b"], (2, 0, true));
+    rig.disk
+        .assert_bits((1, 0, true), (2, 0, true), "after the update")?;
+    assert_eq!(rig.disk.cgpt_slot(Slot::B)?, (2, 0, true));
     Ok(())
 }
 
+/// v2 installs v3, whose own health check fails: on v3's trial boot flipside-health.service
+/// marks slot b bad and reboots; v2 boots again from a, proven, and `flipside status` there
+/// reports the rejected trial.
 #[test]
 fn arm_health_failure_rolls_back() -> Result<()> {
-    let bed = Bed::new("arm_health_failure_rolls_back")?;
-    let v3 = ArmRelease {
-        health: Health::Fails,
-        ..ArmRelease::good(3, false)
-    };
-    let (vm, exit, disk) = bed.scenario("health-fails", &ArmRelease::good(2, false), &v3, 3)?;
+    let started = Instant::now();
+    let rig = Rig::new("arm_health_failure_rolls_back")?;
+    let w = rig.world;
+    let k2 = w.kernel_release(2);
+    rig.provision(Slot::A, 2, (2, 0, true))?;
+    rig.server.push_steps([
+        Step::with_repo("install", &w.repo(UpTo(3))),
+        Step::new("reboot"),
+        Step::new("status"),
+        Step::new("poweroff"),
+    ]);
+    let mut vm = rig.start("health-fails")?;
+    let exit = vm.wait_exit(INSTALL_BOOT + BOOT * 2)?;
     let log = vm.serial_log().display().to_string();
+    report(&rig, "arm_health_rollback", &vm, started);
+
+    let rows = rows(&vm);
+    assert_eq!(rows.len(), 3, "{log}");
     assert_eq!(
-        summaries(&vm),
-        [
-            BootSummary::system(Slot::A, false, 0, 2, "reboot"),
-            BootSummary::system(Slot::B, true, 1, 3, "reboot"),
-            BootSummary::system(Slot::A, false, 0, 2, "poweroff"),
-        ],
+        rows[0],
+        Row::new(Slot::A, false, 0, k2, Some(2), "reboot"),
         "{log}"
     );
-    let boots = vm.boots();
-    assert_installed(&boots[0], 3, &bed.assets.new_kernel().release, &log);
-    assert!(
-        boots[1].find("updater", "health").is_none(),
-        "flipside marked b bad and rebooted before the init went on; {log}"
-    );
-    let end = boots[1].find("system", "end").expect(&log);
-    assert_eq!(end.get("by"), Some("flipside"), "{log}");
-    assert_eq!(exit, QemuExit::PoweredOff);
-    assert_eq!(disk.bits(Slot::B)?, (0, 0, false));
-    assert_eq!(disk.bits(Slot::A)?, (1, 0, true));
-    assert_eq!(disk.cgpt_slot(Slot::B)?, (0, 0, false));
-    Ok(())
-}
-
-#[test]
-fn arm_trial_kernel_that_panics_falls_back() -> Result<()> {
-    let bed = Bed::new("arm_trial_kernel_that_panics_falls_back")?;
-    let v4 = ArmRelease {
-        kernel_panics: true,
-        ..ArmRelease::good(4, false)
-    };
-    let (vm, exit, disk) = bed.scenario("kernel-panics", &ArmRelease::good(2, false), &v4, 4)?;
-    let log = vm.serial_log().display().to_string();
-    let boots = vm.boots();
-    assert_eq!(boots.len(), 4, "{log}");
+    // The trial: v3's kernel ran and systemd started; the health unit's reboot ends the boot
+    // before (or while) the report unit runs.
     assert_eq!(
-        boots[0].summary(),
-        BootSummary::system(Slot::A, false, 0, 2, "reboot"),
+        (rows[1].slot, rows[1].trial, rows[1].tries_left),
+        (Some(Slot::B), true, 1),
         "{log}"
     );
-    assert_installed(&boots[0], 4, &bed.assets.new_kernel().release, &log);
-    for (boot, tries_left) in boots[1..3].iter().zip(["1", "0"]) {
-        let select = boot.find("boot", "select").expect(&log);
-        assert_eq!(
-            (select.get("slot"), select.get("tries_left")),
-            (Some("b"), Some(tries_left)),
-            "{log}"
-        );
-        assert!(boot.find("initrd", "broken").is_some(), "{log}");
-        assert!(boot.find("system", "up").is_none(), "{log}");
-    }
+    assert_eq!(rows[1].kernel.as_deref(), Some(k2), "{log}");
     assert_eq!(
-        boots[3].summary(),
-        BootSummary::system(Slot::A, false, 0, 2, "poweroff"),
-        "flipside-boot fell back to a with no help; {log}"
+        rows[2],
+        Row::new(Slot::A, false, 0, k2, Some(2), "poweroff"),
+        "{log}"
     );
     assert_eq!(exit, QemuExit::PoweredOff);
-    assert_eq!(disk.bits(Slot::B)?, (0, 0, false));
-    assert_eq!(disk.bits(Slot::A)?, (1, 0, true));
-    Ok(())
-}
-
-#[test]
-fn arm_device_refuses_a_release_for_another_architecture() -> Result<()> {
-    let bed = Bed::new("arm_device_refuses_a_release_for_another_architecture")?;
-    // Release 5 for the same hardware id, but built for x86_64.
-    let v5 = ArmRelease {
-        foreign_architecture: true,
-        ..ArmRelease::good(5, false)
-    };
-    let (vm, exit, disk) = bed.scenario("foreign", &ArmRelease::good(2, false), &v5, 2)?;
-    let log = vm.serial_log().display().to_string();
-    assert_eq!(
-        summaries(&vm),
-        [
-            BootSummary::system(Slot::A, false, 0, 2, "reboot"),
-            BootSummary::system(Slot::A, false, 0, 2, "poweroff"),
-        ],
-        "nothing was installed: a boots again; {log}"
-    );
-    let boots = vm.boots();
-    let install = boots[0].find("updater", "install").expect(&log);
-    assert_eq!(
-        install.get("code"),
-        Some("8"),
-        "exit 8: no release for this device; {log}"
-    );
-    assert!(boots[0].find("updater", "result").is_none(), "{log}");
     let serial = fs::read_to_string(vm.serial_log()).map_err(Error::io("read", vm.serial_log()))?;
     assert!(
-        serial.contains("architecture aarch64") && serial.contains("built for x86_64"),
-        "the refusal names both architectures; {log}"
+        serial.contains("appliance service did not start")
+            && serial.contains("slot b marked bad, rebooting into slot a"),
+        "flipside-health.service rejected v3 on the console; {log}"
+    );
+    let boots = vm.boots();
+    assert_systemd_boot(&boots[0], &log);
+    assert_systemd_boot(&boots[2], &log);
+    let ota: Vec<OtaBoot> = boots.iter().map(OtaBoot::from_boot).collect();
+    assert_eq!(installed(&ota[0]), Some(vec!["b", "3", k2]), "{log}");
+    let st = &ota[2].statuses[0];
+    assert_eq!(st["running"], "a", "{st}");
+    assert_eq!(st["last"]["event"], "marked-bad", "{st}");
+    assert_eq!(st["last"]["slot"], "b", "{st}");
+    rig.disk
+        .assert_bits((1, 0, true), (0, 0, false), "after the rollback")?;
+    assert_eq!(rig.disk.cgpt_slot(Slot::B)?, (0, 0, false));
+    Ok(())
+}
+
+/// v2 installs v4, whose kernel part cannot start the system (its initramfs' init exits, the
+/// kernel panics, `panic=-1` resets): flipside-boot spends both tries and falls back to v2
+/// with no human action; `flipside status` on v2 reports `fell-back`.
+#[test]
+fn arm_trial_kernel_that_panics_falls_back() -> Result<()> {
+    let started = Instant::now();
+    let rig = Rig::new("arm_trial_kernel_that_panics_falls_back")?;
+    let w = rig.world;
+    let k2 = w.kernel_release(2);
+    rig.provision(Slot::A, 2, (2, 0, true))?;
+    rig.server.push_steps([
+        Step::with_repo("install", &w.repo(UpTo(4))),
+        Step::new("reboot"),
+        Step::new("status"),
+        Step::new("poweroff"),
+    ]);
+    let mut vm = rig.start("kernel-panics")?;
+    let exit = vm.wait_exit(INSTALL_BOOT + BOOT * 3)?;
+    let log = vm.serial_log().display().to_string();
+    report(&rig, "arm_kernel_fallback", &vm, started);
+
+    assert_eq!(
+        rows(&vm),
+        [
+            Row::new(Slot::A, false, 0, k2, Some(2), "reboot"),
+            Row::new(Slot::B, true, 1, k2, None, "init-exited"),
+            Row::new(Slot::B, true, 0, k2, None, "init-exited"),
+            Row::new(Slot::A, false, 0, k2, Some(2), "poweroff"),
+        ],
+        "serial log: {log}"
     );
     assert_eq!(exit, QemuExit::PoweredOff);
-    assert_eq!(disk.bits(Slot::A)?, (1, 0, true));
-    assert_eq!(disk.bits(Slot::B)?, (0, 0, false));
+    let serial = fs::read_to_string(vm.serial_log()).map_err(Error::io("read", vm.serial_log()))?;
+    assert_eq!(
+        serial.matches("Attempted to kill init").count(),
+        2,
+        "a real kernel panic on each trial boot: {log}"
+    );
+    let boots = vm.boots();
+    assert_systemd_boot(&boots[0], &log);
+    assert_systemd_boot(&boots[3], &log);
+    let ota: Vec<OtaBoot> = boots.iter().map(OtaBoot::from_boot).collect();
+    assert_eq!(installed(&ota[0]), Some(vec!["b", "4", k2]), "{log}");
+    assert_fell_back(&ota[3].statuses[0], "b", 4);
+    rig.disk
+        .assert_bits((1, 0, true), (0, 0, false), "after the fallback")?;
+    Ok(())
+}
+
+/// A release for the same system and hardware id but built for x86_64 is refused by the
+/// aarch64 device: the install exits 8 (no release for this device) naming both
+/// architectures, and nothing is written.
+#[test]
+fn arm_device_refuses_a_release_for_another_architecture() -> Result<()> {
+    let started = Instant::now();
+    let rig = Rig::new("arm_device_refuses_a_release_for_another_architecture")?;
+    let w = rig.world;
+    let k2 = w.kernel_release(2);
+    rig.provision(Slot::A, 2, (2, 0, true))?;
+    rig.server.push_steps([
+        Step::with_repo("install", &w.foreign_repo()),
+        Step::new("status"),
+        Step::new("poweroff"),
+    ]);
+    let mut vm = rig.start("foreign")?;
+    let exit = vm.wait_exit(INSTALL_BOOT)?;
+    let log = vm.serial_log().display().to_string();
+    report(&rig, "arm_foreign_refused", &vm, started);
+
+    assert_eq!(
+        rows(&vm),
+        [Row::new(Slot::A, false, 0, k2, Some(2), "poweroff")],
+        "{log}"
+    );
+    assert_eq!(exit, QemuExit::PoweredOff);
+    let boot = &vm.boots()[0];
+    assert_systemd_boot(boot, &log);
+    let ota = OtaBoot::from_boot(boot);
+    assert_eq!(
+        ota.installs,
+        [8],
+        "exit 8: no release for this device; {log}"
+    );
+    assert!(ota.results.is_empty(), "{log}");
+    let serial = fs::read_to_string(vm.serial_log()).map_err(Error::io("read", vm.serial_log()))?;
+    assert!(
+        serial.contains("architecture aarch64")
+            && serial.contains(&format!("{FOREIGN} for qemu-aarch64"))
+            && serial.contains("built for x86_64"),
+        "the refusal names both architectures; {log}"
+    );
+    rig.disk
+        .assert_bits((2, 0, true), (0, 0, false), "after the refusal")?;
     Ok(())
 }

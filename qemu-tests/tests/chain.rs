@@ -10,8 +10,7 @@
 use std::time::{Duration, Instant};
 
 use flipside_bootloader_hooks::Slot;
-use flipside_qemu_tests::chain::{self, Rig, Row, UpTo, BOOT, INSTALL_BOOT};
-use flipside_qemu_tests::markers::Boot;
+use flipside_qemu_tests::chain::{self, assert_systemd_boot, Rig, Row, UpTo, BOOT, INSTALL_BOOT};
 use flipside_qemu_tests::ota::{assert_fell_back, status_bits, OtaBoot};
 use flipside_qemu_tests::server::Step;
 use flipside_qemu_tests::{QemuExit, Result, Vm};
@@ -39,29 +38,6 @@ fn rows(vm: &Vm) -> Vec<Row> {
 /// Slot, version and kernel release of a boot's install result.
 fn installed(boot: &OtaBoot) -> Option<Vec<&str>> {
     boot.installed(&["slot", "version", "kernel"])
-}
-
-/// What every systemd boot of the chain shows: systemd is PID 1, nothing failed, efivarfs is
-/// mounted and holds the slot flipside-boot chose, the initramfs took that choice.
-fn assert_systemd_boot(boot: &Boot, log: &str) {
-    let up = boot.find("system", "up").expect(log);
-    assert_eq!(up.get("init"), Some("systemd"), "{log}");
-    let failed = boot.find("systemd", "failed").expect(log);
-    assert_eq!(failed.get("units"), Some("none"), "{log}");
-    let mounts = boot.find("systemd", "mounts").expect(log);
-    assert_eq!(mounts.get("efivars"), Some("efivarfs"), "{log}");
-    let chosen = boot
-        .markers
-        .iter()
-        .rev()
-        .find(|m| m.is("boot", "select"))
-        .and_then(|m| m.get("slot"))
-        .expect(log);
-    let var = boot.find("system", "efivar").expect(log);
-    assert_eq!(var.get("slot"), Some(chosen), "FlipsideSlot: {log}");
-    let initrd = boot.find("initrd", "select").expect(log);
-    assert_eq!(initrd.get("by"), Some("flipside-boot"), "{log}");
-    assert_eq!(initrd.get("slot"), Some(chosen), "{log}");
 }
 
 /// Scenario 1: v1 (older kernel) installs v2 (newer kernel and root together) through the
