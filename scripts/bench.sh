@@ -25,7 +25,13 @@
 # Usage: scripts/bench.sh            (as root: loop devices, mounts for RAUC)
 # Environment: WORK (cache of packages, trees, images; default /tmp/flipside-bench2),
 #   ROUNDS (default 5), LARGE (1: also the ~2 GiB image; 0 skips it), LEVEL (zstd level of the
-#   anchors, default 16 = flipside-build's default), CARGO_TARGET_DIR.
+#   anchors, default 16 = flipside-build's default), BIN_DIR (flipside-build and flipside to
+#   measure, e.g. copies of an older build; default: built here), BASE_BIN_DIR (an older
+#   flipside-build, built in the same rounds for a before/after ratio), BUILD_ROUNDS (rounds of
+#   the builds, default ROUNDS), LARGE_LEVEL (zstd level of the large image, default 3: its
+#   filler does not compress, and memory does not depend on the level), CARGO_TARGET_DIR.
+# patch-from and casync figures are deterministic in size and not flipside's: they are made
+# once and kept in WORK/cache (delete it to measure them again).
 set -euo pipefail
 
 WS=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +39,8 @@ WORK=${WORK:-/tmp/flipside-bench2}
 ROUNDS=${ROUNDS:-5}
 LARGE=${LARGE:-1}
 LEVEL=${LEVEL:-16}
+LARGE_LEVEL=${LARGE_LEVEL:-3}
+BUILD_ROUNDS=${BUILD_ROUNDS:-$ROUNDS}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$WS/target}
 export PATH="$PATH:/usr/sbin:/sbin"
 log() { echo "bench: $*" >&2; }
@@ -46,9 +54,12 @@ FLIPSIDE_APT_PACKAGES=(
 )
 flipside_install_packages
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (loop devices, RAUC's mounts)" >&2; exit 1; }
-cargo build --release -q -p flipside-image-builder -p flipside-updater --bin flipside-build --bin flipside
-FB=$CARGO_TARGET_DIR/release/flipside-build
-FS=$CARGO_TARGET_DIR/release/flipside
+if [ -z "${BIN_DIR:-}" ]; then
+  cargo build --release -q -p flipside-image-builder -p flipside-updater --bin flipside-build --bin flipside
+  BIN_DIR=$CARGO_TARGET_DIR/release
+fi
+FB=$BIN_DIR/flipside-build
+FS=$BIN_DIR/flipside
 
 # --- packages: 24 of bookworm; release 1 has the older openssl, systemd and tzdata -----------
 COMMON=(libllvm14 libclang-cpp14 gcc-12 cpp-12 libgcc-12-dev vim-runtime libicu72
@@ -122,8 +133,9 @@ if [ "$LARGE" = 1 ]; then
   if [ ! -d "$FILL" ]; then
     log "large: writing the filler"
     mkdir -p "$FILL.tmp/data"
-    openssl enc -aes-128-ctr -nosalt -K 00112233445566778899aabbccddeeff -iv 0 </dev/zero 2>/dev/null \
-      | head -c $((24 * 64 << 20)) | split -b $((64 << 20)) -d -a 2 - "$FILL.tmp/data/filler-"
+    head -c $((24 * 64 << 20)) /dev/zero \
+      | openssl enc -aes-128-ctr -nosalt -K 00112233445566778899aabbccddeeff -iv 00000000000000000000000000000000 \
+      | split -b $((64 << 20)) -d -a 2 - "$FILL.tmp/data/filler-"
     mv "$FILL.tmp" "$FILL"
   fi
   ROOTS[large]=${ROOTS[s3]}"filler $FILL"$'\n'
@@ -149,7 +161,8 @@ build() {
   if [ ! -f "$out/release.json" ]; then
     log "building release $1"
     rm -rf "$out" "$WORK/store-$1"
-    "$FB" image "$(system_toml "$1" "$2")" -o "$out" --store "$WORK/store-$1" >/dev/null
+    "$FB" image "$(system_toml "$1" "$2")" -o "$out" --store "$WORK/store-$1" "${@:3}" >"$WORK/out/$1.log" 2>&1 \
+      || { tail -5 "$WORK/out/$1.log" >&2; exit 1; }
     rm -rf "$WORK/store-$1"
   fi
 }
@@ -157,7 +170,7 @@ mkdir -p "$WORK/trees" "$WORK/out"
 build r1 1
 for s in s1 s2 s3; do build $s 2; done
 build small 2
-[ "$LARGE" = 1 ] && build large 2
+[ "$LARGE" = 1 ] && build large 2 --zstd-level "$LARGE_LEVEL"
 image_of() { ls "$WORK/out/$1"/*.squashfs; }
 bundle_of() { ls "$WORK/out/$1"/*.bundle; }
 IMAGE=$(image_of s3)
@@ -346,22 +359,6 @@ grep FLIPSIDE_RESULT "$RES/flipside.out" >"$RES/flipside.result"
 # The slot must hold the image after each method (the last run is the raw limit's).
 cmp -n "$IMAGE_LEN" "$IMAGE" "$SLOT_B"
 
-# --- builds, interleaved -----------------------------------------------------------------------
-TREE_DIRS=()
-while read -r root dir; do [ -n "$root" ] && TREE_DIRS+=("$dir"); done <<<"${ROOTS[s3]}"
-log "builds: $ROUNDS rounds"
-for i in $(seq "$ROUNDS"); do
-  rm -rf "$WORK/build" "$WORK/build-store" "$WORK/build.sqfs" "$WORK/build.raucb"
-  measure build_flipside "$FB" image "$WORK/trees/s3.toml" -o "$WORK/build" --store "$WORK/build-store"
-  measure build_mksquashfs mksquashfs "${TREE_DIRS[@]}" "$WORK/build.sqfs" -noappend -quiet \
-    -no-progress -comp zstd -Xcompression-level "$LEVEL"
-  measure build_rauc "${RAUC_BUNDLE[@]}" "$WORK/build.raucb"
-  log "round $i done"
-done
-cmp "$IMAGE" "$(ls "$WORK"/build/*.squashfs)"  # reproducible: the same image as the cached one
-SQ_BYTES=$(stat -c %s "$WORK/build.sqfs")
-rm -rf "$WORK/build" "$WORK/build-store" "$WORK/build.sqfs" "$WORK/build.raucb"
-
 # --- deltas --------------------------------------------------------------------------------------
 OLD=$(image_of r1)
 for s in s1 s2 s3; do
@@ -373,17 +370,9 @@ for s in s1 s2 s3; do
   measure "delta_$s" "$FS" --config "$dev/config.toml" install
   grep FLIPSIDE_RESULT "$RES/delta_$s.out" >"$RES/delta_$s.result"
   cmp -n "$(stat -c %s "$NEW")" "$NEW" "$SLOT_B"
-  measure "patch_$s" zstd -q -f -T0 -19 --patch-from="$OLD" "$NEW" -o "$WORK/out/$s.patch"
-  stat -c %s "$WORK/out/$s.patch" >"$RES/patch_$s.bytes"
-  rm -rf "$WORK/casync"; mkdir -p "$WORK/casync"
-  casync make --compression=zstd --store="$WORK/casync/store" "$WORK/casync/old.caibx" "$OLD" >/dev/null
-  find "$WORK/casync/store" -name '*.cacnk' | sort >"$WORK/casync/before"
-  casync make --compression=zstd --store="$WORK/casync/store" "$WORK/casync/new.caibx" "$NEW" >/dev/null
-  find "$WORK/casync/store" -name '*.cacnk' | sort | comm -13 "$WORK/casync/before" - \
-    | xargs -r stat -c %s | awk '{s+=$1} END {print s+0}' >"$RES/casync_$s.bytes"
 done
-rm -rf "$WORK/casync"
 dd if="$OLD" of="${LOOP}p1" bs=1M oflag=direct conv=notrunc status=none
+
 
 # --- install peak RSS: small and large images -------------------------------------------------
 DEV=$(device small "$LOOP" "$(sysinfo r1)")
@@ -399,11 +388,63 @@ if [ "$LARGE" = 1 ]; then
   measure rss_zstd_large zstd -d -c "$(bundle_of large)" -o /dev/null
   rm -rf "$WORK/build" "$WORK/build-store"
   log "large image: build"
-  measure build_large "$FB" image "$WORK/trees/large.toml" -o "$WORK/build" --store "$WORK/build-store"
+  measure build_large "$FB" image "$WORK/trees/large.toml" -o "$WORK/build" --store "$WORK/build-store" \
+    --zstd-level "$LARGE_LEVEL"
+  rm -rf "$WORK/build" "$WORK/build-store"
+  if [ -n "${BASE_BIN_DIR:-}" ]; then
+    measure build_large_base "$BASE_BIN_DIR/flipside-build" image "$WORK/trees/large.toml" -o "$WORK/build" \
+      --store "$WORK/build-store" --zstd-level "$LARGE_LEVEL"
+  fi
   measure build_large_mksquashfs mksquashfs $(awk '{print $2}' <<<"${ROOTS[large]}") "$WORK/build.sqfs" \
-    -noappend -quiet -no-progress -comp zstd -Xcompression-level "$LEVEL"
+    -noappend -quiet -no-progress -comp zstd -Xcompression-level "$LARGE_LEVEL"
   rm -rf "$WORK/build" "$WORK/build-store" "$WORK/build.sqfs"
 fi
+
+# --- builds, interleaved -----------------------------------------------------------------------
+TREE_DIRS=()
+while read -r root dir; do [ -n "$root" ] && TREE_DIRS+=("$dir"); done <<<"${ROOTS[s3]}"
+log "builds: $BUILD_ROUNDS rounds"
+for i in $(seq "$BUILD_ROUNDS"); do
+  rm -rf "$WORK/build" "$WORK/build-store" "$WORK/build.sqfs" "$WORK/build.raucb"
+  if [ -n "${BASE_BIN_DIR:-}" ]; then
+    measure build_base "$BASE_BIN_DIR/flipside-build" image "$WORK/trees/s3.toml" -o "$WORK/build" --store "$WORK/build-store"
+    rm -rf "$WORK/build" "$WORK/build-store"
+  fi
+  measure build_flipside "$FB" image "$WORK/trees/s3.toml" -o "$WORK/build" --store "$WORK/build-store"
+  measure build_mksquashfs mksquashfs "${TREE_DIRS[@]}" "$WORK/build.sqfs" -noappend -quiet \
+    -no-progress -comp zstd -Xcompression-level "$LEVEL"
+  measure build_rauc "${RAUC_BUNDLE[@]}" "$WORK/build.raucb"
+  log "round $i done"
+done
+cmp "$IMAGE" "$(ls "$WORK"/build/*.squashfs)"  # reproducible: the same image as the cached one
+SQ_BYTES=$(stat -c %s "$WORK/build.sqfs")
+rm -rf "$WORK/build" "$WORK/build-store" "$WORK/build.sqfs" "$WORK/build.raucb"
+
+# casync_new OLD NEW: bytes of the chunks (zstd) that NEW adds to a store holding OLD.
+casync_new() {
+  rm -rf "$WORK/casync"; mkdir -p "$WORK/casync"
+  casync make --compression=zstd --store="$WORK/casync/store" "$WORK/casync/old.caibx" "$1" >/dev/null
+  find "$WORK/casync/store" -name '*.cacnk' | sort >"$WORK/casync/before"
+  casync make --compression=zstd --store="$WORK/casync/store" "$WORK/casync/new.caibx" "$2" >/dev/null
+  find "$WORK/casync/store" -name '*.cacnk' | sort | comm -13 "$WORK/casync/before" - \
+    | xargs -r stat -c %s | awk '{s+=$1} END {print s+0}'
+  rm -rf "$WORK/casync"
+}
+# --- delta anchors: casync, then zstd --patch-from (slow; last) -------------------------------
+mkdir -p "$WORK/cache"
+for s in s1 s2 s3; do
+  [ -f "$WORK/cache/casync_$s.bytes" ] || casync_new "$OLD" "$(image_of $s)" >"$WORK/cache/casync_$s.bytes"
+  cp "$WORK/cache/casync_$s.bytes" "$RES/"
+done
+for s in s1 s2 s3; do
+  if [ ! -f "$WORK/cache/patch_$s.bytes" ]; then
+    log "zstd --patch-from $s"
+    measure "patch_$s" zstd -q -f -T0 -19 --patch-from="$OLD" "$(image_of $s)" -o "$WORK/out/$s.patch"
+    cp "$RES/patch_$s" "$WORK/cache/patch_$s"
+    stat -c %s "$WORK/out/$s.patch" >"$WORK/cache/patch_$s.bytes"
+  fi
+  cp "$WORK/cache/patch_$s" "$WORK/cache/patch_$s.bytes" "$RES/"
+done
 
 # --- the table ---------------------------------------------------------------------------------
 field() { grep -o "$2=[0-9]*" "$RES/$1" | cut -d= -f2; }
@@ -412,8 +453,7 @@ F=$(med flipside 1); R=$(med rauc 1); C=$(med curl 1); X=$(med raw 1)
 echo
 echo "flipside benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB,"\
   "load $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $ROUNDS rounds (min / median / max)"
-echo "tree: $(wc -l <<<"${ROOTS[s3]}" | awk '{print $1-1}') bookworm packages; image $(mb "$IMAGE_LEN") (flipside-build),"\
-  "$(grep -o '"frames":[0-9]*' "$WORK/out/s3/release.json" 2>/dev/null || true)"
+echo "tree: $(wc -l <<<"${ROOTS[s3]}" | awk '{print $1-1}') bookworm packages; image $(mb "$IMAGE_LEN") (flipside-build, release S3)"
 echo
 echo "| what | flipside | anchor | ratio flipside / anchor |"
 echo "|---|---|---|---|"
@@ -429,8 +469,12 @@ done
 BF=$(med build_flipside 1)
 echo "| build, s | flipside-build image $(mmm build_flipside 1) | mksquashfs -comp zstd -Xcompression-level $LEVEL $(mmm build_mksquashfs 1) ($(mb "$SQ_BYTES")); rauc bundle $(mmm build_rauc 1) | $(ratio "$BF" "$(med build_mksquashfs 1)") vs mksquashfs, $(ratio "$BF" "$(med build_rauc 1)") vs rauc |"
 echo "| build, peak memory MiB | $(mmm build_flipside 2 1024) | mksquashfs $(mmm build_mksquashfs 2 1024); rauc bundle $(mmm build_rauc 2 1024) | |"
+if [ -n "${BASE_BIN_DIR:-}" ]; then
+  echo "| build, s (MiB), against the baseline flipside-build | $BF ($(med build_flipside 2 1024)) | baseline $(mmm build_base 1) ($(med build_base 2 1024)) | $(ratio "$BF" "$(med build_base 1)") |"
+fi
 if [ "$LARGE" = 1 ]; then
-  echo "| build of the large image ($(mb "$(stat -c %s "$(image_of large)")")) | $(med build_large 1) s, $(med build_large 2 1024) MiB | mksquashfs -comp zstd $(med build_large_mksquashfs 1) s, $(med build_large_mksquashfs 2 1024) MiB | $(ratio "$(med build_large 1)" "$(med build_large_mksquashfs 1)") |"
+  echo "| build of the large image ($(mb "$(stat -c %s "$(image_of large)")"), zstd level $LARGE_LEVEL) | $(med build_large 1) s, $(med build_large 2 1024) MiB | mksquashfs -comp zstd $(med build_large_mksquashfs 1) s, $(med build_large_mksquashfs 2 1024) MiB | $(ratio "$(med build_large 1)" "$(med build_large_mksquashfs 1)") |"
+  [ -n "${BASE_BIN_DIR:-}" ] && echo "| build of the large image, baseline flipside-build | | $(med build_large_base 1) s, $(med build_large_base 2 1024) MiB | |"
   echo "| install peak RSS MiB, small ($(mb "$(stat -c %s "$(image_of small)")")) / large ($(mb "$(stat -c %s "$(image_of large)")")) | $(med rss_small 2 1024) / $(med rss_large 2 1024) | zstd -d $(med rss_zstd_small 2 1024) / $(med rss_zstd_large 2 1024) | |"
 else
   echo "| install peak RSS MiB, small ($(mb "$(stat -c %s "$(image_of small)")")) | $(med rss_small 2 1024) | zstd -d $(med rss_zstd_small 2 1024) | |"
