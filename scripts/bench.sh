@@ -29,7 +29,8 @@
 #   measure, e.g. copies of an older build; default: built here), BASE_BIN_DIR (an older
 #   flipside-build, built in the same rounds for a before/after ratio), BUILD_ROUNDS (rounds of
 #   the builds, default ROUNDS), LARGE_LEVEL (zstd level of the large image, default 3: its
-#   filler does not compress, and memory does not depend on the level), CARGO_TARGET_DIR.
+#   filler does not compress, and memory does not depend on the level), SECTIONS (what to
+#   measure, default all: "install delta rss build casync patch"), CARGO_TARGET_DIR.
 # patch-from and casync figures are deterministic in size and not flipside's: they are made
 # once and kept in WORK/cache (delete it to measure them again).
 set -euo pipefail
@@ -41,6 +42,8 @@ LARGE=${LARGE:-1}
 LEVEL=${LEVEL:-16}
 LARGE_LEVEL=${LARGE_LEVEL:-3}
 BUILD_ROUNDS=${BUILD_ROUNDS:-$ROUNDS}
+SECTIONS=${SECTIONS:-install delta rss build casync patch}
+on() { [[ " $SECTIONS " == *" $1 "* ]]; }
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$WS/target}
 export PATH="$PATH:/usr/sbin:/sbin"
 log() { echo "bench: $*" >&2; }
@@ -61,7 +64,7 @@ fi
 FB=$BIN_DIR/flipside-build
 FS=$BIN_DIR/flipside
 
-# --- packages: 24 of bookworm; release 1 has the older openssl, systemd and tzdata -----------
+# --- packages: 23 of bookworm; release 1 has the older openssl, systemd and tzdata -----------
 COMMON=(libllvm14 libclang-cpp14 gcc-12 cpp-12 libgcc-12-dev vim-runtime libicu72
   perl-modules-5.36 libpython3.11-stdlib libpython3.11-minimal python3.11-minimal libc6
   libstdc++6 coreutils bash perl-base busybox)
@@ -215,18 +218,26 @@ for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break;
 
 # --- the device: a GPT disk on a loop device, slot a running, slot b written ----------------
 # disk NAME IMAGE_LEN: WORK/dev/NAME.img on a loop device with partitions root-a and root-b,
-# printed as the loop device.
+# /dev/loopNp1 and p2 (made from sysfs where no udev makes them); the device goes in DISK.
 disk() {
-  local file=$WORK/dev/$1.img mib=$(($2 / 1048576 + 64)) loop
+  local file=$WORK/dev/$1.img mib=$(($2 / 1048576 + 64)) k node
   mkdir -p "$WORK/dev"
   rm -f "$file"
   truncate -s $(((2 * mib + 4) << 20)) "$file"
   sgdisk -o -n "1:2048:+${mib}M" -c 1:root-a -n "2:0:+${mib}M" -c 2:root-b "$file" >/dev/null
-  loop=$(losetup -f --show -P "$file")
-  CLEANUP+=("losetup -d $loop; rm -f $file")
-  echo "$loop"
+  DISK=$(losetup -f --show -P "$file")
+  CLEANUP+=("losetup -d $DISK; rm -f $file")
+  for k in 1 2; do
+    node=${DISK}p$k
+    [ -b "$node" ] || partx -a "$DISK" 2>/dev/null || true
+    if [ ! -b "$node" ]; then
+      mknod "$node" b $(tr : ' ' <"/sys/class/block/$(basename "$node")/dev")
+      CLEANUP+=("rm -f $node")
+    fi
+  done
 }
-LOOP=$(disk main "$(stat -c %s "$(image_of r1)")")
+disk main "$(stat -c %s "$(image_of r1)")"
+LOOP=$DISK
 # device REPO DISK SYSTEM_JSON: a state directory and config for installing from REPO.
 device() {
   local d=$WORK/device-$1
@@ -338,11 +349,23 @@ rauc_install() {
   kill "$svc"; wait "$svc" || true
 }
 
+# casync_new OLD NEW: bytes of the chunks (zstd) that NEW adds to a store holding OLD.
+casync_new() {
+  rm -rf "$WORK/casync"; mkdir -p "$WORK/casync"
+  casync make --compression=zstd --store="$WORK/casync/store" "$WORK/casync/old.caibx" "$1" >/dev/null
+  find "$WORK/casync/store" -name '*.cacnk' | sort >"$WORK/casync/before"
+  casync make --compression=zstd --store="$WORK/casync/store" "$WORK/casync/new.caibx" "$2" >/dev/null
+  find "$WORK/casync/store" -name '*.cacnk' | sort | comm -13 "$WORK/casync/before" - \
+    | xargs -r stat -c %s | awk '{s+=$1} END {print s+0}'
+  rm -rf "$WORK/casync"
+}
+
 # --- full installs, interleaved ----------------------------------------------------------------
-DEV=$(device full "$LOOP" "$(sysinfo r1)")
 BUNDLE=$(bundle_of s3)
-URL=http://127.0.0.1:$PORT/full/targets/$(basename "$(ls "$WORK"/repos/full/targets/*.bundle)")
 SLOT_B=${LOOP}p2
+if on install; then
+DEV=$(device full "$LOOP" "$(sysinfo r1)")
+URL=http://127.0.0.1:$PORT/full/targets/$(basename "$(ls "$WORK"/repos/full/targets/*.bundle)")
 DD="dd of=$SLOT_B bs=1M iflag=fullblock oflag=direct conv=notrunc status=none"
 log "full installs: $ROUNDS rounds"
 for i in $(seq "$ROUNDS"); do
@@ -358,8 +381,10 @@ done
 grep FLIPSIDE_RESULT "$RES/flipside.out" >"$RES/flipside.result"
 # The slot must hold the image after each method (the last run is the raw limit's).
 cmp -n "$IMAGE_LEN" "$IMAGE" "$SLOT_B"
+fi
 
 # --- deltas --------------------------------------------------------------------------------------
+if on delta; then
 OLD=$(image_of r1)
 for s in s1 s2 s3; do
   log "delta $s"
@@ -372,16 +397,18 @@ for s in s1 s2 s3; do
   cmp -n "$(stat -c %s "$NEW")" "$NEW" "$SLOT_B"
 done
 dd if="$OLD" of="${LOOP}p1" bs=1M oflag=direct conv=notrunc status=none
-
+fi
 
 # --- install peak RSS: small and large images -------------------------------------------------
+if on rss; then
 DEV=$(device small "$LOOP" "$(sysinfo r1)")
 reset_device "$DEV" "$LOOP"
 measure rss_small "$FS" --config "$DEV/config.toml" install
 measure rss_zstd_small zstd -d -c "$(bundle_of small)" -o /dev/null
 if [ "$LARGE" = 1 ]; then
   log "large image: install"
-  BIG=$(disk large "$(stat -c %s "$(image_of large)")")
+  disk large "$(stat -c %s "$(image_of large)")"
+  BIG=$DISK
   DEV=$(device large "$BIG" "$(sysinfo r1)")
   reset_device "$DEV" "$BIG"
   measure rss_large "$FS" --config "$DEV/config.toml" install
@@ -399,8 +426,10 @@ if [ "$LARGE" = 1 ]; then
     -noappend -quiet -no-progress -comp zstd -Xcompression-level "$LARGE_LEVEL"
   rm -rf "$WORK/build" "$WORK/build-store" "$WORK/build.sqfs"
 fi
+fi
 
 # --- builds, interleaved -----------------------------------------------------------------------
+if on build; then
 TREE_DIRS=()
 while read -r root dir; do [ -n "$root" ] && TREE_DIRS+=("$dir"); done <<<"${ROOTS[s3]}"
 log "builds: $BUILD_ROUNDS rounds"
@@ -420,22 +449,17 @@ cmp "$IMAGE" "$(ls "$WORK"/build/*.squashfs)"  # reproducible: the same image as
 SQ_BYTES=$(stat -c %s "$WORK/build.sqfs")
 rm -rf "$WORK/build" "$WORK/build-store" "$WORK/build.sqfs" "$WORK/build.raucb"
 
-# casync_new OLD NEW: bytes of the chunks (zstd) that NEW adds to a store holding OLD.
-casync_new() {
-  rm -rf "$WORK/casync"; mkdir -p "$WORK/casync"
-  casync make --compression=zstd --store="$WORK/casync/store" "$WORK/casync/old.caibx" "$1" >/dev/null
-  find "$WORK/casync/store" -name '*.cacnk' | sort >"$WORK/casync/before"
-  casync make --compression=zstd --store="$WORK/casync/store" "$WORK/casync/new.caibx" "$2" >/dev/null
-  find "$WORK/casync/store" -name '*.cacnk' | sort | comm -13 "$WORK/casync/before" - \
-    | xargs -r stat -c %s | awk '{s+=$1} END {print s+0}'
-  rm -rf "$WORK/casync"
-}
+fi
+
 # --- delta anchors: casync, then zstd --patch-from (slow; last) -------------------------------
 mkdir -p "$WORK/cache"
+if on casync; then
 for s in s1 s2 s3; do
   [ -f "$WORK/cache/casync_$s.bytes" ] || casync_new "$OLD" "$(image_of $s)" >"$WORK/cache/casync_$s.bytes"
   cp "$WORK/cache/casync_$s.bytes" "$RES/"
 done
+fi
+if on patch; then
 for s in s1 s2 s3; do
   if [ ! -f "$WORK/cache/patch_$s.bytes" ]; then
     log "zstd --patch-from $s"
@@ -445,11 +469,11 @@ for s in s1 s2 s3; do
   fi
   cp "$WORK/cache/patch_$s" "$WORK/cache/patch_$s.bytes" "$RES/"
 done
+fi
 
 # --- the table ---------------------------------------------------------------------------------
 field() { grep -o "$2=[0-9]*" "$RES/$1" | cut -d= -f2; }
 B_LEN=$(stat -c %s "$BUNDLE"); ONE_LEN=$(stat -c %s "$ONE")
-F=$(med flipside 1); R=$(med rauc 1); C=$(med curl 1); X=$(med raw 1)
 echo
 echo "flipside benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB,"\
   "load $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $ROUNDS rounds (min / median / max)"
@@ -457,27 +481,42 @@ echo "tree: $(wc -l <<<"${ROOTS[s3]}" | awk '{print $1-1}') bookworm packages; i
 echo
 echo "| what | flipside | anchor | ratio flipside / anchor |"
 echo "|---|---|---|---|"
+if on install; then
+F=$(med flipside 1); R=$(med rauc 1); C=$(med curl 1); X=$(med raw 1)
 echo "| full install, s | $(mmm flipside 1) | RAUC $(mmm rauc 1) | $(ratio "$F" "$R") |"
 echo "| full install, s | | curl \| zstd -d \| tee sha256sum \| dd $(mmm curl 1) | $(ratio "$F" "$C") |"
 echo "| full install, s | | raw zstd -d < one-stream \| dd $(mmm raw 1) | $(ratio "$F" "$X") |"
 echo "| full install, peak RSS MiB | $(mmm flipside 2 1024) | RAUC service $(mmm rauc-service 1 1024); curl pipeline $(mmm curl 2 1024); raw $(mmm raw 2 1024) | $(ratio "$(med flipside 2)" "$(med rauc-service 1)") vs RAUC |"
 echo "| full bundle | $(mb "$B_LEN") | one zstd -$LEVEL stream $(mb "$ONE_LEN"); RAUC bundle $(mb "$(stat -c %s "$RA/bundle.raucb")") | $(ratio "$B_LEN" "$ONE_LEN") |"
+fi
+if on delta; then
 for s in s1 s2 s3; do
-  fetched=$(field "delta_$s.result" fetched); patch=$(cat "$RES/patch_$s.bytes"); cas=$(cat "$RES/casync_$s.bytes")
-  echo "| delta $s, fetched | $(mb "$fetched") | zstd -19 --patch-from $(mb "$patch") ($(med "patch_$s" 1) s, $(med "patch_$s" 2 1048576) MiB to make); casync $(mb "$cas") | $(ratio "$fetched" "$patch") vs patch-from, $(ratio "$fetched" "$cas") vs casync |"
+  fetched=$(field "delta_$s.result" fetched); anchors=; ratios=
+  if on patch; then
+    patch=$(cat "$RES/patch_$s.bytes")
+    anchors="zstd -19 --patch-from $(mb "$patch") ($(med "patch_$s" 1) s, $(med "patch_$s" 2 1048576) MiB to make); "
+    ratios="$(ratio "$fetched" "$patch") vs patch-from, "
+  fi
+  if on casync; then
+    cas=$(cat "$RES/casync_$s.bytes"); anchors+="casync $(mb "$cas")"; ratios+="$(ratio "$fetched" "$cas") vs casync"
+  fi
+  echo "| delta $s, fetched | $(mb "$fetched") | $anchors | $ratios |"
 done
+fi
+if on build; then
 BF=$(med build_flipside 1)
 echo "| build, s | flipside-build image $(mmm build_flipside 1) | mksquashfs -comp zstd -Xcompression-level $LEVEL $(mmm build_mksquashfs 1) ($(mb "$SQ_BYTES")); rauc bundle $(mmm build_rauc 1) | $(ratio "$BF" "$(med build_mksquashfs 1)") vs mksquashfs, $(ratio "$BF" "$(med build_rauc 1)") vs rauc |"
 echo "| build, peak memory MiB | $(mmm build_flipside 2 1024) | mksquashfs $(mmm build_mksquashfs 2 1024); rauc bundle $(mmm build_rauc 2 1024) | |"
 if [ -n "${BASE_BIN_DIR:-}" ]; then
   echo "| build, s (MiB), against the baseline flipside-build | $BF ($(med build_flipside 2 1024)) | baseline $(mmm build_base 1) ($(med build_base 2 1024)) | $(ratio "$BF" "$(med build_base 1)") |"
 fi
-if [ "$LARGE" = 1 ]; then
+fi
+if on rss && [ "$LARGE" = 1 ]; then
   echo "| build of the large image ($(mb "$(stat -c %s "$(image_of large)")"), zstd level $LARGE_LEVEL) | $(med build_large 1) s, $(med build_large 2 1024) MiB | mksquashfs -comp zstd $(med build_large_mksquashfs 1) s, $(med build_large_mksquashfs 2 1024) MiB | $(ratio "$(med build_large 1)" "$(med build_large_mksquashfs 1)") |"
   [ -n "${BASE_BIN_DIR:-}" ] && echo "| build of the large image, baseline flipside-build | | $(med build_large_base 1) s, $(med build_large_base 2 1024) MiB | |"
   echo "| install peak RSS MiB, small ($(mb "$(stat -c %s "$(image_of small)")")) / large ($(mb "$(stat -c %s "$(image_of large)")")) | $(med rss_small 2 1024) / $(med rss_large 2 1024) | zstd -d $(med rss_zstd_small 2 1024) / $(med rss_zstd_large 2 1024) | |"
-else
+elif on rss; then
   echo "| install peak RSS MiB, small ($(mb "$(stat -c %s "$(image_of small)")")) | $(med rss_small 2 1024) | zstd -d $(med rss_zstd_small 2 1024) | |"
 fi
 echo
-cat "$RES/flipside.result" "$RES"/delta_*.result
+cat "$RES"/*.result 2>/dev/null || true
