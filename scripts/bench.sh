@@ -179,7 +179,7 @@ bundle_of() { ls "$WORK/out/$1"/*.bundle; }
 IMAGE=$(image_of s3)
 IMAGE_LEN=$(stat -c %s "$IMAGE")
 ONE=$WORK/out/s3.one-stream.zst
-[ -f "$ONE" ] || zstd -q -T0 "-$LEVEL" "$IMAGE" -o "$ONE"
+on install && [ ! -f "$ONE" ] && zstd -q -T0 "-$LEVEL" "$IMAGE" -o "$ONE"
 
 # --- repositories, served by nginx -----------------------------------------------------------
 # repo NAME RELEASE...: a fresh signed repository with those releases.
@@ -268,7 +268,7 @@ reset_device() {
 }
 
 # --- measuring -------------------------------------------------------------------------------
-RES=$WORK/results
+RES=$WORK/results-$(date -u +%Y%m%dT%H%M%S)
 rm -rf "$RES"; mkdir -p "$RES"
 # measure NAME COMMAND...: appends "seconds peak_rss_kib" to RES/NAME (children included).
 measure() {
@@ -334,7 +334,7 @@ printf '[update]\ncompatible=flipside-bench\nversion=2\n[bundle]\nformat=plain\n
   >"$RA/content/manifest.raucm"
 RAUC_BUNDLE=(rauc bundle --cert "$RA/cert.pem" --key "$RA/key.pem"
   "--mksquashfs-args=-comp zstd -Xcompression-level $LEVEL" "$RA/content")
-[ -f "$RA/bundle.raucb" ] || "${RAUC_BUNDLE[@]}" "$RA/bundle.raucb" >/dev/null
+if on install && [ ! -f "$RA/bundle.raucb" ]; then "${RAUC_BUNDLE[@]}" "$RA/bundle.raucb" >/dev/null; fi
 dbus-daemon --config-file="$RA/bus.conf" --nofork --nopidfile &
 CLEANUP+=("kill $!")
 export DBUS_SYSTEM_BUS_ADDRESS=unix:path=$RA/bus
@@ -473,7 +473,6 @@ fi
 
 # --- the table ---------------------------------------------------------------------------------
 field() { grep -o "$2=[0-9]*" "$RES/$1" | cut -d= -f2; }
-B_LEN=$(stat -c %s "$BUNDLE"); ONE_LEN=$(stat -c %s "$ONE")
 echo
 echo "flipside benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB,"\
   "load $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $ROUNDS rounds (min / median / max)"
@@ -482,6 +481,7 @@ echo
 echo "| what | flipside | anchor | ratio flipside / anchor |"
 echo "|---|---|---|---|"
 if on install; then
+B_LEN=$(stat -c %s "$BUNDLE"); ONE_LEN=$(stat -c %s "$ONE")
 F=$(med flipside 1); R=$(med rauc 1); C=$(med curl 1); X=$(med raw 1)
 echo "| full install, s | $(mmm flipside 1) | RAUC $(mmm rauc 1) | $(ratio "$F" "$R") |"
 echo "| full install, s | | curl \| zstd -d \| tee sha256sum \| dd $(mmm curl 1) | $(ratio "$F" "$C") |"
