@@ -283,7 +283,7 @@ mmm() {
   cut -d' ' -f"$2" "$RES/$1" | sort -g | awk -v d="${3:-1}" '{a[NR]=$1/d}
     END {printf "%.2f / %.2f / %.2f", a[1], a[int((NR+1)/2)], a[NR]}'
 }
-med() { cut -d' ' -f"$2" "$RES/$1" | sort -g | awk -v d="${3:-1}" '{a[NR]=$1/d} END {print a[int((NR+1)/2)]}'; }
+med() { cut -d' ' -f"$2" "$RES/$1" | sort -g | awk -v d="${3:-1}" '{a[NR]=$1/d} END {printf "%.2f\n", a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 mb() { awk -v a="$1" 'BEGIN {printf "%.2f MB", a / 1e6}'; }
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
