@@ -18,7 +18,6 @@ use flipside_tuf::client::{
 };
 use flipside_tuf::metadata::RoleMetadata;
 use flipside_tuf::{MetaFile, Metadata, Role, Root, SigningKey, Snapshot, Targets, Timestamp};
-use sha2::{Digest, Sha256};
 
 /// The publisher's clock: every repository starts here.
 pub fn t0() -> DateTime<Utc> {
