@@ -15,12 +15,12 @@
 //! | initramfs per kernel | [`crate::initramfs`], the same `/init` as on x86-64 | `initramfs-<release>.cpio.zst` |
 //!
 //! Host packages: `qemu-system-arm u-boot-qemu gcc-aarch64-linux-gnu libc6-dev-arm64-cross
-//! qemu-user-static`, `dpkg --add-architecture arm64` and the rustup targets
+//! qemu-user-static arch-test`, `dpkg --add-architecture arm64`, qemu-user registered with
+//! binfmt_misc (for the arm64 Debian tree) and the rustup targets
 //! `aarch64-unknown-linux-gnu` and `aarch64-unknown-uefi` (scripts/setup.sh does all of it).
 //!
-//! The slot images are squashfs trees made here with `mksquashfs` (the builder's layout, like
-//! [`crate::appliance`]'s `mksquashfs` path) holding the arm64 busybox, the static aarch64
-//! `flipside`, its configuration and a health check.
+//! The slot images are Debian arm64 appliance releases ([`crate::arm_chain`]); the arm64
+//! busybox serves the initramfs.
 
 use std::fs;
 use std::path::{Path, PathBuf};
