@@ -597,7 +597,7 @@ fn builder_memory_stays_bounded_on_a_large_image() {
         root_system("@root/bin/init"),
     )
     .unwrap();
-    let time = tool("time")
+    let time = tool("time", "time")
         .current_dir(dir.path())
         .args(["-f", "%M", "-o", "peak-kib", common::BIN])
         .args(["image", "system.toml", "-o", "out", "--store", "store"])
