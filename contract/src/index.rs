@@ -97,7 +97,11 @@ pub enum Error {
     #[error("delta {delta} is for chunk {chunk}, but the index has {count} chunks")]
     DeltaChunk { delta: u64, chunk: u64, count: u64 },
     #[error("delta {delta} is for chunk {chunk}, after a delta for chunk {previous}: deltas must be in chunk order")]
-    DeltaOrder { delta: u64, chunk: u64, previous: u64 },
+    DeltaOrder {
+        delta: u64,
+        chunk: u64,
+        previous: u64,
+    },
     #[error("chunk {chunk} has more than {MAX_DELTAS_PER_CHUNK} delta frames")]
     TooManyAlternatives { chunk: u64 },
     #[error("delta {delta} names a {length}-byte base chunk, outside 1..={max} (this reader's chunk limit)")]
@@ -1013,11 +1017,9 @@ impl ChunkVerifier {
             None => None,
             Some(d) => {
                 check_dictionary(d)?;
-                Some(
-                    zstd_safe::DDict::try_create(d).ok_or(Error::BadDictionary {
-                        why: "zstd cannot load it",
-                    })?,
-                )
+                Some(zstd_safe::DDict::try_create(d).ok_or(Error::BadDictionary {
+                    why: "zstd cannot load it",
+                })?)
             }
         };
         Ok(ChunkVerifier {
@@ -1058,7 +1060,13 @@ impl ChunkVerifier {
                 offset: entry.image_offset,
             });
         }
-        self.decode_checked(entry, delta.frame_length, frame, Reference::Prefix(base), out)
+        self.decode_checked(
+            entry,
+            delta.frame_length,
+            frame,
+            Reference::Prefix(base),
+            out,
+        )
     }
 
     /// The one decoding path: frame checks, one-shot decompression against `reference` into
@@ -1139,9 +1147,9 @@ impl ChunkVerifier {
             }
         }
         .map_err(|code| {
-                let reason = zstd_safe::get_error_name(code);
-                Error::Decompress { offset, reason }
-            });
+            let reason = zstd_safe::get_error_name(code);
+            Error::Decompress { offset, reason }
+        });
         let written = match written {
             Ok(n) => n,
             Err(e) => {

@@ -87,7 +87,14 @@ fn plain_index(image: &[u8], lengths: &[usize]) -> ChunkIndex {
         frame_at += frame_length;
     }
     let sha = Sha256::digest(image).into();
-    ChunkIndex::new(ChunkerParams::default(), LEVEL, image.len() as u64, sha, entries).unwrap()
+    ChunkIndex::new(
+        ChunkerParams::default(),
+        LEVEL,
+        image.len() as u64,
+        sha,
+        entries,
+    )
+    .unwrap()
 }
 
 fn sample() -> Sample {
@@ -226,7 +233,11 @@ fn a_delta_needs_its_own_base_and_an_intact_frame() {
     // Another chunk of the same length, or a changed byte: refused before decoding.
     let mut other = base.clone();
     other[5] ^= 1;
-    for bad in [other.as_slice(), &base[1..], slice(&s.image, e.image_range())] {
+    for bad in [
+        other.as_slice(),
+        &base[1..],
+        slice(&s.image, e.image_range()),
+    ] {
         assert_eq!(
             v.verify_delta_into(&e, &d, bad, &frame, &mut out),
             Err(Error::DeltaBase { offset: 0 })
@@ -417,9 +428,7 @@ fn every_delta_violation_has_its_error() {
             "{what}"
         );
     }
-    let five: Vec<DeltaEntry> = (0..5)
-        .map(|k| record(1, start + 10 * k, 10))
-        .collect();
+    let five: Vec<DeltaEntry> = (0..5).map(|k| record(1, start + 10 * k, 10)).collect();
     assert_eq!(
         check_deltas(&five, chunks, s.index.delta_area_start(), &limits),
         Err(Error::TooManyAlternatives { chunk: 1 })
