@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn runs_coalesce_adjacent_frames_and_small_gaps() {
-        assert_eq!(runs(&[], 10), vec![]);
+        assert_eq!(runs(&[], 10), Vec::<Range<usize>>::new());
         let frames = [0..10, 10..20, 25..30, 100..110, 111..120];
         assert_eq!(runs(&frames, 0), vec![0..2, 2..3, 3..4, 4..5]);
         assert_eq!(runs(&frames, 5), vec![0..3, 3..5]);
