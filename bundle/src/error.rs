@@ -35,6 +35,8 @@ pub enum Error {
         expected: u64,
         read: u64,
     },
+    #[error("the previous release's image {path} does not hold the chunk its index names at offset {offset}: give the image that index describes")]
+    PreviousMismatch { path: PathBuf, offset: u64 },
     #[error("zstd failed to compress the chunk at image offset {offset}: {source}")]
     Compress {
         offset: u64,

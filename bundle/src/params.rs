@@ -27,7 +27,19 @@ pub struct BundleParams {
     /// Compression threads, at most [`MAX_THREADS`]; 0 uses the available parallelism. The
     /// output does not depend on it.
     pub threads: usize,
+    /// Largest zstd dictionary to train on the image's chunks and compress every chunk frame
+    /// with (shipped in the index), at most [`MAX_DICTIONARY`]; 0, the default: none. It makes
+    /// the bundle about 2% smaller at the cost of more compression time, and `zstd -d` then
+    /// needs the dictionary (`-D`).
+    pub dictionary_length: u32,
 }
+
+/// Largest dictionary the builder trains: what devices accept by default.
+pub const MAX_DICTIONARY: u32 = 1 << 20;
+
+/// A dictionary size that zstd's documentation suggests (about 100 times smaller than the
+/// samples it is trained on).
+pub const SUGGESTED_DICTIONARY: u32 = 112 * 1024;
 
 impl Default for BundleParams {
     fn default() -> Self {
@@ -35,6 +47,7 @@ impl Default for BundleParams {
             chunker: ChunkerParams::default(),
             zstd_level: DEFAULT_ZSTD_LEVEL,
             threads: 0,
+            dictionary_length: 0,
         }
     }
 }
@@ -60,6 +73,16 @@ impl BundleParams {
                 why: format!(
                     "{} compression threads is over the cap of {MAX_THREADS}; pass 0 for one per core",
                     self.threads
+                ),
+            });
+        }
+        if self.dictionary_length > MAX_DICTIONARY
+            || (self.dictionary_length > 0 && self.dictionary_length < 1024)
+        {
+            return Err(Error::InvalidParams {
+                why: format!(
+                    "a dictionary of {} bytes is outside 1 KiB to {MAX_DICTIONARY} (or 0: none)",
+                    self.dictionary_length
                 ),
             });
         }
@@ -107,6 +130,7 @@ mod tests {
             chunker,
             zstd_level,
             threads: 1,
+            dictionary_length: 0,
         };
         let chunker = ChunkerParams::default();
         for bad in [
@@ -143,6 +167,19 @@ mod tests {
             Err(Error::InvalidParams { .. })
         ));
         many(MAX_THREADS).validate().unwrap();
+        let dict = |dictionary_length| BundleParams {
+            dictionary_length,
+            ..BundleParams::default()
+        };
+        for bad in [1, 1023, MAX_DICTIONARY + 1, u32::MAX] {
+            assert!(matches!(
+                dict(bad).validate(),
+                Err(Error::InvalidParams { .. })
+            ));
+        }
+        for good in [0, 1024, SUGGESTED_DICTIONARY, MAX_DICTIONARY] {
+            dict(good).validate().unwrap();
+        }
         with(chunker, -5).validate().unwrap();
         with(chunker, 22).validate().unwrap();
     }

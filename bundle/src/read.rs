@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use flipside_contract::index::{ChunkIndex, ChunkVerifier, Limits, HEADER_LENGTH, RECORD_LENGTH};
+use flipside_contract::index::{ChunkIndex, ChunkVerifier, Limits};
 use sha2::{Digest, Sha256};
 
 use crate::atomic::AtomicFile;
@@ -66,7 +66,10 @@ fn copy_verified(
         });
     }
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut verifier = ChunkVerifier::new();
+    let mut verifier = ChunkVerifier::for_index(index).map_err(|source| Error::DecodeIndex {
+        path: path.clone(),
+        source,
+    })?;
     let mut hasher = Sha256::new();
     let (mut frame, mut chunk) = (Vec::new(), Vec::new());
     for (n, entry) in index.iter().enumerate() {
@@ -119,10 +122,7 @@ pub fn read_index(path: &Path, limits: &Limits) -> Result<ChunkIndex, Error> {
     };
     let file = File::open(path).map_err(read_error)?;
     let length = file.metadata().map_err(read_error)?.len();
-    let limit = limits
-        .max_chunks
-        .saturating_mul(RECORD_LENGTH as u64)
-        .saturating_add(HEADER_LENGTH as u64);
+    let limit = limits.max_index_length();
     if length > limit {
         return Err(Error::IndexTooLarge {
             path: path.to_path_buf(),

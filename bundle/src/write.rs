@@ -8,15 +8,16 @@
 //! output is identical for any thread count.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use fastcdc::v2020::{Normalization, StreamCDC};
-use flipside_contract::index::{ChunkEntry, ChunkIndex};
+use flipside_contract::index::{ChunkEntry, ChunkIndex, DELTA_AREA_HEADER, DELTA_AREA_MAGIC};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::atomic::AtomicFile;
+use crate::delta::{self, Planner, Previous};
 use crate::{BundleParams, Error};
 
 /// Uncompressed bytes cut and read ahead per batch.
@@ -39,6 +40,19 @@ pub fn write_bundle_with_progress(
     image: &Path,
     bundle_out: &Path,
     params: &BundleParams,
+    progress: &mut dyn FnMut(u64),
+) -> Result<ChunkIndex, Error> {
+    write_bundle_with(image, bundle_out, params, &[], progress)
+}
+
+/// [`write_bundle_with_progress`], then delta frames for the chunks that devices running one
+/// of the `previous` releases lack (see the `delta` module), in a skippable zstd frame after
+/// the chunk frames.
+pub fn write_bundle_with(
+    image: &Path,
+    bundle_out: &Path,
+    params: &BundleParams,
+    previous: &[Previous],
     progress: &mut dyn FnMut(u64),
 ) -> Result<ChunkIndex, Error> {
     params.validate()?;
@@ -64,6 +78,7 @@ pub fn write_bundle_with_progress(
             path: image.to_path_buf(),
         });
     }
+    let dictionary = pool.install(|| train(image, params))?;
     let c = params.chunker;
     let mut reader = BatchReader {
         chunks: StreamCDC::with_level(file, c.min, c.avg, c.max, Normalization::Level1),
@@ -85,7 +100,7 @@ pub fn write_bundle_with_progress(
         while !batch.is_empty() {
             let (frames, next) = pool.install(|| {
                 rayon::join(
-                    || compress_batch(&batch, image_at, params.zstd_level),
+                    || compress_batch(&batch, image_at, params.zstd_level, &dictionary),
                     || reader.next_batch(),
                 )
             });
@@ -106,6 +121,42 @@ pub fn write_bundle_with_progress(
         }
         writer.flush().map_err(write_error)?;
     }
+    let needed = Planner::needed(&entries, previous);
+    let mut made_deltas = Vec::new();
+    if !previous.is_empty() && !needed.is_empty() {
+        let planner =
+            pool.install(|| Planner::new(image, &entries, previous, params.zstd_level))?;
+        let area_start = frame_at;
+        let mut writer = BufWriter::with_capacity(1 << 20, out.file());
+        writer
+            .write_all(&[0; DELTA_AREA_HEADER as usize])
+            .map_err(write_error)?;
+        let mut next = area_start + DELTA_AREA_HEADER;
+        for batch in delta::batches(&needed) {
+            let made = pool.install(|| planner.make(&entries, batch))?;
+            made_deltas.extend(delta::records(&made, next));
+            for m in &made {
+                writer.write_all(&m.frame).map_err(write_error)?;
+                next += m.frame.len() as u64;
+            }
+        }
+        let area = next - area_start - DELTA_AREA_HEADER;
+        writer.flush().map_err(write_error)?;
+        drop(writer);
+        let file = out.file();
+        if made_deltas.is_empty() {
+            file.set_len(area_start).map_err(write_error)?;
+        } else {
+            // The skippable frame's header, now that its length is known (the index refuses
+            // an area over u32::MAX).
+            let length = u32::try_from(area).unwrap_or(u32::MAX);
+            let mut header = DELTA_AREA_MAGIC.to_le_bytes().to_vec();
+            header.extend_from_slice(&length.to_le_bytes());
+            file.seek(SeekFrom::Start(area_start))
+                .map_err(write_error)?;
+            file.write_all(&header).map_err(write_error)?;
+        }
+    }
     if image_at != expected_length {
         return Err(Error::ImageChanged {
             path: image.to_path_buf(),
@@ -113,6 +164,10 @@ pub fn write_bundle_with_progress(
             read: image_at,
         });
     }
+    let build_error = |source| Error::BuildIndex {
+        path: image.to_path_buf(),
+        source,
+    };
     let index = ChunkIndex::new(
         params.chunker,
         params.zstd_level,
@@ -120,10 +175,9 @@ pub fn write_bundle_with_progress(
         reader.hasher.finalize().into(),
         entries,
     )
-    .map_err(|source| Error::BuildIndex {
-        path: image.to_path_buf(),
-        source,
-    })?;
+    .and_then(|i| i.with_dictionary(dictionary))
+    .and_then(|i| i.with_deltas(made_deltas))
+    .map_err(build_error)?;
     out.commit()?;
     Ok(index)
 }
@@ -166,7 +220,12 @@ struct Frame {
 }
 
 /// Compresses the chunks in parallel; the result is in batch order.
-fn compress_batch(batch: &[Vec<u8>], first_offset: u64, level: i32) -> Result<Vec<Frame>, Error> {
+fn compress_batch(
+    batch: &[Vec<u8>],
+    first_offset: u64,
+    level: i32,
+    dictionary: &[u8],
+) -> Result<Vec<Frame>, Error> {
     let offsets: Vec<u64> = batch
         .iter()
         .scan(first_offset, |at, chunk| {
@@ -179,7 +238,7 @@ fn compress_batch(batch: &[Vec<u8>], first_offset: u64, level: i32) -> Result<Ve
         .par_iter()
         .zip(offsets)
         .map_init(
-            || compressor(level),
+            || compressor(level, dictionary),
             |compressor, (chunk, offset)| {
                 let compress_error = |source| Error::Compress { offset, source };
                 let compressor = compressor
@@ -197,13 +256,51 @@ fn compress_batch(batch: &[Vec<u8>], first_offset: u64, level: i32) -> Result<Ve
 
 /// A zstd context with every frame parameter set explicitly, so that a change of the zstd
 /// crate's defaults cannot change the format: content size in the header (readers check it
-/// before decompressing), no checksum (the index's sha256 covers the chunk), no dictionary.
-fn compressor(level: i32) -> std::io::Result<zstd::bulk::Compressor<'static>> {
+/// before decompressing), no checksum (the index's sha256 covers the chunk), the index's
+/// dictionary if any, without its id in the frames (the index names it).
+fn compressor(level: i32, dictionary: &[u8]) -> std::io::Result<zstd::bulk::Compressor<'static>> {
     use zstd::zstd_safe::CParameter;
-    let mut c = zstd::bulk::Compressor::new(level)?;
+    let mut c = zstd::bulk::Compressor::with_dictionary(level, dictionary)?;
     c.set_parameter(CParameter::ContentSizeFlag(true))?;
     c.set_parameter(CParameter::ChecksumFlag(false))?;
     c.set_parameter(CParameter::DictIdFlag(false))?;
     c.set_parameter(CParameter::NbWorkers(0))?;
     Ok(c)
+}
+
+/// Trains the dictionary of `params.dictionary_length` bytes (none when 0) on chunks sampled
+/// evenly across the image: every k-th chunk, about 100 times the dictionary's size in all
+/// (zstd's advice), so that memory stays bounded whatever the image size. Deterministic. An
+/// image too small or too uniform to train on gets no dictionary.
+fn train(image: &Path, params: &BundleParams) -> Result<Vec<u8>, Error> {
+    let target = params.dictionary_length as usize;
+    if target == 0 {
+        return Ok(Vec::new());
+    }
+    let read_error = |source| Error::ReadImage {
+        path: image.to_path_buf(),
+        source,
+    };
+    let file = File::open(image).map_err(|source| Error::OpenImage {
+        path: image.to_path_buf(),
+        source,
+    })?;
+    let length = file.metadata().map_err(read_error)?.len();
+    let budget = target.saturating_mul(100);
+    let every = usize::try_from(length / budget as u64)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    let c = params.chunker;
+    let (mut samples, mut sizes) = (Vec::with_capacity(budget), Vec::new());
+    let chunks = StreamCDC::with_level(file, c.min, c.avg, c.max, Normalization::Level1);
+    for (n, chunk) in chunks.enumerate() {
+        let chunk = chunk.map_err(|e| read_error(e.into()))?;
+        // A chunk is 1 KiB to 16 MiB; samples over 128 KiB only slow training down.
+        if n % every == 0 && samples.len() < budget {
+            let take = chunk.data.len().min(128 << 10);
+            samples.extend_from_slice(&chunk.data[..take]);
+            sizes.push(take);
+        }
+    }
+    Ok(zstd::dict::from_continuous(&samples, &sizes, target).unwrap_or_default())
 }

@@ -347,6 +347,8 @@ fn index_files_are_checked_on_read() {
 
     let small = Limits {
         max_chunks: 2,
+        max_deltas: 0,
+        max_dictionary_length: 0,
         ..Limits::default()
     };
     let err = read_index(&path, &small).unwrap_err();

@@ -14,12 +14,25 @@ use zstd::zstd_safe;
 
 /// First 8 bytes of every index file.
 pub const MAGIC: [u8; 8] = *b"FLIPIDX\0";
-/// Format version written by this build; readers refuse any other.
-pub const FORMAT_VERSION: u32 = 1;
-/// Bytes before the first chunk record.
+/// Newest format version this build reads and writes; readers refuse versions they do not know.
+/// The builder writes version 1 when the bundle has neither a dictionary nor delta frames.
+pub const FORMAT_VERSION: u32 = 2;
+/// Bytes before the first chunk record in format 1.
 pub const HEADER_LENGTH: usize = 96;
-/// Bytes of one chunk record.
+/// Bytes before the first chunk record in format 2: format 1's header, the delta count and the
+/// dictionary length.
+pub const HEADER_V2_LENGTH: usize = 112;
+/// Bytes of one chunk record, and of one delta record.
 pub const RECORD_LENGTH: usize = 64;
+/// Most delta frames offered for one chunk (one per previous release the builder was given).
+pub const MAX_DELTAS_PER_CHUNK: usize = 4;
+/// The skippable zstd frame that holds the delta frames after the chunks' frames, so that
+/// `zstd -d` still rebuilds the image from a bundle with deltas (it skips that frame).
+pub const DELTA_AREA_MAGIC: u32 = 0x184D_2A5D;
+/// Bytes of the skippable frame's header (magic, then the u32 length of what follows).
+pub const DELTA_AREA_HEADER: u64 = 8;
+/// First bytes of a zstd dictionary (`ZSTD_MAGIC_DICTIONARY`, little-endian).
+pub const DICTIONARY_MAGIC: [u8; 4] = [0x37, 0xa4, 0x30, 0xec];
 /// Chunker id: FastCDC 2020 with normalisation level 1 and the unseeded gear table.
 pub const CHUNKER_FASTCDC_2020: u32 = 1;
 /// Compression id: each chunk is exactly one zstd frame.
@@ -44,9 +57,9 @@ pub enum Error {
     // file must not have its first bytes printed in a log.
     #[error("not a chunk index: it does not start with the index magic {MAGIC:02x?}; check that the index target, not the bundle, was given")]
     BadMagic { found: [u8; 8] },
-    #[error("chunk index format {found} is not supported (this build reads format {FORMAT_VERSION}); upgrade flipside")]
+    #[error("chunk index format {found} is not supported (this build reads formats 1 to {FORMAT_VERSION}); upgrade flipside")]
     UnsupportedVersion { found: u32 },
-    #[error("chunk index records are {found} bytes, format {FORMAT_VERSION} has {RECORD_LENGTH}-byte records: the index is corrupt")]
+    #[error("chunk index records are {found} bytes, the format has {RECORD_LENGTH}-byte records: the index is corrupt")]
     BadRecordLength { found: u32 },
     #[error("chunker id {found} is not supported (this build knows {CHUNKER_FASTCDC_2020} = FastCDC 2020); upgrade flipside")]
     UnsupportedChunker { found: u32 },
@@ -71,8 +84,38 @@ pub enum Error {
         needed: u64,
         length: usize,
     },
-    #[error("the index has {extra} bytes after its {count} chunk records: the file is corrupt or not a format {FORMAT_VERSION} index")]
+    #[error("the index has {extra} bytes after its {count} chunk records: the file is corrupt")]
     TrailingBytes { count: u64, extra: u64 },
+    #[error("the index is format 2 but has neither a dictionary nor delta frames, which format 1 writes: the index is corrupt")]
+    NeedlessVersion,
+    #[error("the index lists {count} delta frames, over this reader's limit of {limit}")]
+    TooManyDeltas { count: u64, limit: u64 },
+    #[error("the index's zstd dictionary is {length} bytes, over this reader's limit of {limit}")]
+    DictionaryOverLimit { length: u64, limit: u64 },
+    #[error("the index's zstd dictionary is refused: {why}; rebuild the bundle")]
+    BadDictionary { why: &'static str },
+    #[error("delta {delta} is for chunk {chunk}, but the index has {count} chunks")]
+    DeltaChunk { delta: u64, chunk: u64, count: u64 },
+    #[error("delta {delta} is for chunk {chunk}, after a delta for chunk {previous}: deltas must be in chunk order")]
+    DeltaOrder {
+        delta: u64,
+        chunk: u64,
+        previous: u64,
+    },
+    #[error("chunk {chunk} has more than {MAX_DELTAS_PER_CHUNK} delta frames")]
+    TooManyAlternatives { chunk: u64 },
+    #[error("delta {delta} names a {length}-byte base chunk, outside 1..={max} (this reader's chunk limit)")]
+    DeltaBaseLength { delta: u64, length: u64, max: u64 },
+    #[error("delta {delta}'s frame starts at bundle offset {found}, expected {expected}: delta frames must be contiguous after the delta area's header")]
+    DeltaFrameNotContiguous {
+        delta: u64,
+        expected: u64,
+        found: u64,
+    },
+    #[error("delta {delta}'s frame is {length} bytes, outside 1..={max} (zstd's worst case for its chunk)")]
+    DeltaFrameLength { delta: u64, length: u64, max: u64 },
+    #[error("the delta frames add up to {length} bytes, more than one skippable zstd frame holds ({max})")]
+    DeltaAreaTooLarge { length: u64, max: u64 },
     #[error("chunk {chunk} starts at image offset {found}, expected {expected}: chunks must be contiguous in image order")]
     ChunkNotContiguous {
         chunk: u64,
@@ -135,6 +178,8 @@ pub enum Error {
         expected: String,
         found: String,
     },
+    #[error("the base of the delta for the chunk at image offset {offset} is not the chunk the index names: the running slot does not hold it; fetch the full frame")]
+    DeltaBase { offset: u64 },
 }
 
 /// FastCDC sizes the bundle was cut with (bytes). Boundaries depend on content, so an insertion
@@ -196,6 +241,11 @@ pub struct Limits {
     pub max_chunk_length: u32,
     /// Most chunk records accepted. Default 2^22 (a 256 MiB index).
     pub max_chunks: u64,
+    /// Most delta records accepted. Default 2^22, like the chunks.
+    pub max_deltas: u64,
+    /// Largest zstd dictionary accepted (a reader holds it while it installs). Default 1 MiB,
+    /// about ten times what the builder trains.
+    pub max_dictionary_length: u64,
 }
 
 impl Default for Limits {
@@ -204,6 +254,8 @@ impl Default for Limits {
             max_image_length: 64 << 30,
             max_chunk_length: 4 << 20,
             max_chunks: 1 << 22,
+            max_deltas: 1 << 22,
+            max_dictionary_length: 1 << 20,
         }
     }
 }
@@ -214,7 +266,18 @@ impl Limits {
         max_image_length: u64::MAX,
         max_chunk_length: *CHUNK_MAX_RANGE.end(),
         max_chunks: u64::MAX,
+        max_deltas: u64::MAX,
+        max_dictionary_length: u64::MAX,
     };
+
+    /// The longest index file these limits can accept: a reader refuses a longer one unread.
+    pub fn max_index_length(&self) -> u64 {
+        let records = |n: u64| n.saturating_mul(RECORD_LENGTH as u64);
+        (HEADER_V2_LENGTH as u64)
+            .saturating_add(records(self.max_chunks))
+            .saturating_add(records(self.max_deltas))
+            .saturating_add(self.max_dictionary_length)
+    }
 }
 
 /// zstd's worst-case frame size for `length` input bytes (`ZSTD_COMPRESSBOUND`), the largest
@@ -262,6 +325,30 @@ impl ChunkEntry {
     }
 }
 
+/// A delta frame: the chunk `chunk` compressed with the base chunk (an earlier release's chunk,
+/// named by its length and sha256) as zstd's reference prefix. A device whose running slot
+/// holds the base may fetch it instead of the chunk's full frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeltaEntry {
+    /// Number of the chunk it rebuilds.
+    pub chunk: u64,
+    /// Length of the base chunk.
+    pub base_length: u64,
+    /// sha256 of the base chunk.
+    pub base_sha256: [u8; 32],
+    /// Offset of the delta frame in the bundle (in the delta area, after the chunks' frames).
+    pub frame_offset: u64,
+    /// Length of the delta frame.
+    pub frame_length: u64,
+}
+
+impl DeltaEntry {
+    /// The frame's bytes in the bundle.
+    pub fn frame_range(&self) -> Range<u64> {
+        self.frame_offset..self.frame_offset + self.frame_length
+    }
+}
+
 /// A run of chunks whose frames one HTTP Range request fetches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchRange {
@@ -306,6 +393,10 @@ pub struct ChunkIndex {
     image_length: u64,
     image_sha256: [u8; 32],
     entries: Vec<ChunkEntry>,
+    /// Delta frames, in chunk order (format 2).
+    deltas: Vec<DeltaEntry>,
+    /// The zstd dictionary every chunk frame was compressed with; empty: none (format 2).
+    dictionary: Vec<u8>,
 }
 
 impl ChunkIndex {
@@ -324,9 +415,27 @@ impl ChunkIndex {
             image_length,
             image_sha256,
             entries,
+            deltas: Vec::new(),
+            dictionary: Vec::new(),
         };
         index.validate(&Limits::FORMAT)?;
         Ok(index)
+    }
+
+    /// The same index, its chunk frames declared compressed with the zstd `dictionary` (a
+    /// trained dictionary, starting with zstd's dictionary magic); empty: none.
+    pub fn with_dictionary(mut self, dictionary: Vec<u8>) -> Result<Self, Error> {
+        self.dictionary = dictionary;
+        self.validate(&Limits::FORMAT)?;
+        Ok(self)
+    }
+
+    /// The same index with delta frames (in chunk order, their frames contiguous after the
+    /// delta area's header; see [`ChunkIndex::delta_area_start`]).
+    pub fn with_deltas(mut self, deltas: Vec<DeltaEntry>) -> Result<Self, Error> {
+        self.deltas = deltas;
+        self.validate(&Limits::FORMAT)?;
+        Ok(self)
     }
 
     /// Parses and validates an index file. Refuses anything the format or `limits` do not
@@ -341,9 +450,15 @@ impl ChunkIndex {
             return Err(Error::BadMagic { found: magic });
         }
         let version = u32_at(header, 8);
-        if version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion { found: version });
-        }
+        let header_length = match version {
+            1 => HEADER_LENGTH,
+            2 => HEADER_V2_LENGTH,
+            found => return Err(Error::UnsupportedVersion { found }),
+        };
+        let header = bytes.get(..header_length).ok_or(Error::TruncatedHeader {
+            length: bytes.len(),
+            needed: header_length,
+        })?;
         let record_length = u32_at(header, 12);
         if record_length as usize != RECORD_LENGTH {
             return Err(Error::BadRecordLength {
@@ -368,24 +483,31 @@ impl ChunkIndex {
         let bundle_length = u64_at(header, 48);
         let count = u64_at(header, 56);
         let image_sha256 = array::<32>(header, 64);
+        let (delta_count, dictionary_length) = match version {
+            1 => (0, 0),
+            _ => (u64_at(header, 96), u64_at(header, 104)),
+        };
 
-        // Limits come before the count is trusted for anything.
+        // Limits come before any count is trusted for anything.
         check_limits(&chunker, image_length, count, limits)?;
-        let records = &bytes[HEADER_LENGTH..];
-        let needed = count.checked_mul(RECORD_LENGTH as u64);
+        check_extension_limits(delta_count, dictionary_length, limits)?;
+        let body = &bytes[header_length..];
+        let needed = (count.checked_add(delta_count))
+            .and_then(|n| n.checked_mul(RECORD_LENGTH as u64))
+            .and_then(|n| n.checked_add(dictionary_length));
         match needed {
-            Some(needed) if needed == records.len() as u64 => {}
-            Some(needed) if needed > records.len() as u64 => {
+            Some(needed) if needed == body.len() as u64 => {}
+            Some(needed) if needed > body.len() as u64 => {
                 return Err(Error::TruncatedRecords {
                     count,
-                    needed: needed + HEADER_LENGTH as u64,
+                    needed: needed.saturating_add(header_length as u64),
                     length: bytes.len(),
                 })
             }
             Some(needed) => {
                 return Err(Error::TrailingBytes {
                     count,
-                    extra: records.len() as u64 - needed,
+                    extra: body.len() as u64 - needed,
                 })
             }
             None => {
@@ -396,6 +518,9 @@ impl ChunkIndex {
                 })
             }
         }
+        // The lengths add up to `body.len()`, so these fit in usize.
+        let (records, rest) = body.split_at(count as usize * RECORD_LENGTH);
+        let (delta_records, dictionary) = rest.split_at(delta_count as usize * RECORD_LENGTH);
         let entries = records
             .chunks_exact(RECORD_LENGTH)
             .map(|record| ChunkEntry {
@@ -406,13 +531,29 @@ impl ChunkIndex {
                 sha256: array::<32>(record, 32),
             })
             .collect();
+        let deltas = delta_records
+            .chunks_exact(RECORD_LENGTH)
+            .map(|record| DeltaEntry {
+                chunk: u64_at(record, 0),
+                base_length: u64_at(record, 8),
+                frame_offset: u64_at(record, 16),
+                frame_length: u64_at(record, 24),
+                base_sha256: array::<32>(record, 32),
+            })
+            .collect();
         let index = ChunkIndex {
             chunker,
             zstd_level,
             image_length,
             image_sha256,
             entries,
+            deltas,
+            dictionary: dictionary.to_vec(),
         };
+        // Canonical: a file that needs neither the dictionary nor deltas is format 1.
+        if version == 2 && index.format_version() != 2 {
+            return Err(Error::NeedlessVersion);
+        }
         index.validate(limits)?;
         let derived = index.bundle_length();
         if derived != bundle_length {
@@ -424,11 +565,21 @@ impl ChunkIndex {
         Ok(index)
     }
 
-    /// The index file's bytes (see `docs/bundle-format.md`).
+    /// The oldest format that expresses this index: 1 without a dictionary and deltas, else 2.
+    pub fn format_version(&self) -> u32 {
+        match self.deltas.is_empty() && self.dictionary.is_empty() {
+            true => 1,
+            false => 2,
+        }
+    }
+
+    /// The index file's bytes (see `docs/bundle-format.md`), in [`ChunkIndex::format_version`].
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LENGTH + RECORD_LENGTH * self.entries.len());
+        let version = self.format_version();
+        let records = RECORD_LENGTH * (self.entries.len() + self.deltas.len());
+        let mut out = Vec::with_capacity(HEADER_V2_LENGTH + records + self.dictionary.len());
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&(RECORD_LENGTH as u32).to_le_bytes());
         out.extend_from_slice(&CHUNKER_FASTCDC_2020.to_le_bytes());
         out.extend_from_slice(&self.chunker.min.to_le_bytes());
@@ -440,6 +591,10 @@ impl ChunkIndex {
         out.extend_from_slice(&self.bundle_length().to_le_bytes());
         out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
         out.extend_from_slice(&self.image_sha256);
+        if version >= 2 {
+            out.extend_from_slice(&(self.deltas.len() as u64).to_le_bytes());
+            out.extend_from_slice(&(self.dictionary.len() as u64).to_le_bytes());
+        }
         for entry in &self.entries {
             out.extend_from_slice(&entry.image_offset.to_le_bytes());
             out.extend_from_slice(&entry.length.to_le_bytes());
@@ -447,7 +602,30 @@ impl ChunkIndex {
             out.extend_from_slice(&entry.frame_length.to_le_bytes());
             out.extend_from_slice(&entry.sha256);
         }
+        for delta in &self.deltas {
+            out.extend_from_slice(&delta.chunk.to_le_bytes());
+            out.extend_from_slice(&delta.base_length.to_le_bytes());
+            out.extend_from_slice(&delta.frame_offset.to_le_bytes());
+            out.extend_from_slice(&delta.frame_length.to_le_bytes());
+            out.extend_from_slice(&delta.base_sha256);
+        }
+        out.extend_from_slice(&self.dictionary);
         out
+    }
+
+    /// The zstd dictionary of the chunk frames, if they were compressed with one.
+    pub fn dictionary(&self) -> Option<&[u8]> {
+        (!self.dictionary.is_empty()).then_some(self.dictionary.as_slice())
+    }
+
+    /// The delta frames, in chunk order.
+    pub fn deltas(&self) -> &[DeltaEntry] {
+        &self.deltas
+    }
+
+    /// Where the chunk frames end: the skippable frame holding the delta frames starts here.
+    pub fn delta_area_start(&self) -> u64 {
+        self.entries.last().map_or(0, |e| e.frame_range().end)
     }
 
     pub fn chunker(&self) -> ChunkerParams {
@@ -485,10 +663,45 @@ impl ChunkIndex {
         self.entries.is_empty()
     }
 
-    /// Length of the bundle file: the frames are contiguous from 0, so it is the end of the
-    /// last frame.
+    /// Length of the bundle file: the chunk frames are contiguous from 0, then, if there are
+    /// deltas, the skippable frame that holds the delta frames, so it is the end of the last
+    /// delta frame, else of the last chunk frame.
     pub fn bundle_length(&self) -> u64 {
-        self.entries.last().map_or(0, |e| e.frame_range().end)
+        match self.deltas.last() {
+            Some(d) => d.frame_offset.saturating_add(d.frame_length),
+            None => self.delta_area_start(),
+        }
+    }
+
+    /// For each chunk, the first delta frame whose base chunk (same length and sha256) the image
+    /// `seed` describes holds: the delta's number in [`ChunkIndex::deltas`] and the base's
+    /// image offset in `seed`. A device passes the index of its running slot's image; it still
+    /// checks the base's bytes before decoding against them.
+    pub fn deltas_from(&self, seed: &ChunkIndex) -> Vec<Option<(usize, u64)>> {
+        let by_content = seed.by_content();
+        let mut found = vec![None; self.entries.len()];
+        for (n, d) in self.deltas.iter().enumerate() {
+            let Some(slot) = usize::try_from(d.chunk).ok().and_then(|c| found.get_mut(c)) else {
+                continue;
+            };
+            if slot.is_none() {
+                *slot = by_content
+                    .get(&(d.base_sha256, d.base_length))
+                    .map(|&offset| (n, offset));
+            }
+        }
+        found
+    }
+
+    /// Image offset of the first chunk of each content (sha256, length).
+    fn by_content(&self) -> HashMap<([u8; 32], u64), u64> {
+        let mut by_content = HashMap::new();
+        for e in &self.entries {
+            by_content
+                .entry((e.sha256, e.length))
+                .or_insert(e.image_offset);
+        }
+        by_content
     }
 
     /// The chunk holding image byte `offset`, with its number; `None` past the image end.
@@ -504,12 +717,7 @@ impl ChunkIndex {
     /// its active slot to copy those chunks locally instead of downloading them; it still checks
     /// the copied bytes with [`ChunkEntry::matches`] before writing them.
     pub fn locate_in(&self, seed: &ChunkIndex) -> Vec<Option<u64>> {
-        let mut by_content: HashMap<([u8; 32], u64), u64> = HashMap::new();
-        for e in &seed.entries {
-            by_content
-                .entry((e.sha256, e.length))
-                .or_insert(e.image_offset);
-        }
+        let by_content = seed.by_content();
         self.entries
             .iter()
             .map(|e| by_content.get(&(e.sha256, e.length)).copied())
@@ -609,8 +817,125 @@ impl ChunkIndex {
                 image_length: self.image_length,
             });
         }
-        Ok(())
+        check_extension_limits(
+            self.deltas.len() as u64,
+            self.dictionary.len() as u64,
+            limits,
+        )?;
+        check_dictionary(&self.dictionary)?;
+        check_deltas(&self.deltas, &self.entries, frame_end, limits)
     }
+}
+
+fn check_extension_limits(
+    delta_count: u64,
+    dictionary_length: u64,
+    limits: &Limits,
+) -> Result<(), Error> {
+    if delta_count > limits.max_deltas {
+        return Err(Error::TooManyDeltas {
+            count: delta_count,
+            limit: limits.max_deltas,
+        });
+    }
+    if dictionary_length > limits.max_dictionary_length {
+        return Err(Error::DictionaryOverLimit {
+            length: dictionary_length,
+            limit: limits.max_dictionary_length,
+        });
+    }
+    Ok(())
+}
+
+/// An empty dictionary means none; any other must be one zstd loads as a trained dictionary
+/// (a raw-content one would make a frame's meaning depend on zstd guessing the kind).
+fn check_dictionary(dictionary: &[u8]) -> Result<(), Error> {
+    if dictionary.is_empty() {
+        return Ok(());
+    }
+    if !dictionary.starts_with(&DICTIONARY_MAGIC) {
+        return Err(Error::BadDictionary {
+            why: "it does not start with zstd's dictionary magic",
+        });
+    }
+    match zstd_safe::DDict::try_create(dictionary) {
+        Some(_) => Ok(()),
+        None => Err(Error::BadDictionary {
+            why: "zstd cannot load it",
+        }),
+    }
+}
+
+/// The delta records' rules: in chunk order, at most [`MAX_DELTAS_PER_CHUNK`] per chunk, bases
+/// a reader can buffer, frames contiguous after the delta area's header (which starts where the
+/// chunk frames end, `chunk_frames_end`) and within one skippable frame.
+fn check_deltas(
+    deltas: &[DeltaEntry],
+    entries: &[ChunkEntry],
+    chunk_frames_end: u64,
+    limits: &Limits,
+) -> Result<(), Error> {
+    let count = entries.len() as u64;
+    let base_max = u64::from(limits.max_chunk_length);
+    let area_start = chunk_frames_end.saturating_add(DELTA_AREA_HEADER);
+    let mut frame_end = area_start;
+    let mut previous: Option<(u64, usize)> = None;
+    for (n, d) in deltas.iter().enumerate() {
+        let delta = n as u64;
+        let Some(entry) = entries.get(usize::try_from(d.chunk).unwrap_or(usize::MAX)) else {
+            return Err(Error::DeltaChunk {
+                delta,
+                chunk: d.chunk,
+                count,
+            });
+        };
+        let same = match previous {
+            Some((p, _)) if d.chunk < p => {
+                return Err(Error::DeltaOrder {
+                    delta,
+                    chunk: d.chunk,
+                    previous: p,
+                })
+            }
+            Some((p, k)) if p == d.chunk => k + 1,
+            _ => 1,
+        };
+        if same > MAX_DELTAS_PER_CHUNK {
+            return Err(Error::TooManyAlternatives { chunk: d.chunk });
+        }
+        previous = Some((d.chunk, same));
+        if d.base_length == 0 || d.base_length > base_max {
+            return Err(Error::DeltaBaseLength {
+                delta,
+                length: d.base_length,
+                max: base_max,
+            });
+        }
+        if d.frame_offset != frame_end {
+            return Err(Error::DeltaFrameNotContiguous {
+                delta,
+                expected: frame_end,
+                found: d.frame_offset,
+            });
+        }
+        let frame_max = max_frame_length(entry.length);
+        if d.frame_length == 0 || d.frame_length > frame_max {
+            return Err(Error::DeltaFrameLength {
+                delta,
+                length: d.frame_length,
+                max: frame_max,
+            });
+        }
+        frame_end = frame_end.saturating_add(d.frame_length);
+    }
+    let area = frame_end - area_start;
+    if area > u64::from(u32::MAX) {
+        return Err(Error::DeltaAreaTooLarge {
+            length: area,
+            max: u64::from(u32::MAX),
+        });
+    }
+    Ok(())
 }
 
 impl<'a> IntoIterator for &'a ChunkIndex {
@@ -653,6 +978,8 @@ fn check_limits(
 /// Decompresses and checks chunks, reusing one zstd context and its buffers.
 pub struct ChunkVerifier {
     dctx: zstd_safe::DCtx<'static>,
+    /// The index's dictionary, digested once.
+    dictionary: Option<zstd_safe::DDict<'static>>,
 }
 
 impl Default for ChunkVerifier {
@@ -661,20 +988,95 @@ impl Default for ChunkVerifier {
     }
 }
 
+/// What a frame was compressed against.
+#[derive(Clone, Copy)]
+enum Reference<'a> {
+    /// The verifier's dictionary, if it has one.
+    Dictionary,
+    /// A base chunk, as zstd's reference prefix (a delta frame).
+    Prefix(&'a [u8]),
+}
+
 impl ChunkVerifier {
+    /// A verifier for frames compressed without a dictionary.
     pub fn new() -> Self {
         ChunkVerifier {
             dctx: zstd_safe::DCtx::create(),
+            dictionary: None,
         }
     }
 
-    /// Decompresses `frame` into `out` (resized to `entry.length`) and checks it is exactly
-    /// the chunk `entry` describes. The output never grows past `entry.length`, whatever the
-    /// frame claims; on error `out` holds no trusted bytes.
+    /// A verifier for the chunk frames of `index` (with its dictionary, if it has one).
+    pub fn for_index(index: &ChunkIndex) -> Result<Self, Error> {
+        Self::with_dictionary(index.dictionary())
+    }
+
+    /// A verifier for frames compressed with `dictionary` (`None`: without one).
+    pub fn with_dictionary(dictionary: Option<&[u8]>) -> Result<Self, Error> {
+        let dictionary = match dictionary {
+            None => None,
+            Some(d) => {
+                check_dictionary(d)?;
+                Some(zstd_safe::DDict::try_create(d).ok_or(Error::BadDictionary {
+                    why: "zstd cannot load it",
+                })?)
+            }
+        };
+        Ok(ChunkVerifier {
+            dctx: zstd_safe::DCtx::create(),
+            dictionary,
+        })
+    }
+
+    /// Decompresses the chunk frame `frame` into `out` (resized to `entry.length`) and checks
+    /// it is exactly the chunk `entry` describes. The output never grows past `entry.length`,
+    /// whatever the frame claims; on error `out` holds no trusted bytes.
     pub fn verify_into(
         &mut self,
         entry: &ChunkEntry,
         frame: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        self.decode_checked(entry, entry.frame_length, frame, Reference::Dictionary, out)
+    }
+
+    /// Like [`ChunkVerifier::verify_into`] for the delta frame `delta` of the chunk `entry`:
+    /// `base` must be the base chunk the delta names (its length and sha256 are checked first,
+    /// so bytes read from a slot are never trusted as a base), and the result is checked
+    /// against `entry` like any chunk.
+    pub fn verify_delta_into(
+        &mut self,
+        entry: &ChunkEntry,
+        delta: &DeltaEntry,
+        base: &[u8],
+        frame: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        out.clear();
+        if base.len() as u64 != delta.base_length
+            || Sha256::digest(base).as_slice() != delta.base_sha256
+        {
+            return Err(Error::DeltaBase {
+                offset: entry.image_offset,
+            });
+        }
+        self.decode_checked(
+            entry,
+            delta.frame_length,
+            frame,
+            Reference::Prefix(base),
+            out,
+        )
+    }
+
+    /// The one decoding path: frame checks, one-shot decompression against `reference` into
+    /// exactly `entry.length` bytes, length and sha256 checks.
+    fn decode_checked(
+        &mut self,
+        entry: &ChunkEntry,
+        frame_length: u64,
+        frame: &[u8],
+        reference: Reference<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
         let offset = entry.image_offset;
@@ -688,10 +1090,10 @@ impl ChunkVerifier {
             });
         }
         let length = entry.length as usize;
-        if frame.len() as u64 != entry.frame_length {
+        if frame.len() as u64 != frame_length {
             return Err(Error::FrameSize {
                 offset,
-                expected: entry.frame_length,
+                expected: frame_length,
                 found: frame.len() as u64,
             });
         }
@@ -732,13 +1134,22 @@ impl ChunkVerifier {
         out.resize(length, 0);
         // One-shot decompression into a slice of exactly `length` bytes: zstd refuses to write
         // more, and uses the slice as its window, allocating nothing from the frame's claims.
-        let written = self
-            .dctx
-            .decompress(out.as_mut_slice(), frame)
-            .map_err(|code| {
-                let reason = zstd_safe::get_error_name(code);
-                Error::Decompress { offset, reason }
-            });
+        let written = match (reference, &self.dictionary) {
+            (Reference::Dictionary, None) => self.dctx.decompress(out.as_mut_slice(), frame),
+            (Reference::Dictionary, Some(d)) => {
+                (self.dctx).decompress_using_ddict(out.as_mut_slice(), frame, d)
+            }
+            // A context per delta: the prefix is borrowed for this frame only, and deltas are
+            // few.
+            (Reference::Prefix(base), _) => {
+                let mut dctx = zstd_safe::DCtx::create();
+                (dctx.ref_prefix(base)).and_then(|_| dctx.decompress(out.as_mut_slice(), frame))
+            }
+        }
+        .map_err(|code| {
+            let reason = zstd_safe::get_error_name(code);
+            Error::Decompress { offset, reason }
+        });
         let written = match written {
             Ok(n) => n,
             Err(e) => {
@@ -897,7 +1308,7 @@ mod tests {
         let bytes = fixture_index().encode();
         assert_eq!(bytes.len(), HEADER_LENGTH + 2 * RECORD_LENGTH);
         assert_eq!(&bytes[0..8], b"FLIPIDX\0");
-        assert_eq!(u32_at(&bytes, 8), FORMAT_VERSION);
+        assert_eq!(u32_at(&bytes, 8), 1, "no dictionary, no deltas: format 1");
         assert_eq!(u32_at(&bytes, 12), 64);
         assert_eq!(u32_at(&bytes, 16), CHUNKER_FASTCDC_2020);
         assert_eq!(u32_at(&bytes, 20), 16384);
@@ -1030,8 +1441,8 @@ mod tests {
             ),
             (
                 "version",
-                Box::new(|b| put_u32(b, 8, 2)),
-                Error::UnsupportedVersion { found: 2 },
+                Box::new(|b| put_u32(b, 8, 3)),
+                Error::UnsupportedVersion { found: 3 },
             ),
             (
                 "record length",
@@ -1565,3 +1976,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "index_v2_tests.rs"]
+mod v2_tests;

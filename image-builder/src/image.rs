@@ -60,6 +60,8 @@ pub enum Error {
     },
     #[error("kernel.image {reference} names no kernel release (it is not an x86 bzImage with a version string); add `release = \"...\"` to [kernel]: the release as `uname -r` prints it on the device")]
     KernelReleaseUnknown { reference: String },
+    #[error("previous release {dir}: {why}; give a directory `flipside-build image` wrote (release.json, the image and its index)")]
+    Previous { dir: PathBuf, why: String },
     #[error("kernel.release {given:?} disagrees with kernel.image {reference}, whose setup header says {found:?}; correct `release =` or remove it")]
     KernelReleaseMismatch {
         reference: String,
@@ -77,7 +79,8 @@ impl Error {
             Error::KernelFile { .. }
             | Error::KernelHeader { .. }
             | Error::KernelReleaseUnknown { .. }
-            | Error::KernelReleaseMismatch { .. } => Class::Input,
+            | Error::KernelReleaseMismatch { .. }
+            | Error::Previous { .. } => Class::Input,
         }
     }
 }
@@ -94,7 +97,7 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 pub(crate) fn bundle_class(e: &flipside_bundle::Error) -> Class {
     use flipside_bundle::Error as B;
     match e {
-        B::InvalidParams { .. } | B::EmptyImage { .. } => Class::Input,
+        B::InvalidParams { .. } | B::EmptyImage { .. } | B::PreviousMismatch { .. } => Class::Input,
         B::ThreadPool { .. } | B::Compress { .. } | B::BuildIndex { .. } => Class::Internal,
         B::BundleLength { .. }
         | B::Chunk { .. }
@@ -126,6 +129,34 @@ pub struct Options {
     pub bundle: BundleParams,
     /// Sign `uki.efi` for Secure Boot with this db key (before it is cut into its bundle).
     pub secure_boot: Option<crate::secureboot::SigningKey>,
+    /// Output directories of previous releases: the root bundle gets delta frames against
+    /// their images (at most four are used).
+    pub previous: Vec<PathBuf>,
+}
+
+/// A previous release's root image and index, from the directory `image` wrote it to.
+pub fn load_previous(dir: &Path) -> Result<flipside_bundle::Previous, crate::Error> {
+    let bad = |why: String| Error::Previous {
+        dir: dir.to_path_buf(),
+        why,
+    };
+    let path = dir.join("release.json");
+    let text =
+        fs::read_to_string(&path).map_err(|e| bad(format!("cannot read release.json: {e}")))?;
+    let release: Release =
+        serde_json::from_str(&text).map_err(|e| bad(format!("release.json: {e}")))?;
+    release
+        .validate()
+        .map_err(|e| bad(format!("release.json: {e}")))?;
+    let index = flipside_bundle::read_index(
+        &dir.join(&release.index.name),
+        &flipside_bundle::Limits::default(),
+    )?;
+    let image = dir.join(image_file_name(&release.name, release.version));
+    if hex::encode(index.image_sha256()) != release.image.sha256 {
+        return Err(bad("its index does not describe the image release.json names".into()).into());
+    }
+    Ok(flipside_bundle::Previous { image, index })
 }
 
 /// File names of a release's outputs inside the output directory.
@@ -247,12 +278,16 @@ fn build_in(system: &System, options: &Options, work: &Path) -> Result<Built, cr
     make_writable(&stage);
     fs::remove_dir_all(&stage).map_err(io("remove", &stage))?;
 
+    let previous = (options.previous.iter())
+        .map(|dir| load_previous(dir))
+        .collect::<Result<Vec<_>, _>>()?;
     let root = write_part(
         &image,
         "squashfs",
         release::file_names(&system.name, system.version),
         work,
         &options.bundle,
+        &previous,
     )?;
     debug_assert_eq!(root.image.length, size);
 
@@ -348,6 +383,8 @@ fn build_kernel_part(
         release::kernel_file_names(&system.name, system.version),
         work,
         &options.bundle,
+        // A new kernel rarely resembles the old one chunk by chunk: no deltas.
+        &[],
     )?;
     log::info!(
         "{UKI_FILE}: kernel {kernel_release}, {} bytes sha256 {}, kernel bundle {} bytes",
@@ -405,17 +442,19 @@ struct Part {
     index: FileInfo,
 }
 
-/// Cuts `image` into `work/<bundle name>` and `work/<index name>` (`names`) with `params`.
+/// Cuts `image` into `work/<bundle name>` and `work/<index name>` (`names`) with `params`,
+/// with delta frames against the `previous` releases' images.
 fn write_part(
     image: &Path,
     filesystem: &str,
     names: (String, String),
     work: &Path,
     params: &BundleParams,
+    previous: &[flipside_bundle::Previous],
 ) -> Result<Part, crate::Error> {
     let (bundle_name, index_name) = names;
     let bundle = work.join(&bundle_name);
-    let index = flipside_bundle::write_bundle(image, &bundle, params)?;
+    let index = flipside_bundle::write_bundle_with(image, &bundle, params, previous, &mut |_| {})?;
     let index_path = work.join(&index_name);
     fs::write(&index_path, index.encode()).map_err(io("write", &index_path))?;
     // The bundle is written through a temporary file, created 0600; give it the mode the index

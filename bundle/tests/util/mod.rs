@@ -1,4 +1,6 @@
 //! Helpers shared by the integration tests: real files, real tools.
+// Each test binary uses some of them.
+#![allow(dead_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ pub fn params(threads: usize) -> BundleParams {
         chunker: ChunkerParams::default(),
         zstd_level: 3,
         threads,
+        dictionary_length: 0,
     }
 }
 

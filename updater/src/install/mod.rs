@@ -13,9 +13,12 @@
 //! 4. **clear**: the inactive slot P=0,T=0,S=0 on disk and its record forgotten, then the
 //!    install journaled, before any write into the slot;
 //! 5. **plan**: per part, where each chunk comes from: already in the slot (an interrupted
-//!    install, re-hashed), the running slot's same part (a delta), or the bundle;
-//! 6. **place**: copy, then stream the missing frames with coalesced HTTP Range requests, each
-//!    chunk decompressed and checked against the index before it is written at its offset;
+//!    install, re-hashed), the running slot's same part (a delta), a delta frame against a
+//!    chunk of the running slot, or the bundle;
+//! 6. **place**: copy, then rebuild chunks from delta frames against base chunks of the running
+//!    slot (each base and each result checked; a failure falls back to the full frame), then
+//!    stream the missing frames with coalesced HTTP Range requests, each chunk decompressed and
+//!    checked against the index before it is written at its offset;
 //!    synced on a schedule with a durable high-water mark ([`crate::durable`]);
 //! 7. **read back**: every part read past the page cache and checked against its sha256;
 //! 8. **arm**: only then the slot armed for a trial boot (P=top, T=N, S=0, the other lowered);
@@ -25,6 +28,7 @@
 //! stay P=0 until both parts are verified, so a power cut at any point leaves the running slot's
 //! kernel and root untouched and the inactive slot unbootable.
 
+mod delta;
 mod parts;
 mod place;
 mod steps;

@@ -192,7 +192,8 @@ impl<'a, B: ReadBack> Run<'a, B> {
 
     /// Step 5, plan: where each chunk of a part comes from ([`plan`]): kept when `resume` and
     /// the partition's bytes hash to it, copied when the running slot's same part has it (its
-    /// index is only a hint: copies are checked), else downloaded.
+    /// index is only a hint: copies are checked), rebuilt from a delta frame when the running
+    /// slot has its base (checked too), else downloaded.
     pub(super) fn plan(&mut self, part: &Placement, resume: bool) -> Result<Vec<ChunkSource>> {
         let seed = match part.region.part {
             Part::Root => self.seed_index(),
@@ -203,11 +204,13 @@ impl<'a, B: ReadBack> Run<'a, B> {
             false => vec![false; part.index.len()],
         };
         let located = seed.as_ref().map(|s| part.index.locate_in(s));
-        Ok(plan(&present, located.as_deref()))
+        let deltas = seed.as_ref().map(|s| part.index.deltas_from(s));
+        Ok(plan(&present, located.as_deref(), deltas.as_deref()))
     }
 
     /// Step 6, place: copies first (fast, and synced before any download so that a resume does
-    /// not repeat them), then the downloads; the partition is synced on `checkpoint`'s schedule
+    /// not repeat them), then the delta frames (any that fails falls back to its full frame),
+    /// then the downloads; the partition is synced on `checkpoint`'s schedule
     /// and at the end, each sync recording the durable high-water mark.
     pub(super) fn place(
         &mut self,
@@ -221,6 +224,7 @@ impl<'a, B: ReadBack> Run<'a, B> {
         w.reused = sum_len(index, &sources, |s| s == ChunkSource::Present);
         w.done = w.reused;
         self.copy_from_running(part, &mut sources, &mut w)?;
+        self.fetch_deltas(part, &mut sources, &mut w)?;
         w.sync_pending(self.device, None)?;
         self.fetch_missing(part, &sources, &mut w)?;
         w.sync_pending(self.device, None)?;

@@ -89,6 +89,7 @@ fn publish(dir: &Path, source: &mut MemorySource, version: u64, image: Vec<u8>) 
         },
         zstd_level: 1,
         threads: 1,
+        dictionary_length: 0,
     };
     let index = write_bundle(&path, &bundle, &params).unwrap();
     for kind in [TargetKind::Bundle, TargetKind::Index] {

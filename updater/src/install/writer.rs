@@ -139,6 +139,7 @@ impl Writer<'_> {
         let target = self.target.clone();
         let job = Job {
             entries,
+            dictionary: index.dictionary(),
             first: chunks.start,
             wanted: &wanted_now,
             target: &target,
@@ -180,6 +181,8 @@ type VerifiedRx = mpsc::Receiver<Result<Verified>>;
 #[derive(Clone, Copy)]
 struct Job<'j> {
     entries: &'j [ChunkEntry],
+    /// The index's zstd dictionary, if its frames were compressed with one.
+    dictionary: Option<&'j [u8]>,
     /// Index of the first chunk of the stream.
     first: usize,
     /// Whether each chunk of the stream is wanted, from `first` on.
@@ -198,7 +201,13 @@ impl<'j> Job<'j> {
         let (frame_tx, frame_rx) = mpsc::sync_channel::<Result<(usize, Vec<u8>)>>(FRAMES_IN_FLIGHT);
         let (done_tx, done_rx) = mpsc::sync_channel::<Result<Verified>>(CHUNKS_IN_FLIGHT);
         scope.spawn(move || {
-            let mut verifier = ChunkVerifier::new();
+            let mut verifier = match ChunkVerifier::with_dictionary(self.dictionary) {
+                Ok(v) => v,
+                Err(source) => {
+                    let _ = done_tx.send(Err(self.chunk_error(source)));
+                    return;
+                }
+            };
             for next in frame_rx {
                 let verified = next.and_then(|(i, frame)| self.verify(&mut verifier, i, &frame));
                 let failed = verified.is_err();
@@ -215,17 +224,20 @@ impl<'j> Job<'j> {
             return Ok(Verified { i, chunk: None });
         }
         let mut chunk = Vec::new();
-        (verifier.verify_into(&self.entries[i], frame, &mut chunk)).map_err(|source| {
-            Error::Chunk {
-                target: self.target.to_string(),
-                url: self.url.to_string(),
-                source,
-            }
-        })?;
+        (verifier.verify_into(&self.entries[i], frame, &mut chunk))
+            .map_err(|source| self.chunk_error(source))?;
         Ok(Verified {
             i,
             chunk: Some(chunk),
         })
+    }
+
+    fn chunk_error(self, source: flipside_contract::index::Error) -> Error {
+        Error::Chunk {
+            target: self.target.to_string(),
+            url: self.url.to_string(),
+            source,
+        }
     }
 
     /// The network thread: reads the frames of `chunks` in order, dealt round-robin.

@@ -1,0 +1,309 @@
+//! Delta frames: each chunk of the new image that a device running a previous release would
+//! have to download is compressed once more with a similar chunk of that release as zstd's
+//! reference prefix, and offered beside its full frame when that is smaller.
+//!
+//! The base is found by resemblance, not position: every chunk of the previous image that the
+//! new image no longer has (the changed material) is sampled for content-defined features (a
+//! gear hash at the positions where its top bits are zero, about one per 512 bytes); a new
+//! chunk takes the old chunk that shares most of its features. Memory is the features of the
+//! changed material (12 bytes per 512), not the images: chunks are read when compressed.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use flipside_contract::index::{ChunkEntry, ChunkIndex, DeltaEntry, MAX_DELTAS_PER_CHUNK};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+
+/// A previous release: its image (the bytes a device's running slot holds) and its index.
+#[derive(Debug, Clone)]
+pub struct Previous {
+    pub image: PathBuf,
+    pub index: ChunkIndex,
+}
+
+/// Chunks compressed per parallel batch: bounds the delta frames held before they are written.
+const BATCH_CHUNKS: usize = 256;
+/// A delta must save at least this many bytes over the full frame (its record costs 64).
+const MIN_SAVING: u64 = 128;
+
+/// A delta frame made for chunk `chunk`, against `base`.
+pub(crate) struct Made {
+    pub(crate) chunk: usize,
+    pub(crate) base: ChunkEntry,
+    pub(crate) frame: Vec<u8>,
+}
+
+/// What the deltas of one new image need from the previous releases.
+pub(crate) struct Planner<'a> {
+    image: File,
+    image_path: &'a Path,
+    previous: Vec<Sources<'a>>,
+    level: i32,
+}
+
+/// One previous release: its image and the features of its changed chunks.
+struct Sources<'a> {
+    image: File,
+    path: &'a Path,
+    /// The old chunks the new image does not have, by number in `candidates`.
+    candidates: Vec<ChunkEntry>,
+    /// Feature -> candidate number (the first chunk that has it).
+    features: HashMap<u64, u32>,
+}
+
+impl<'a> Planner<'a> {
+    /// Samples the changed chunks of every previous release (at most
+    /// [`MAX_DELTAS_PER_CHUNK`] are used).
+    pub(crate) fn new(
+        image_path: &'a Path,
+        new: &[ChunkEntry],
+        previous: &'a [Previous],
+        level: i32,
+    ) -> Result<Self, Error> {
+        let image = open(image_path)?;
+        let present: HashSet<([u8; 32], u64)> = new.iter().map(|e| (e.sha256, e.length)).collect();
+        let previous = previous
+            .iter()
+            .take(MAX_DELTAS_PER_CHUNK)
+            .map(|p| Sources::sample(p, &present))
+            .collect::<Result<_, _>>()?;
+        Ok(Planner {
+            image,
+            image_path,
+            previous,
+            level,
+        })
+    }
+
+    /// The delta frames of the chunks `numbers` (in order), in index order: per chunk, one per
+    /// previous release that has a resembling chunk, when smaller than the full frame.
+    pub(crate) fn make(&self, new: &[ChunkEntry], numbers: &[usize]) -> Result<Vec<Made>, Error> {
+        let made: Vec<Vec<Made>> = numbers
+            .par_iter()
+            .map_init(
+                || (Vec::new(), Vec::new()),
+                |(chunk, base), &n| self.for_chunk(&new[n], n, chunk, base),
+            )
+            .collect::<Result<_, _>>()?;
+        Ok(made.into_iter().flatten().collect())
+    }
+
+    fn for_chunk(
+        &self,
+        entry: &ChunkEntry,
+        n: usize,
+        chunk: &mut Vec<u8>,
+        base: &mut Vec<u8>,
+    ) -> Result<Vec<Made>, Error> {
+        read_chunk(&self.image, self.image_path, entry, chunk)?;
+        let wanted = features(chunk);
+        let mut made: Vec<Made> = Vec::new();
+        for p in &self.previous {
+            let Some(old) = p.best(&wanted) else {
+                continue;
+            };
+            if made.iter().any(|m| m.base == old) {
+                continue;
+            }
+            read_chunk(&p.image, p.path, &old, base)?;
+            let frame = compress_against(chunk, base, self.level, entry.image_offset)?;
+            if (frame.len() as u64).saturating_add(MIN_SAVING) <= entry.frame_length {
+                made.push(Made {
+                    chunk: n,
+                    base: old,
+                    frame,
+                });
+            }
+        }
+        Ok(made)
+    }
+
+    /// The chunks a device running any previous release would download: those none of them
+    /// has.
+    pub(crate) fn needed(new: &[ChunkEntry], previous: &[Previous]) -> Vec<usize> {
+        let held: HashSet<([u8; 32], u64)> = (previous.iter())
+            .flat_map(|p| p.index.iter().map(|e| (e.sha256, e.length)))
+            .collect();
+        (new.iter().enumerate())
+            .filter(|(_, e)| !held.contains(&(e.sha256, e.length)))
+            .map(|(n, _)| n)
+            .collect()
+    }
+}
+
+/// The batches `needed` is made in.
+pub(crate) fn batches(needed: &[usize]) -> std::slice::Chunks<'_, usize> {
+    needed.chunks(BATCH_CHUNKS)
+}
+
+impl<'a> Sources<'a> {
+    fn sample(p: &'a Previous, present: &HashSet<([u8; 32], u64)>) -> Result<Self, Error> {
+        let image = open(&p.image)?;
+        let candidates: Vec<ChunkEntry> = (p.index.iter())
+            .filter(|e| !present.contains(&(e.sha256, e.length)))
+            .copied()
+            .collect();
+        let sampled: Vec<Vec<u64>> = candidates
+            .par_iter()
+            .map_init(Vec::new, |buf, e| {
+                read_chunk(&image, &p.image, e, buf).map(|()| features(buf))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut features = HashMap::new();
+        for (k, f) in sampled.iter().enumerate() {
+            for &h in f {
+                features.entry(h).or_insert(k as u32);
+            }
+        }
+        Ok(Sources {
+            image,
+            path: &p.image,
+            candidates,
+            features,
+        })
+    }
+
+    /// The changed old chunk that shares most features with `wanted` (ties: the first), if
+    /// any shares at least two.
+    fn best(&self, wanted: &[u64]) -> Option<ChunkEntry> {
+        let mut votes: HashMap<u32, u32> = HashMap::new();
+        for h in wanted {
+            if let Some(&k) = self.features.get(h) {
+                *votes.entry(k).or_default() += 1;
+            }
+        }
+        let (k, n) = votes
+            .into_iter()
+            .max_by_key(|&(k, n)| (n, std::cmp::Reverse(k)))?;
+        (n >= 2).then(|| self.candidates[k as usize])
+    }
+}
+
+/// The delta records of `made` (in index order), their frames laid out from `first_offset`.
+pub(crate) fn records(made: &[Made], first_offset: u64) -> Vec<DeltaEntry> {
+    let mut at = first_offset;
+    made.iter()
+        .map(|m| {
+            let d = DeltaEntry {
+                chunk: m.chunk as u64,
+                base_length: m.base.length,
+                base_sha256: m.base.sha256,
+                frame_offset: at,
+                frame_length: m.frame.len() as u64,
+            };
+            at += d.frame_length;
+            d
+        })
+        .collect()
+}
+
+fn open(path: &Path) -> Result<File, Error> {
+    File::open(path).map_err(|source| Error::OpenImage {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads chunk `e` of the image `file` into `buf`, and checks it is that chunk: a previous
+/// image that does not match its index would make deltas no device can use.
+fn read_chunk(file: &File, path: &Path, e: &ChunkEntry, buf: &mut Vec<u8>) -> Result<(), Error> {
+    buf.resize(e.length as usize, 0);
+    (file.read_exact_at(buf, e.image_offset)).map_err(|source| Error::ReadImage {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if Sha256::digest(buf.as_slice()).as_slice() != e.sha256 {
+        return Err(Error::PreviousMismatch {
+            path: path.to_path_buf(),
+            offset: e.image_offset,
+        });
+    }
+    Ok(())
+}
+
+/// One zstd frame of `chunk` with `base` as reference prefix, every frame parameter explicit
+/// like the chunk frames'.
+fn compress_against(chunk: &[u8], base: &[u8], level: i32, offset: u64) -> Result<Vec<u8>, Error> {
+    use zstd::zstd_safe::{CCtx, CParameter};
+    let fail = |what: &str| Error::Compress {
+        offset,
+        source: std::io::Error::other(format!("zstd: {what}")),
+    };
+    let mut cctx = CCtx::create();
+    for p in [
+        CParameter::CompressionLevel(level),
+        CParameter::ContentSizeFlag(true),
+        CParameter::ChecksumFlag(false),
+        CParameter::DictIdFlag(false),
+        CParameter::NbWorkers(0),
+    ] {
+        cctx.set_parameter(p)
+            .map_err(|c| fail(zstd::zstd_safe::get_error_name(c)))?;
+    }
+    cctx.ref_prefix(base)
+        .map_err(|c| fail(zstd::zstd_safe::get_error_name(c)))?;
+    let mut frame = Vec::with_capacity(zstd::zstd_safe::compress_bound(chunk.len()));
+    cctx.compress2(&mut frame, chunk)
+        .map_err(|c| fail(zstd::zstd_safe::get_error_name(c)))?;
+    Ok(frame)
+}
+
+/// Content-defined samples of `data`: the gear hash (a 64-byte window) wherever its top nine
+/// bits are zero.
+fn features(data: &[u8]) -> Vec<u64> {
+    let mut h = 0u64;
+    let mut out = Vec::with_capacity(data.len() / 256);
+    for &b in data {
+        h = (h << 1).wrapping_add(GEAR[b as usize]);
+        if h >> 55 == 0 {
+            out.push(h);
+        }
+    }
+    out
+}
+
+/// 256 fixed pseudo-random words (splitmix64 from 0): the features must not change between
+/// builds.
+static GEAR: [u64; 256] = gear();
+
+const fn gear() -> [u64; 256] {
+    let mut table = [0u64; 256];
+    let mut state = 0u64;
+    let mut i = 0;
+    while i < 256 {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        table[i] = z ^ (z >> 31);
+        i += 1;
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_depend_on_content_not_position() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        let data: Vec<u8> = (0..200_000).map(|_| rng.u8(..)).collect();
+        let f = features(&data);
+        // About one per 512 bytes.
+        assert!((200..700).contains(&f.len()), "{}", f.len());
+        // The same bytes shifted by an insertion keep (nearly) all their features.
+        let mut shifted = vec![1u8; 999];
+        shifted.extend_from_slice(&data);
+        let g: HashSet<u64> = features(&shifted).into_iter().collect();
+        let kept = f.iter().filter(|h| g.contains(h)).count();
+        assert!(kept + 2 >= f.len(), "{kept} of {}", f.len());
+        assert_eq!(GEAR[0], gear()[0]);
+        assert_ne!(GEAR[0], GEAR[1]);
+    }
+}
