@@ -289,7 +289,10 @@ mod tests {
         assert!(checked.complete);
         assert_eq!(
             checked.bytes,
-            chunks.iter().map(|e| e.range.end - e.range.start).sum()
+            chunks
+                .iter()
+                .map(|e| e.range.end - e.range.start)
+                .sum::<u64>()
         );
         assert_eq!(checked.readback, Readback::Direct);
     }
