@@ -119,6 +119,8 @@ pub fn chunk_index(data: &[u8]) {
         max_image_length: 1 << 30,
         max_chunk_length: 1 << 20,
         max_chunks: 1 << 16,
+        max_deltas: 1 << 16,
+        max_dictionary_length: 1 << 16,
     };
     let Ok(index) = ChunkIndex::decode(data, &limits) else {
         return;

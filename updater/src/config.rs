@@ -17,6 +17,7 @@
 //! kernel_b = { label = "kernel-b" }
 //! # hardware_id = "qemu-x86_64"       # default: the running image's system.json
 //! state_dir = "/var/lib/flipside"
+//! run_dir = "/run/flipside"           # per-boot facts (a tmpfs): the running slot's check
 //! efivars = "/sys/firmware/efi/efivars"  # where flipside-boot's FlipsideSlot variable is read
 //! cmdline = "/proc/cmdline"
 //! system_info = "/.flipside/system.json"
@@ -26,6 +27,8 @@
 //!
 //! [update]
 //! trial_boots = 3
+//! running_check = "once-per-boot"     # or "every-install": re-hash the running slot's copied
+//!                                     # chunks at every delta install, not once per boot
 //!
 //! [network]                           # see NetworkPolicy for every field
 //! low_speed_limit = 1024              # bytes/s ...
@@ -51,6 +54,7 @@ use crate::durable::SyncPolicy;
 use crate::error::{Error, Result};
 use crate::events::EventsConfig;
 use crate::redirect::{RedirectRules, Redirects};
+use crate::verified::RunningCheck;
 use crate::window::{self, MaintenanceWindow, RebootWhen};
 
 /// Default configuration path.
@@ -197,6 +201,9 @@ pub struct DeviceConfig {
     /// This device's hardware id; `None` takes the running image's.
     pub hardware_id: Option<String>,
     pub state_dir: PathBuf,
+    /// Facts true until the next boot (`/run/flipside`, a tmpfs): that the running slot was
+    /// checked whole ([`crate::verified`]).
+    pub run_dir: PathBuf,
     /// efivarfs (`/sys/firmware/efi/efivars`): the slot flipside-boot chose is read here first.
     pub efivars: PathBuf,
     /// Kernel command line (`/proc/cmdline`).
@@ -241,6 +248,10 @@ pub struct UpdateConfig {
     pub reboot: RebootWhen,
     /// The maintenance window of `reboot = "window"`.
     pub window: Option<MaintenanceWindow>,
+    /// Whether a delta re-hashes the running slot's chunks it copies at every install, or
+    /// trusts the running slot once it was checked whole in this boot
+    /// ([`crate::verified`]). Default once per boot.
+    pub running_check: RunningCheck,
 }
 
 /// Timeouts, retries and the low-speed limit of every download; the redirects each mirror may
@@ -454,6 +465,8 @@ struct FileDevice {
     hardware_id: Option<String>,
     #[serde(default = "default_state_dir")]
     state_dir: PathBuf,
+    #[serde(default = "default_run_dir")]
+    run_dir: PathBuf,
     #[serde(default = "default_efivars")]
     efivars: PathBuf,
     #[serde(default = "default_cmdline")]
@@ -491,6 +504,9 @@ fn default_kernel_b() -> FileSlot {
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/flipside")
 }
+fn default_run_dir() -> PathBuf {
+    PathBuf::from("/run/flipside")
+}
 fn default_efivars() -> PathBuf {
     PathBuf::from("/sys/firmware/efi/efivars")
 }
@@ -514,6 +530,8 @@ struct FileUpdate {
     #[serde(default)]
     reboot: RebootWhen,
     window: Option<FileWindow>,
+    #[serde(default)]
+    running_check: RunningCheck,
 }
 
 /// `[update.window]`: local days and hours.
@@ -784,6 +802,7 @@ impl Config {
                 kernel_layout,
                 hardware_id: file.device.hardware_id,
                 state_dir: abs(file.device.state_dir),
+                run_dir: abs(file.device.run_dir),
                 efivars: abs(file.device.efivars),
                 cmdline: abs(file.device.cmdline),
                 system_info: abs(file.device.system_info),
@@ -798,6 +817,7 @@ impl Config {
                 pin_version: file.update.pin_version,
                 reboot: file.update.reboot,
                 window,
+                running_check: file.update.running_check,
             },
             network,
             health,
@@ -964,6 +984,8 @@ disk = "/dev/vda"
         );
         assert_eq!(c.device.layout, SlotLayout::default());
         assert_eq!(c.device.state_dir, PathBuf::from("/var/lib/flipside"));
+        assert_eq!(c.device.run_dir, PathBuf::from("/run/flipside"));
+        assert_eq!(c.update.running_check, RunningCheck::OncePerBoot);
         assert_eq!(c.device.cmdline, PathBuf::from("/proc/cmdline"));
         assert_eq!(c.device.efivars, PathBuf::from("/sys/firmware/efi/efivars"));
         assert_eq!(

@@ -16,9 +16,11 @@ use flipside_bootloader_hooks::{disk, BlockDevice, BootState, Disk, GptTable, Sl
 use crate::config::{DeviceConfig, ReadbackMode};
 use crate::error::{Error, Result};
 
+pub mod behind;
 pub mod file;
 pub mod memory;
 
+pub use behind::{Expected, ReadBehind};
 pub use file::DiskFile;
 pub use memory::MemoryDisk;
 
@@ -36,6 +38,10 @@ pub trait ReadBack: BlockDevice {
         mode: ReadbackMode,
         progress: &mut dyn FnMut(u64),
     ) -> Result<([u8; 32], Readback)>;
+
+    /// A reader of the medium past its cache for a [`ReadBehind`] thread, as `mode` allows;
+    /// `None` if the medium has none (the part is then read back whole at the end).
+    fn uncached(&self, mode: ReadbackMode) -> Option<Box<dyn behind::Uncached>>;
 }
 
 /// How a slot was read back.
@@ -297,6 +303,29 @@ impl<B: ReadBack> Device<B> {
         let start = self.checked("read back", region.into(), 0, len)?;
         self.sync()?;
         self.block.hash_uncached(start..start + len, mode, progress)
+    }
+}
+
+impl<B: ReadBack> Device<B> {
+    /// A read-behind for `region`, whose index has `chunks` chunks, if the medium offers one.
+    pub fn read_behind(
+        &self,
+        region: Region,
+        chunks: usize,
+        mode: ReadbackMode,
+    ) -> Option<ReadBehind> {
+        let range = self.slot_range(region);
+        let medium = self.block.uncached(mode)?;
+        Some(ReadBehind::start(
+            medium,
+            behind::Place {
+                region,
+                disk: self.path.clone(),
+                base: range.start,
+                length: range.end - range.start,
+                chunks,
+            },
+        ))
     }
 }
 

@@ -185,6 +185,14 @@ pub enum Error {
         found: String,
     },
 
+    #[error("{region} read back differs at the chunk at offset {offset}: sha256 {found}, the index says {expected}: the slot stays unbootable; check the disk, then install again")]
+    ReadBackChunk {
+        region: crate::device::Region,
+        offset: u64,
+        expected: String,
+        found: String,
+    },
+
     #[error("cannot open the disk {} (device.disk): {source}; {}", disk.display(), if source.kind() == io::ErrorKind::NotFound { "correct device.disk in the configuration" } else { "check the device and its permissions" })]
     DiskOpen { disk: PathBuf, source: io::Error },
 
@@ -351,9 +359,10 @@ impl Error {
                 | IndexError::UnsupportedCompression { .. } => C::Incompatible,
                 _ => C::Signature,
             },
-            Error::DataMismatch { .. } | Error::Chunk { .. } | Error::ImageHash { .. } => {
-                C::ChunkHash
-            }
+            Error::DataMismatch { .. }
+            | Error::Chunk { .. }
+            | Error::ImageHash { .. }
+            | Error::ReadBackChunk { .. } => C::ChunkHash,
             // A disk that is not there is a wrong path; one that fails to open, a device fault.
             Error::DiskOpen { source, .. } if source.kind() == io::ErrorKind::NotFound => C::Config,
             Error::TargetFile { .. } | Error::DiskIo { .. } | Error::DiskOpen { .. } => C::Io,

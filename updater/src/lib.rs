@@ -35,6 +35,7 @@ pub mod status;
 pub mod system;
 pub mod tls;
 pub mod tuf_client;
+pub mod verified;
 pub mod window;
 
 pub use error::{Error, Result};

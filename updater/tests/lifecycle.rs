@@ -611,3 +611,87 @@ fn allowed_downgrade_still_verifies_signatures_and_chunks() {
     assert_eq!(w.gpt_bytes(), before, "a refused image is never armed");
     assert_eq!(w.boot_state().boots_next().unwrap(), Slot::A);
 }
+
+/// The index of a published release, decoded.
+fn index_of(w: &World, version: u64) -> flipside_contract::index::ChunkIndex {
+    let (_, name) = flipside_contract::release::file_names(common::SYSTEM, version);
+    let bytes = std::fs::read(w.release(version).dir.join(name)).unwrap();
+    flipside_contract::index::ChunkIndex::decode(&bytes, &Default::default()).unwrap()
+}
+
+/// Slot b made writable again after an install armed it: unbootable, the sentinel bytes.
+fn reset_b(w: &World) {
+    w.set_attrs(Slot::B, attrs(0, 0, false));
+    w.fill_slot(Slot::B, SENTINEL);
+}
+
+#[test]
+fn the_running_slot_is_checked_whole_once_per_boot_unless_configured() {
+    let w = World::new(Setup::default());
+    let nginx = Nginx::start(&w.repo);
+    w.write_config(&[nginx.url()], 3);
+    let record = w.tmp.path().join("run/verified-a-root.json");
+    let image = w.release(2).image_bytes();
+
+    // The first delta of the boot reads slot a whole and records it.
+    let run = w.run(&["install"]);
+    run.expect(code::OK);
+    assert!(run.result_field("copied") > 0, "{}", run.stdout);
+    assert!(run.stdout.contains("phase=check-running"), "{}", run.stdout);
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        text.contains(&hex::encode(index_of(&w, 1).image_sha256())),
+        "{text}"
+    );
+
+    // A byte of a chunk the delta copies changes under the record (the record cannot know).
+    let (new, old) = (index_of(&w, 2), index_of(&w, 1));
+    let located = new.locate_in(&old);
+    let from = located
+        .iter()
+        .flatten()
+        .nth(located.len() / 4)
+        .copied()
+        .unwrap();
+    w.damage_slot(Slot::A, from + 10, 1);
+
+    // Configured to re-hash at every install: the damaged chunk is fetched instead.
+    reset_b(&w);
+    w.edit_config(
+        "trial_boots = 3",
+        "trial_boots = 3\nrunning_check = \"every-install\"",
+    );
+    let run = w.run(&["install"]);
+    run.expect(code::OK);
+    assert!(
+        !run.stdout.contains("phase=check-running"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(w.read_slot(Slot::B, image.len() as u64), image);
+
+    // By default the record is trusted: copies are not re-hashed, so the damage reaches slot
+    // b, the read-back refuses it before the slot is armed, and the record is dropped.
+    reset_b(&w);
+    w.edit_config("running_check = \"every-install\"", "");
+    let run = w.run(&["install"]);
+    run.expect(code::CHUNK_HASH);
+    assert!(
+        !run.stdout.contains("phase=check-running"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(w.boot_state().attrs(Slot::B), attrs(0, 0, false));
+    assert!(!record.exists());
+
+    // The next install checks slot a again, finds it changed, and checks each copy.
+    reset_b(&w);
+    let run = w.run(&["install"]);
+    run.expect(code::OK);
+    assert!(run.stdout.contains("phase=check-running"), "{}", run.stdout);
+    assert!(
+        !record.exists(),
+        "a slot that failed its check is not recorded"
+    );
+    assert_eq!(w.read_slot(Slot::B, image.len() as u64), image);
+}

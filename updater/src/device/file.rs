@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use flipside_bootloader_hooks::BlockDevice;
 use sha2::{Digest, Sha256};
 
+use super::behind::Uncached;
 use super::{ReadBack, Readback};
 use crate::config::ReadbackMode;
 use crate::error::{Error, Result};
@@ -227,23 +228,101 @@ impl ReadBack for DiskFile {
         let sha = self.hash_buffered(start, len, progress)?;
         Ok((sha, Readback::Dropped))
     }
+
+    fn uncached(&self, mode: ReadbackMode) -> Option<Box<dyn Uncached>> {
+        let direct = match mode {
+            ReadbackMode::Auto => open_direct(&self.path).ok().flatten(),
+            ReadbackMode::DropCache => None,
+        };
+        let buffered = self.file.try_clone().ok()?;
+        Some(Box::new(UncachedFile {
+            path: self.path.clone(),
+            direct,
+            buffered,
+        }))
+    }
+}
+
+/// `path` opened with `O_DIRECT`; `None` where the file system refuses it.
+fn open_direct(path: &Path) -> io::Result<Option<File>> {
+    use rustix::fs::{Mode, OFlags};
+    match rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECT | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Ok(Some(File::from(fd))),
+        Err(e) if e == rustix::io::Errno::INVAL => Ok(None),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// The read-behind's reader: `O_DIRECT` while the medium accepts it, else the page cache
+/// dropped for each block, then a buffered read.
+struct UncachedFile {
+    path: PathBuf,
+    direct: Option<File>,
+    buffered: File,
+}
+
+impl Uncached for UncachedFile {
+    fn readback(&self) -> Readback {
+        match self.direct {
+            Some(_) => Readback::Direct,
+            None => Readback::Dropped,
+        }
+    }
+
+    fn read_block(&mut self, at: u64, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(direct) = &self.direct {
+            match read_upto(direct, at, buf) {
+                // Alignment the device does not accept: the fallback from now on.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                    log::warn!(
+                        "O_DIRECT reads of {} fail ({e}): dropping the page cache instead",
+                        self.path.display()
+                    );
+                    self.direct = None;
+                }
+                other => return other,
+            }
+        }
+        let advice = rustix::fs::Advice::DontNeed;
+        let len = std::num::NonZeroU64::new(buf.len() as u64);
+        rustix::fs::fadvise(&self.buffered, at, len, advice).map_err(io::Error::from)?;
+        read_upto(&self.buffered, at, buf)
+    }
+}
+
+/// Reads up to `buf.len()` bytes at `at`, fewer only at the end of the file.
+fn read_upto(file: &File, at: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], at + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// A heap buffer whose usable part starts on a [`DIRECT_ALIGN`] boundary, as `O_DIRECT` needs.
-struct AlignedBuf {
+pub(super) struct AlignedBuf {
     raw: Vec<u8>,
     shift: usize,
     len: usize,
 }
 
 impl AlignedBuf {
-    fn new(len: usize) -> AlignedBuf {
+    pub(super) fn new(len: usize) -> AlignedBuf {
         let raw = vec![0u8; len + DIRECT_ALIGN as usize];
         let shift = raw.as_ptr().align_offset(DIRECT_ALIGN as usize);
         AlignedBuf { raw, shift, len }
     }
 
-    fn as_mut(&mut self) -> &mut [u8] {
+    pub(super) fn as_mut(&mut self) -> &mut [u8] {
         &mut self.raw[self.shift..self.shift + self.len]
     }
 

@@ -93,6 +93,11 @@ impl ReadBack for MemoryDisk {
         progress(len);
         Ok((sha, Readback::Direct))
     }
+
+    /// Memory is not shared with another thread: read back whole at the end.
+    fn uncached(&self, _mode: ReadbackMode) -> Option<Box<dyn super::behind::Uncached>> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use flipside_contract::index::FetchRange;
 
 use super::parts::Placement;
-use super::steps::Run;
+use super::steps::{Run, SeedImage};
 use super::writer::{Body, Writer};
 use std::time::Duration;
 
@@ -15,15 +15,65 @@ use crate::error::{Error, Result};
 use crate::http::is_retryable;
 use crate::mirrors::Failover;
 use crate::plan::ChunkSource;
+use crate::verified::{boot_id, trusted, RunDir, RunningCheck, Verified};
 
 impl<B: ReadBack> Run<'_, B> {
+    /// Whether copies from the running part may skip their hash ([`crate::verified`]): this
+    /// boot's record says the part holds `seed`, else (once per boot) the part is read whole
+    /// past the page cache, checked against `seed` and the result recorded. A part that does
+    /// not hold `seed` is not trusted: each copy is then checked.
+    pub(super) fn check_running(&mut self, part: &Placement, seed: SeedImage) -> Result<bool> {
+        let policy = self.config.update.running_check;
+        let run = RunDir::new(&self.config.device.run_dir);
+        let now = Verified {
+            disk: self.device.path().to_path_buf(),
+            image_sha256: hex::encode(seed.sha256),
+            boot_id: boot_id(),
+        };
+        if trusted(policy, run.get(part.seed).as_ref(), &now) {
+            log::info!(
+                "{} was checked whole in this boot: copies from it are not re-hashed",
+                part.seed
+            );
+            return Ok(true);
+        }
+        if policy == RunningCheck::EveryInstall || seed.length > self.device.slot_len(part.seed) {
+            return Ok(false);
+        }
+        self.progress.phase("check-running", seed.length);
+        let progress = &mut self.progress;
+        let (sha, _) = self.device.hash_slot_uncached(
+            part.seed,
+            seed.length,
+            self.config.device.readback,
+            &mut |n| progress.update(n, 0),
+        )?;
+        self.progress.finish();
+        if sha != seed.sha256 {
+            log::warn!(
+                "{} does not hold the image its index describes: each chunk copied from it is checked",
+                part.seed
+            );
+            return Ok(false);
+        }
+        log::info!(
+            "{} checked whole: trusted for the rest of this boot",
+            part.seed
+        );
+        run.set(part.seed, &now);
+        Ok(true)
+    }
+
     /// Copies chunks the running slot's same part holds; a chunk whose bytes there do not match
-    /// (the seed index is only a hint) falls back to a download.
+    /// (the seed index is only a hint) falls back to a download. When `trusted`
+    /// ([`Run::check_running`]), the running part holds the seed's image and copies are not
+    /// re-hashed (the read-back still checks the result).
     pub(super) fn copy_from_running(
         &mut self,
         part: &Placement,
         sources: &mut [ChunkSource],
         w: &mut Writer,
+        trusted: bool,
     ) -> Result<()> {
         let running_length = self.device.slot_len(part.seed);
         let mut buf = Vec::new();
@@ -36,8 +86,9 @@ impl<B: ReadBack> Run<'_, B> {
             if fits {
                 self.device.read_slot(part.seed, from, &mut buf)?;
             }
-            if fits && entry.matches(&buf) {
+            if fits && (trusted || entry.matches(&buf)) {
                 (self.device).write_slot(part.region, entry.image_offset, &buf)?;
+                w.placed(i, entry);
                 w.copied += entry.length;
                 w.done += entry.length;
                 w.wrote(self.device, None, entry.length)?;

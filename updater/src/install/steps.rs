@@ -11,7 +11,7 @@ use super::parts::{Counts, Parts, Placement};
 use super::writer::{sum_len, Writer};
 use super::{InstallOutcome, InstallReport};
 use crate::config::Config;
-use crate::device::{Device, Part, ReadBack, Readback};
+use crate::device::{Device, Part, ReadBack, ReadBehind, Readback, Region};
 use crate::durable::Checkpoint;
 use crate::error::{Error, Result};
 use crate::events::{emit, FleetEvent, Kind};
@@ -22,6 +22,7 @@ use crate::record::{Event, Journal, Outcome, SlotRecord, StateDir};
 use crate::select::{above_floor, choose, describe_wait, Candidate, Decision, Downgrade};
 use crate::source::{TargetInfo, UpdateSource};
 use crate::system::Installed;
+use crate::verified::RunDir;
 
 /// Step 1, refuse: the dry run of the first transition
 /// ([`flipside_bootloader_hooks::BootState::clear_for_write`]) refuses a pending trial or a
@@ -45,6 +46,22 @@ pub(super) struct Run<'a, B> {
     /// Every target of the verified metadata (filled by [`Run::decide`]).
     pub(super) targets: Vec<TargetInfo>,
     pub(super) progress: Progress,
+    /// The read-behind of each part placed, until its read-back step.
+    pub(super) behind: Vec<(Region, ReadBehind)>,
+}
+
+/// What [`Run::plan`] leaves for [`Run::place`]: each chunk's source and, on a delta, the
+/// image the running part should hold (its index's length and sha256).
+pub(super) struct Planned {
+    pub(super) sources: Vec<ChunkSource>,
+    pub(super) seed: Option<SeedImage>,
+}
+
+/// The image the running part's index describes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SeedImage {
+    pub(super) length: u64,
+    pub(super) sha256: [u8; 32],
 }
 
 /// What [`Run::clear`] leaves for the placing steps.
@@ -73,6 +90,7 @@ impl<'a, B: ReadBack> Run<'a, B> {
             installed,
             targets: Vec::new(),
             progress: Progress::new(config.progress.interval),
+            behind: Vec::new(),
         }
     }
 
@@ -98,8 +116,8 @@ impl<'a, B: ReadBack> Run<'a, B> {
         } = self.clear(chosen)?;
         let mut counts = Counts::default();
         for part in parts.iter() {
-            let sources = self.plan(part, resume)?;
-            counts += self.place(part, sources, &mut checkpoint)?;
+            let planned = self.plan(part, resume)?;
+            counts += self.place(part, planned, &mut checkpoint)?;
         }
         self.device.sync()?;
         let mut readback = Readback::Direct;
@@ -194,7 +212,7 @@ impl<'a, B: ReadBack> Run<'a, B> {
     /// the partition's bytes hash to it, copied when the running slot's same part has it (its
     /// index is only a hint: copies are checked), rebuilt from a delta frame when the running
     /// slot has its base (checked too), else downloaded.
-    pub(super) fn plan(&mut self, part: &Placement, resume: bool) -> Result<Vec<ChunkSource>> {
+    pub(super) fn plan(&mut self, part: &Placement, resume: bool) -> Result<Planned> {
         let seed = match part.region.part {
             Part::Root => self.seed_index(),
             Part::Kernel => self.kernel_seed_index(),
@@ -205,7 +223,13 @@ impl<'a, B: ReadBack> Run<'a, B> {
         };
         let located = seed.as_ref().map(|s| part.index.locate_in(s));
         let deltas = seed.as_ref().map(|s| part.index.deltas_from(s));
-        Ok(plan(&present, located.as_deref(), deltas.as_deref()))
+        Ok(Planned {
+            sources: plan(&present, located.as_deref(), deltas.as_deref()),
+            seed: seed.map(|s| SeedImage {
+                length: s.image_length(),
+                sha256: s.image_sha256(),
+            }),
+        })
     }
 
     /// Step 6, place: copies first (fast, and synced before any download so that a resume does
@@ -215,28 +239,64 @@ impl<'a, B: ReadBack> Run<'a, B> {
     pub(super) fn place(
         &mut self,
         part: &Placement,
-        mut sources: Vec<ChunkSource>,
+        planned: Planned,
         checkpoint: &mut Checkpoint,
     ) -> Result<Counts> {
+        let Planned { mut sources, seed } = planned;
+        let copies = sources
+            .iter()
+            .any(|s| matches!(s, ChunkSource::Copy { .. }));
+        let trusted = match seed {
+            Some(seed) if copies => self.check_running(part, seed)?,
+            _ => false,
+        };
         let index = &part.index;
         let mut w = Writer::new(part.region, part.bundle.name.as_str(), checkpoint);
+        let mode = self.config.device.readback;
+        w.behind = self.device.read_behind(part.region, index.len(), mode);
+        for (i, (entry, _)) in (index.iter().zip(&sources).enumerate())
+            .filter(|(_, (_, &s))| s == ChunkSource::Present)
+        {
+            w.placed(i, entry);
+        }
         self.progress.phase("write", index.image_length());
         w.reused = sum_len(index, &sources, |s| s == ChunkSource::Present);
         w.done = w.reused;
-        self.copy_from_running(part, &mut sources, &mut w)?;
+        self.copy_from_running(part, &mut sources, &mut w, trusted)?;
         self.fetch_deltas(part, &mut sources, &mut w)?;
         w.sync_pending(self.device, None)?;
         self.fetch_missing(part, &sources, &mut w)?;
         w.sync_pending(self.device, None)?;
+        if let Some(behind) = w.behind.take() {
+            self.behind.push((part.region, behind));
+        }
         self.progress.finish();
         Ok(w.counts())
     }
 
     /// Step 7, read back: a written part read past the page cache (what a reboot will read)
-    /// and checked against its index's sha256, the digest of the whole signed image.
+    /// and checked: chunk by chunk against the index by its read-behind, which read each
+    /// segment back once synced, while the next was written ([`crate::device::behind`]); else
+    /// (a medium without one) whole, against the index's sha256, the digest of the signed image.
     pub(super) fn read_back(&mut self, part: &Placement) -> Result<Readback> {
         let length = part.index.image_length();
         self.progress.phase("verify", length);
+        if let Some(k) = self.behind.iter().position(|(r, _)| *r == part.region) {
+            let (_, behind) = self.behind.swap_remove(k);
+            let checked = behind.finish().inspect_err(|_| {
+                RunDir::new(&self.config.device.run_dir).forget(part.seed);
+            })?;
+            if checked.complete && checked.bytes == length {
+                self.progress.update(length, 0);
+                self.progress.finish();
+                return Ok(checked.readback);
+            }
+            log::warn!(
+                "{} was read back in part only ({} of {length} bytes): reading it whole",
+                part.region,
+                checked.bytes
+            );
+        }
         let progress = &mut self.progress;
         let (sha, readback) = self.device.hash_slot_uncached(
             part.region,
@@ -246,6 +306,9 @@ impl<'a, B: ReadBack> Run<'a, B> {
         )?;
         self.progress.finish();
         if sha != part.index.image_sha256() {
+            // Copies may have come from a running slot trusted this boot: check it again next
+            // time.
+            RunDir::new(&self.config.device.run_dir).forget(part.seed);
             return Err(Error::ImageHash {
                 region: part.region,
                 expected: hex::encode(part.index.image_sha256()),

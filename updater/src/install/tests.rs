@@ -141,6 +141,7 @@ impl World {
         let text = format!(
             "[repository]\nmirrors = [\"{0}/repo\"]\ntrusted_root = \"{0}/root.json\"\n\
              [device]\ndisk = \"{0}/disk.img\"\nstate_dir = \"{0}/state\"\n\
+             run_dir = \"{0}/run\"\n\
              machine_id = \"{0}/machine-id\"\n",
             tmp.path().display()
         );
@@ -210,8 +211,8 @@ fn placed(run: &mut Run<'_, MemoryDisk>) -> (Candidate, super::parts::Parts, Cou
         resume,
         mut checkpoint,
     } = run.clear(&chosen).unwrap();
-    let sources = run.plan(&parts.root, resume).unwrap();
-    let counts = run.place(&parts.root, sources, &mut checkpoint).unwrap();
+    let planned = run.plan(&parts.root, resume).unwrap();
+    let counts = run.place(&parts.root, planned, &mut checkpoint).unwrap();
     (chosen, parts, counts)
 }
 
@@ -312,7 +313,7 @@ fn plan_downloads_copies_or_keeps() {
     let len = w.release.image.len();
     let mut run = w.run();
     let (chosen, parts) = decided(&mut run);
-    let fresh = run.plan(&parts.root, false).unwrap();
+    let fresh = run.plan(&parts.root, false).unwrap().sources;
     assert!(
         fresh.iter().all(|&s| s == ChunkSource::Fetch),
         "no seed, nothing kept"
@@ -334,11 +335,11 @@ fn plan_downloads_copies_or_keeps() {
         allow_rollback: false,
     };
     state.set_slot(Slot::A, &record, &index, None).unwrap();
-    let copies = w.run().plan(&parts.root, false).unwrap();
+    let copies = w.run().plan(&parts.root, false).unwrap().sources;
     assert!(copies.iter().all(|s| matches!(s, ChunkSource::Copy { .. })));
     // The slot already holds the image (an interrupted install): every chunk is kept.
     w.device.write_slot(Slot::B, 0, &image).unwrap();
-    let kept = w.run().plan(&parts.root, true).unwrap();
+    let kept = w.run().plan(&parts.root, true).unwrap().sources;
     assert!(kept.iter().all(|&s| s == ChunkSource::Present));
 }
 
@@ -378,9 +379,9 @@ fn place_names_the_url_of_a_chunk_that_does_not_verify() {
     let mut run = w.run();
     let (chosen, parts) = decided(&mut run);
     let mut cleared = run.clear(&chosen).unwrap();
-    let sources = run.plan(&parts.root, false).unwrap();
+    let planned = run.plan(&parts.root, false).unwrap();
     let e = run
-        .place(&parts.root, sources, &mut cleared.checkpoint)
+        .place(&parts.root, planned, &mut cleared.checkpoint)
         .unwrap_err();
     match e {
         Error::Chunk { url, target, .. } => {

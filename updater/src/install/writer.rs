@@ -6,7 +6,7 @@ use std::sync::mpsc;
 
 use flipside_contract::index::{ChunkEntry, ChunkIndex, ChunkVerifier};
 
-use crate::device::{Device, ReadBack, Region};
+use crate::device::{Device, Expected, ReadBack, ReadBehind, Region};
 use crate::durable::Checkpoint;
 use crate::error::{Error, Result};
 use crate::http::{read_full, ByteStream};
@@ -52,6 +52,10 @@ pub(super) struct Writer<'c> {
     pub(super) reused: u64,
     pub(super) copied: u64,
     checkpoint: &'c mut Checkpoint,
+    /// The part's read-behind, if the medium has one: each segment goes to it once synced.
+    pub(super) behind: Option<ReadBehind>,
+    /// Chunks placed since the last sync.
+    segment: Vec<Expected>,
 }
 
 impl Writer<'_> {
@@ -68,6 +72,20 @@ impl Writer<'_> {
             reused: 0,
             copied: 0,
             checkpoint,
+            behind: None,
+            segment: Vec::new(),
+        }
+    }
+
+    /// Chunk `i` was handed to the device (or is already on it): read back after the next
+    /// sync.
+    pub(super) fn placed(&mut self, i: usize, entry: &ChunkEntry) {
+        if self.behind.is_some() {
+            self.segment.push(Expected {
+                chunk: i,
+                range: entry.image_range(),
+                sha256: entry.sha256,
+            });
         }
     }
 
@@ -92,13 +110,14 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Syncs if anything was written since the last sync.
+    /// Syncs if anything was written since the last sync, or placed chunks wait for their
+    /// read-back (chunks the slot already held).
     pub(super) fn sync_pending<B: ReadBack>(
         &mut self,
         device: &mut Device<B>,
         out: Option<&mut RunWriter>,
     ) -> Result<()> {
-        if self.checkpoint.pending() {
+        if self.checkpoint.pending() || !self.segment.is_empty() {
             self.sync(device, out)?;
         }
         Ok(())
@@ -112,7 +131,11 @@ impl Writer<'_> {
         if let Some(out) = out {
             out.flush(device)?;
         }
-        self.checkpoint.sync(device, self.region.part, self.done)
+        self.checkpoint.sync(device, self.region.part, self.done)?;
+        if let Some(behind) = &self.behind {
+            behind.check(std::mem::take(&mut self.segment));
+        }
+        Ok(())
     }
 
     /// Reads the frames of `chunks` in order from `body`; each wanted one is verified, then
@@ -159,6 +182,7 @@ impl Writer<'_> {
                 self.fetched += entry.frame_length;
                 if let Some(chunk) = chunk {
                     out.put(device, entry.image_offset, &chunk)?;
+                    self.placed(i, entry);
                     wanted[i] = false;
                     self.done += entry.length;
                     self.wrote(device, Some(&mut out), entry.length)?;

@@ -560,6 +560,7 @@ efivars = "efivars"
 cmdline = "cmdline"
 system_info = "system.json"
 machine_id = "machine-id"
+run_dir = "run"
 
 [update]
 trial_boots = 3
