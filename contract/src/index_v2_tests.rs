@@ -154,7 +154,7 @@ fn sample() -> Sample {
     }
 }
 
-fn slice<'a>(bytes: &'a [u8], range: Range<u64>) -> &'a [u8] {
+fn slice(bytes: &[u8], range: Range<u64>) -> &[u8] {
     &bytes[range.start as usize..range.end as usize]
 }
 

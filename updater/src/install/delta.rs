@@ -52,7 +52,7 @@ impl<B: ReadBack> Run<'_, B> {
             let done = self.delta_run(part, run, &mut verifier, w);
             let (rebuilt, failure) = match done {
                 Ok(n) => (n, None),
-                Err((n, e)) => (n, Some(e)),
+                Err(stop) => (stop.0, Some(stop.1)),
             };
             if let Some(e) = failure {
                 log::warn!(
@@ -69,14 +69,14 @@ impl<B: ReadBack> Run<'_, B> {
 
     /// One Range request over the delta frames of `run` (in bundle order): each frame is read,
     /// decoded against its base and written. Returns how many chunks were rebuilt, with the
-    /// error that stopped it.
+    /// error that stopped it (boxed: the error path is the rare one).
     fn delta_run(
         &mut self,
         part: &Placement,
         run: &[Wanted],
         verifier: &mut ChunkVerifier,
         w: &mut Writer,
-    ) -> std::result::Result<usize, (usize, Error)> {
+    ) -> std::result::Result<usize, Box<(usize, Error)>> {
         let deltas = part.index.deltas();
         let (Some(first), Some(last)) = (run.first(), run.last()) else {
             return Ok(0);
@@ -87,23 +87,25 @@ impl<B: ReadBack> Run<'_, B> {
             .target_locations(&part.bundle)
             .into_iter()
             .next())
-        .ok_or((
-            0,
-            Error::Internal {
-                what: format!("the source gives no location for {}", part.bundle.name),
-            },
-        ))?;
+        .ok_or_else(|| {
+            Box::new((
+                0,
+                Error::Internal {
+                    what: format!("the source gives no location for {}", part.bundle.name),
+                },
+            ))
+        })?;
         let url = location.to_string();
         let mut stream = (self.source)
             .open_range(&location, bytes.clone(), part.bundle.length)
-            .map_err(|e| (0, e))?;
+            .map_err(|e| Box::new((0, e)))?;
         let running_length = self.device.slot_len(part.seed);
         let (mut frame, mut base, mut chunk) = (Vec::new(), Vec::new(), Vec::new());
         let mut at = bytes.start;
         for (n, x) in run.iter().enumerate() {
             let delta = &deltas[x.delta];
             let entry = &part.index.entries()[x.chunk];
-            let fail = |e| (n, e);
+            let fail = |e| Box::new((n, e));
             skip(stream.as_mut(), delta.frame_offset - at, &url).map_err(fail)?;
             frame.resize(usize::try_from(delta.frame_length).unwrap_or(0), 0);
             read_full(stream.as_mut(), &mut frame, &url).map_err(fail)?;
