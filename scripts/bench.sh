@@ -58,11 +58,15 @@ FLIPSIDE_APT_PACKAGES=(
 flipside_install_packages
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (loop devices, RAUC's mounts)" >&2; exit 1; }
 if [ -z "${BIN_DIR:-}" ]; then
-  cargo build --release -q -p flipside-image-builder -p flipside-updater --bin flipside-build --bin flipside
-  BIN_DIR=$CARGO_TARGET_DIR/release
+  # The updater as devices get it (profile `device`, whole-program LTO); the builder as released.
+  cargo build --release -q -p flipside-image-builder --bin flipside-build
+  cargo build --profile device -q -p flipside-updater --bin flipside
+  FB=$CARGO_TARGET_DIR/release/flipside-build
+  FS=$CARGO_TARGET_DIR/device/flipside
+else
+  FB=$BIN_DIR/flipside-build
+  FS=$BIN_DIR/flipside
 fi
-FB=$BIN_DIR/flipside-build
-FS=$BIN_DIR/flipside
 
 # --- packages: 23 of bookworm; release 1 has the older openssl, systemd and tzdata -----------
 COMMON=(libllvm14 libclang-cpp14 gcc-12 cpp-12 libgcc-12-dev vim-runtime libicu72
