@@ -502,7 +502,14 @@ for s in s1 s2 s3; do
   if on casync; then
     cas=$(cat "$RES/casync_$s.bytes"); anchors+="casync $(mb "$cas")"; ratios+="$(ratio "$fetched" "$cas") vs casync"
   fi
+  # The device also fetches the new release's index (casync's and patch-from's figures hold
+  # no index): shown apart, and in the second row's ratios.
+  index=$(stat -c %s "$WORK/out/$s"/*.index)
   echo "| delta $s, fetched | $(mb "$fetched") | $anchors | $ratios |"
+  with=$((fetched + index)); ratios=
+  on patch && ratios="$(ratio "$with" "$patch") vs patch-from, "
+  on casync && ratios+="$(ratio "$with" "$cas") vs casync"
+  echo "| delta $s, fetched + index ($(mb "$index")) | $(mb "$with") | | $ratios |"
 done
 # Built once (cached in WORK/out): the time of a release with delta frames against r1, next to
 # r1's own build (no previous release).
