@@ -496,7 +496,7 @@ for s in s1 s2 s3; do
   fetched=$(field "delta_$s.result" fetched); anchors=; ratios=
   if on patch; then
     patch=$(cat "$RES/patch_$s.bytes")
-    anchors="zstd -19 --patch-from $(mb "$patch") ($(med "patch_$s" 1) s, $(med "patch_$s" 2 1048576) MiB to make); "
+    anchors="zstd -19 --patch-from $(mb "$patch") ($(med "patch_$s" 1) s, $(med "patch_$s" 2 1048576) GiB to make); "
     ratios="$(ratio "$fetched" "$patch") vs patch-from, "
   fi
   if on casync; then

@@ -118,6 +118,17 @@ fn run() -> Result<(), String> {
             })
             .collect();
         let total: u64 = sizes.iter().map(|s| s.0).sum();
+        if std::env::var_os("DELTA_BENCH_TOP").is_some() {
+            let mut order: Vec<usize> = (0..needed.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(sizes[i].0));
+            for &i in order.iter().take(12) {
+                let e = &new.entries[needed[i]];
+                println!(
+                    "  chunk at {:>10} length {:>7}: {:>7} bytes (full frame {:>7})",
+                    e.image_offset, e.length, sizes[i].0, e.frame_length
+                );
+            }
+        }
         let max_base = sizes.iter().map(|s| s.1).max().unwrap_or(0);
         println!(
             "{name:28} {:>10} bytes, deltas {:>5}, largest base {:>8}, {:.1} s",
