@@ -168,19 +168,22 @@ build() {
   if [ ! -f "$out/release.json" ]; then
     log "building release $1"
     rm -rf "$out" "$WORK/store-$1"
-    "$FB" image "$(system_toml "$1" "$2")" -o "$out" --store "$WORK/store-$1" "${@:3}" >"$WORK/out/$1.log" 2>&1 \
+    /usr/bin/time -f '%e %M' -o "$WORK/out/$1.time" \
+      "$FB" image "$(system_toml "$1" "$2")" -o "$out" --store "$WORK/store-$1" "${@:3}" >"$WORK/out/$1.log" 2>&1 \
       || { tail -5 "$WORK/out/$1.log" >&2; exit 1; }
     rm -rf "$WORK/store-$1"
   fi
 }
 mkdir -p "$WORK/trees" "$WORK/out"
 build r1 1
-for s in s1 s2 s3; do build $s 2; done
+# The delta releases carry delta frames against release 1 (the device runs it).
+for s in s1 s2 s3; do build $s 2 --previous "$WORK/out/r1"; done
 build small 2
 [ "$LARGE" = 1 ] && build large 2 --zstd-level "$LARGE_LEVEL"
 image_of() { ls "$WORK/out/$1"/*.squashfs; }
 bundle_of() { ls "$WORK/out/$1"/*.bundle; }
 IMAGE=$(image_of s3)
+OLD=$(image_of r1)
 IMAGE_LEN=$(stat -c %s "$IMAGE")
 ONE=$WORK/out/s3.one-stream.zst
 on install && [ ! -f "$ONE" ] && zstd -q -T0 "-$LEVEL" "$IMAGE" -o "$ONE"
@@ -389,7 +392,6 @@ fi
 
 # --- deltas --------------------------------------------------------------------------------------
 if on delta; then
-OLD=$(image_of r1)
 for s in s1 s2 s3; do
   log "delta $s"
   NEW=$(image_of $s)
@@ -498,13 +500,27 @@ for s in s1 s2 s3; do
   fetched=$(field "delta_$s.result" fetched); anchors=; ratios=
   if on patch; then
     patch=$(cat "$RES/patch_$s.bytes")
-    anchors="zstd -19 --patch-from $(mb "$patch") ($(med "patch_$s" 1) s, $(med "patch_$s" 2 1048576) MiB to make); "
+    anchors="zstd -19 --patch-from $(mb "$patch") ($(med "patch_$s" 1) s, $(med "patch_$s" 2 1048576) GiB to make); "
     ratios="$(ratio "$fetched" "$patch") vs patch-from, "
   fi
   if on casync; then
     cas=$(cat "$RES/casync_$s.bytes"); anchors+="casync $(mb "$cas")"; ratios+="$(ratio "$fetched" "$cas") vs casync"
   fi
+  # The device also fetches the new release's index (casync's and patch-from's figures hold
+  # no index): shown apart, and in the second row's ratios.
+  index=$(stat -c %s "$WORK/out/$s"/*.index)
   echo "| delta $s, fetched | $(mb "$fetched") | $anchors | $ratios |"
+  with=$((fetched + index)); ratios=
+  on patch && ratios="$(ratio "$with" "$patch") vs patch-from, "
+  on casync && ratios+="$(ratio "$with" "$cas") vs casync"
+  echo "| delta $s, fetched + index ($(mb "$index")) | $(mb "$with") | | $ratios |"
+done
+# Built once (cached in WORK/out): the time of a release with delta frames against r1, next to
+# r1's own build (no previous release).
+for s in r1 s1 s2 s3; do
+  [ -f "$WORK/out/$s.time" ] || continue
+  read -r secs kib <"$WORK/out/$s.time"
+  echo "| build $s$([ $s = r1 ] || echo ' with --previous r1'), s (MiB) | $secs ($((kib / 1024))) | | |"
 done
 fi
 if on build; then

@@ -116,7 +116,7 @@ fn delta_frames_rebuild_each_changed_chunk_from_the_previous_release() {
         .map(|&n| index.entries()[n].frame_length)
         .sum();
     let chosen = index.deltas_from(&old);
-    let mut with_deltas = 0;
+    let (mut with_deltas, mut multi_chunk_bases) = (0, 0);
     let mut verifier = ChunkVerifier::for_index(&index).unwrap();
     let mut out = Vec::new();
     for &n in &needed {
@@ -128,15 +128,20 @@ fn delta_frames_rebuild_each_changed_chunk_from_the_previous_release() {
         let delta = &index.deltas()[d];
         assert_eq!(delta.chunk, n as u64);
         let base = &old_bytes[from as usize..(from + delta.base_length) as usize];
+        let run = old.delta_base(delta, from).unwrap();
+        assert_eq!(old.entries()[run.start].image_offset, from);
+        multi_chunk_bases += usize::from(run.len() > 1);
         let frame = slice(&bundle_bytes, delta.frame_range());
         verifier
-            .verify_delta_into(e, delta, base, frame, &mut out)
+            .verify_delta_into(e, delta, &old.entries()[run], base, frame, &mut out)
             .unwrap();
         assert!(out == slice(&new_bytes, e.image_range()));
         with_deltas += delta.frame_length;
     }
-    // Small, local changes: the deltas cost a fraction of the full frames.
+    // Small, local changes: the deltas cost a fraction of the full frames; bases span the
+    // matched old chunk's neighbours.
     assert!(with_deltas * 4 < full, "{with_deltas} of {full}");
+    assert!(multi_chunk_bases > 0);
     // Deltas exist only for chunks the old release lacks.
     assert!(index
         .deltas()

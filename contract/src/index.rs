@@ -325,16 +325,18 @@ impl ChunkEntry {
     }
 }
 
-/// A delta frame: the chunk `chunk` compressed with the base chunk (an earlier release's chunk,
-/// named by its length and sha256) as zstd's reference prefix. A device whose running slot
-/// holds the base may fetch it instead of the chunk's full frame.
+/// A delta frame: the chunk `chunk` compressed with a base (a run of consecutive chunks of an
+/// earlier release's image) as zstd's reference prefix. The base starts at the first chunk of
+/// that image whose sha256 is `base_sha256` and ends after `base_length` bytes, on a chunk
+/// boundary ([`ChunkIndex::deltas_from`]); a one-chunk base is that chunk. A device whose
+/// running slot holds the base may fetch the delta instead of the chunk's full frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DeltaEntry {
     /// Number of the chunk it rebuilds.
     pub chunk: u64,
-    /// Length of the base chunk.
+    /// Length of the base: its chunks' lengths added up.
     pub base_length: u64,
-    /// sha256 of the base chunk.
+    /// sha256 of the base's first chunk.
     pub base_sha256: [u8; 32],
     /// Offset of the delta frame in the bundle (in the delta area, after the chunks' frames).
     pub frame_offset: u64,
@@ -673,24 +675,64 @@ impl ChunkIndex {
         }
     }
 
-    /// For each chunk, the first delta frame whose base chunk (same length and sha256) the image
-    /// `seed` describes holds: the delta's number in [`ChunkIndex::deltas`] and the base's
-    /// image offset in `seed`. A device passes the index of its running slot's image; it still
-    /// checks the base's bytes before decoding against them.
+    /// For each chunk, the first delta frame whose base the image `seed` describes holds
+    /// ([`ChunkIndex::delta_base`]): the delta's number in [`ChunkIndex::deltas`] and the
+    /// base's image offset in `seed`. A device passes the index of its running slot's image;
+    /// it still checks the base's bytes before decoding against them.
     pub fn deltas_from(&self, seed: &ChunkIndex) -> Vec<Option<(usize, u64)>> {
-        let by_content = seed.by_content();
+        let first = seed.first_by_sha256();
         let mut found = vec![None; self.entries.len()];
         for (n, d) in self.deltas.iter().enumerate() {
             let Some(slot) = usize::try_from(d.chunk).ok().and_then(|c| found.get_mut(c)) else {
                 continue;
             };
             if slot.is_none() {
-                *slot = by_content
-                    .get(&(d.base_sha256, d.base_length))
-                    .map(|&offset| (n, offset));
+                *slot =
+                    (seed.base_run(&first, d)).map(|run| (n, seed.entries[run.start].image_offset));
             }
         }
         found
+    }
+
+    /// The chunks of this image (a seed) that make up the base of `delta` found at image
+    /// offset `offset` by [`ChunkIndex::deltas_from`]: the chunk starting there, whose sha256
+    /// must be the delta's `base_sha256`, and the ones after it up to exactly `base_length`
+    /// bytes; `None` when they are not that.
+    pub fn delta_base(&self, delta: &DeltaEntry, offset: u64) -> Option<Range<usize>> {
+        let (start, e) = self.entry_for_offset(offset)?;
+        if e.image_offset != offset || e.sha256 != delta.base_sha256 {
+            return None;
+        }
+        self.run_from(start, delta.base_length)
+    }
+
+    /// Where a device finds the base of `delta`: from the first chunk of its `base_sha256`.
+    fn base_run(
+        &self,
+        first: &HashMap<[u8; 32], usize>,
+        delta: &DeltaEntry,
+    ) -> Option<Range<usize>> {
+        self.run_from(*first.get(&delta.base_sha256)?, delta.base_length)
+    }
+
+    fn run_from(&self, start: usize, length: u64) -> Option<Range<usize>> {
+        let mut total = 0u64;
+        for (k, e) in self.entries.iter().enumerate().skip(start) {
+            total = total.saturating_add(e.length);
+            if total >= length {
+                return (total == length).then_some(start..k + 1);
+            }
+        }
+        None
+    }
+
+    /// Position of the first chunk of each sha256.
+    fn first_by_sha256(&self) -> HashMap<[u8; 32], usize> {
+        let mut first = HashMap::new();
+        for (k, e) in self.entries.iter().enumerate() {
+            first.entry(e.sha256).or_insert(k);
+        }
+        first
     }
 
     /// Image offset of the first chunk of each content (sha256, length).
@@ -1041,24 +1083,38 @@ impl ChunkVerifier {
     }
 
     /// Like [`ChunkVerifier::verify_into`] for the delta frame `delta` of the chunk `entry`:
-    /// `base` must be the base chunk the delta names (its length and sha256 are checked first,
-    /// so bytes read from a slot are never trusted as a base), and the result is checked
-    /// against `entry` like any chunk.
+    /// `base` must be the base the delta names, made of the seed's chunks `base_chunks`
+    /// ([`ChunkIndex::delta_base`]): the first chunk's sha256 is the delta's, the lengths add
+    /// up to its `base_length`, and every chunk's bytes are checked against its entry first,
+    /// so bytes read from a slot are never trusted as a base. The result is checked against
+    /// `entry` like any chunk.
     pub fn verify_delta_into(
         &mut self,
         entry: &ChunkEntry,
         delta: &DeltaEntry,
+        base_chunks: &[ChunkEntry],
         base: &[u8],
         frame: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
         out.clear();
-        if base.len() as u64 != delta.base_length
-            || Sha256::digest(base).as_slice() != delta.base_sha256
+        let bad_base = Error::DeltaBase {
+            offset: entry.image_offset,
+        };
+        let lengths = (base_chunks.iter()).try_fold(0u64, |at, c| at.checked_add(c.length));
+        if base_chunks.first().map(|c| c.sha256) != Some(delta.base_sha256)
+            || lengths != Some(delta.base_length)
+            || base.len() as u64 != delta.base_length
         {
-            return Err(Error::DeltaBase {
-                offset: entry.image_offset,
-            });
+            return Err(bad_base);
+        }
+        let mut rest = base;
+        for c in base_chunks {
+            let (piece, after) = rest.split_at(c.length as usize);
+            if !c.matches(piece) {
+                return Err(bad_base);
+            }
+            rest = after;
         }
         self.decode_checked(
             entry,

@@ -194,7 +194,14 @@ fn round_trip_in_format_2_and_every_frame_verifies() {
         let base = slice(&s.old_image, base_entry.image_range());
         let frame = slice(&s.bundle, d.frame_range());
         verifier
-            .verify_delta_into(e, d, base, frame, &mut out)
+            .verify_delta_into(
+                e,
+                d,
+                std::slice::from_ref(base_entry),
+                base,
+                frame,
+                &mut out,
+            )
             .unwrap();
         assert_eq!(out, slice(&s.image, e.image_range()));
         assert!(d.frame_length < e.frame_length, "a delta is smaller");
@@ -227,6 +234,7 @@ fn a_delta_needs_its_own_base_and_an_intact_frame() {
     let e = s.index.entries()[0];
     let frame = slice(&s.bundle, d.frame_range()).to_vec();
     let base = slice(&s.old_image, s.old.entries()[0].image_range()).to_vec();
+    let chunks = &s.old.entries()[..1];
     let mut v = ChunkVerifier::for_index(&s.index).unwrap();
     let mut out = Vec::new();
 
@@ -239,7 +247,7 @@ fn a_delta_needs_its_own_base_and_an_intact_frame() {
         slice(&s.image, e.image_range()),
     ] {
         assert_eq!(
-            v.verify_delta_into(&e, &d, bad, &frame, &mut out),
+            v.verify_delta_into(&e, &d, chunks, bad, &frame, &mut out),
             Err(Error::DeltaBase { offset: 0 })
         );
         assert!(out.is_empty());
@@ -251,7 +259,9 @@ fn a_delta_needs_its_own_base_and_an_intact_frame() {
         let mut bad = frame.clone();
         let at = rng.usize(..bad.len());
         bad[at] ^= rng.u8(1..);
-        if v.verify_delta_into(&e, &d, &base, &bad, &mut out).is_ok() {
+        if v.verify_delta_into(&e, &d, chunks, &base, &bad, &mut out)
+            .is_ok()
+        {
             assert_eq!(out, slice(&s.image, e.image_range()));
         } else {
             assert!(out.is_empty());
@@ -259,9 +269,79 @@ fn a_delta_needs_its_own_base_and_an_intact_frame() {
     }
     // A frame of the wrong length (a bad Range answer).
     assert!(matches!(
-        v.verify_delta_into(&e, &d, &base, &frame[1..], &mut out),
+        v.verify_delta_into(&e, &d, chunks, &base, &frame[1..], &mut out),
         Err(Error::FrameSize { .. })
     ));
+}
+
+/// A base of several chunks: found in the seed from its first chunk and length, every chunk of
+/// it checked before decoding.
+#[test]
+fn a_base_of_consecutive_chunks_is_found_and_checked_chunk_by_chunk() {
+    let s = sample();
+    let (old, e) = (s.old.entries(), s.index.entries()[2]);
+    let base = slice(&s.old_image, old[1].image_offset..old[2].image_range().end).to_vec();
+    let new_chunk = slice(&s.image, e.image_range());
+    let frame = compress_against(new_chunk, &base);
+    let d = DeltaEntry {
+        chunk: 2,
+        base_length: base.len() as u64,
+        base_sha256: old[1].sha256,
+        frame_offset: 0,
+        frame_length: frame.len() as u64,
+    };
+    let at = old[1].image_offset;
+    assert_eq!(s.old.delta_base(&d, at), Some(1..3));
+    // A length that ends inside a chunk or past the image, an offset inside a chunk or at
+    // another one: no base.
+    for length in [base.len() as u64 - 1, base.len() as u64 + 1, 1 << 30] {
+        assert_eq!(
+            s.old.delta_base(
+                &DeltaEntry {
+                    base_length: length,
+                    ..d
+                },
+                at
+            ),
+            None
+        );
+    }
+    for offset in [at + 1, old[2].image_offset, 1 << 40] {
+        assert_eq!(s.old.delta_base(&d, offset), None);
+    }
+    let mut v = ChunkVerifier::new();
+    let mut out = Vec::new();
+    v.verify_delta_into(&e, &d, &old[1..3], &base, &frame, &mut out)
+        .unwrap();
+    assert_eq!(out, new_chunk);
+    // A changed byte in the second chunk, the chunk list of another run, or only its first
+    // chunk: refused before decoding.
+    let mut other = base.clone();
+    other[old[1].length as usize + 3] ^= 1;
+    let refused = Err(Error::DeltaBase {
+        offset: e.image_offset,
+    });
+    assert_eq!(
+        v.verify_delta_into(&e, &d, &old[1..3], &other, &frame, &mut out),
+        refused
+    );
+    assert_eq!(
+        v.verify_delta_into(&e, &d, &old[2..4], &base, &frame, &mut out),
+        refused
+    );
+    assert_eq!(
+        v.verify_delta_into(&e, &d, &old[1..2], &base, &frame, &mut out),
+        refused
+    );
+    assert!(out.is_empty());
+    // deltas_from finds it as well, at the first chunk's offset.
+    let index = (s.index.clone())
+        .with_deltas(vec![DeltaEntry {
+            frame_offset: s.index.delta_area_start() + DELTA_AREA_HEADER,
+            ..d
+        }])
+        .unwrap();
+    assert_eq!(index.deltas_from(&s.old)[2], Some((0, old[1].image_offset)));
 }
 
 #[test]

@@ -1,14 +1,17 @@
 //! How the place step rebuilds chunks from delta frames: the frames of the chunks planned as
 //! [`ChunkSource::Delta`] are fetched with coalesced Range requests from the bundle's delta
-//! area, each decoded against its base chunk read from the running slot. The base is checked
-//! against the sha256 the index names before it is used and the result against the chunk's
-//! sha256 before it is written ([`ChunkVerifier::verify_delta_into`]), so a wrong base, a bad
+//! area, each decoded against its base (consecutive chunks) read from the running slot. Every
+//! chunk of the base is checked against the running slot's index before it is used and the
+//! result against the chunk's sha256 before it is written
+//! ([`ChunkVerifier::verify_delta_into`]), so a wrong base, a bad
 //! frame or a failed request only costs the full frame: those chunks fall back to
 //! [`ChunkSource::Fetch`], which has the retries and the mirror failover.
 
 use std::ops::Range;
 
-use flipside_contract::index::ChunkVerifier;
+use std::collections::HashMap;
+
+use flipside_contract::index::{ChunkEntry, ChunkVerifier};
 
 use super::parts::Placement;
 use super::steps::Run;
@@ -27,19 +30,24 @@ struct Wanted {
 }
 
 impl<B: ReadBack> Run<'_, B> {
-    /// Rebuilds the chunks planned from delta frames; what fails goes back to a download.
+    /// Rebuilds the chunks planned from delta frames, `bases` holding the running slot's chunks
+    /// each delta's base is made of; what fails goes back to a download.
     pub(super) fn fetch_deltas(
         &mut self,
         part: &Placement,
         sources: &mut [ChunkSource],
+        bases: &HashMap<usize, Vec<ChunkEntry>>,
         w: &mut Writer,
     ) -> Result<()> {
-        let wanted: Vec<Wanted> = (sources.iter().enumerate())
-            .filter_map(|(chunk, s)| match *s {
-                ChunkSource::Delta { delta, from } => Some(Wanted { chunk, delta, from }),
-                _ => None,
-            })
-            .collect();
+        let mut wanted = Vec::new();
+        for (chunk, s) in sources.iter_mut().enumerate() {
+            if let ChunkSource::Delta { delta, from } = *s {
+                match bases.contains_key(&delta) {
+                    true => wanted.push(Wanted { chunk, delta, from }),
+                    false => *s = ChunkSource::Fetch,
+                }
+            }
+        }
         if wanted.is_empty() {
             return Ok(());
         }
@@ -49,7 +57,7 @@ impl<B: ReadBack> Run<'_, B> {
         let mut verifier = ChunkVerifier::new();
         for run in runs(&frames, self.config.network.range_gap) {
             let run = &wanted[run];
-            let done = self.delta_run(part, run, &mut verifier, w);
+            let done = self.delta_run(part, run, bases, &mut verifier, w);
             let (rebuilt, failure) = match done {
                 Ok(n) => (n, None),
                 Err(stop) => (stop.0, Some(stop.1)),
@@ -74,6 +82,7 @@ impl<B: ReadBack> Run<'_, B> {
         &mut self,
         part: &Placement,
         run: &[Wanted],
+        bases: &HashMap<usize, Vec<ChunkEntry>>,
         verifier: &mut ChunkVerifier,
         w: &mut Writer,
     ) -> std::result::Result<usize, Box<(usize, Error)>> {
@@ -111,8 +120,8 @@ impl<B: ReadBack> Run<'_, B> {
             read_full(stream.as_mut(), &mut frame, &url).map_err(fail)?;
             at = delta.frame_range().end;
             w.fetched += delta.frame_length;
-            // The base is read from the running slot, then checked against the index by the
-            // verifier before zstd sees it.
+            // The base is read from the running slot, then checked chunk by chunk against the
+            // running slot's index by the verifier before zstd sees it.
             let fits = (x.from.checked_add(delta.base_length)).is_some_and(|e| e <= running_length);
             if !fits {
                 return Err(fail(Error::Internal {
@@ -121,15 +130,15 @@ impl<B: ReadBack> Run<'_, B> {
             }
             base.resize(usize::try_from(delta.base_length).unwrap_or(0), 0);
             (self.device.read_slot(part.seed, x.from, &mut base)).map_err(fail)?;
-            (verifier.verify_delta_into(entry, delta, &base, &frame, &mut chunk)).map_err(
-                |source| {
+            let base_chunks = bases.get(&x.delta).map_or(&[][..], Vec::as_slice);
+            (verifier.verify_delta_into(entry, delta, base_chunks, &base, &frame, &mut chunk))
+                .map_err(|source| {
                     fail(Error::Chunk {
                         target: part.bundle.name.to_string(),
                         url: url.clone(),
                         source,
                     })
-                },
-            )?;
+                })?;
             (self
                 .device
                 .write_slot(part.region, entry.image_offset, &chunk))

@@ -2,10 +2,12 @@
 //! documentation of [`crate::install`]). Each step is a method that takes what the steps
 //! before it produced and returns what the next ones need, so that each can be tested alone.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use chrono::Utc;
 use flipside_bootloader_hooks::Slot;
+use flipside_contract::index::{ChunkEntry, ChunkIndex};
 
 use super::parts::{Counts, Parts, Placement};
 use super::writer::{sum_len, Writer};
@@ -51,10 +53,12 @@ pub(super) struct Run<'a, B> {
 }
 
 /// What [`Run::plan`] leaves for [`Run::place`]: each chunk's source and, on a delta, the
-/// image the running part should hold (its index's length and sha256).
+/// image the running part should hold (its index's length and sha256) and the chunks of it
+/// each planned delta frame's base is made of (by delta number), to check the base against.
 pub(super) struct Planned {
     pub(super) sources: Vec<ChunkSource>,
     pub(super) seed: Option<SeedImage>,
+    pub(super) bases: HashMap<usize, Vec<ChunkEntry>>,
 }
 
 /// The image the running part's index describes.
@@ -223,8 +227,14 @@ impl<'a, B: ReadBack> Run<'a, B> {
         };
         let located = seed.as_ref().map(|s| part.index.locate_in(s));
         let deltas = seed.as_ref().map(|s| part.index.deltas_from(s));
+        let sources = plan(&present, located.as_deref(), deltas.as_deref());
+        let bases = match &seed {
+            Some(s) => delta_bases(&part.index, s, &sources),
+            None => HashMap::new(),
+        };
         Ok(Planned {
-            sources: plan(&present, located.as_deref(), deltas.as_deref()),
+            sources,
+            bases,
             seed: seed.map(|s| SeedImage {
                 length: s.image_length(),
                 sha256: s.image_sha256(),
@@ -242,7 +252,11 @@ impl<'a, B: ReadBack> Run<'a, B> {
         planned: Planned,
         checkpoint: &mut Checkpoint,
     ) -> Result<Counts> {
-        let Planned { mut sources, seed } = planned;
+        let Planned {
+            mut sources,
+            seed,
+            bases,
+        } = planned;
         let copies = sources
             .iter()
             .any(|s| matches!(s, ChunkSource::Copy { .. }));
@@ -263,7 +277,7 @@ impl<'a, B: ReadBack> Run<'a, B> {
         w.reused = sum_len(index, &sources, |s| s == ChunkSource::Present);
         w.done = w.reused;
         self.copy_from_running(part, &mut sources, &mut w, trusted)?;
-        self.fetch_deltas(part, &mut sources, &mut w)?;
+        self.fetch_deltas(part, &mut sources, &bases, &mut w)?;
         w.sync_pending(self.device, None)?;
         self.fetch_missing(part, &sources, &mut w)?;
         w.sync_pending(self.device, None)?;
@@ -407,4 +421,21 @@ fn installed_detail(trial_boots: u8, kernel_release: &Option<String>, counts: Co
         counts.reused,
         counts.copied
     )
+}
+
+/// The seed's chunks that make up the base of each delta frame `sources` plans to use.
+fn delta_bases(
+    index: &ChunkIndex,
+    seed: &ChunkIndex,
+    sources: &[ChunkSource],
+) -> HashMap<usize, Vec<ChunkEntry>> {
+    (sources.iter())
+        .filter_map(|s| match *s {
+            ChunkSource::Delta { delta, from } => {
+                let run = seed.delta_base(&index.deltas()[delta], from)?;
+                Some((delta, seed.entries()[run].to_vec()))
+            }
+            _ => None,
+        })
+        .collect()
 }
