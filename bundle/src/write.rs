@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::atomic::AtomicFile;
 use crate::delta::{self, Planner, Previous};
+use crate::segment;
 use crate::{BundleParams, Error};
 
 /// Uncompressed bytes cut and read ahead per batch.
@@ -164,6 +165,22 @@ pub fn write_bundle_with(
             read: image_at,
         });
     }
+    let segment_start = (made_deltas.last()).map_or(frame_at, |d| d.frame_range().end);
+    let segments = {
+        let file = out.file();
+        file.seek(SeekFrom::Start(segment_start))
+            .map_err(write_error)?;
+        pool.install(|| {
+            segment::write(
+                image,
+                &entries,
+                params.zstd_level,
+                file,
+                &out_path,
+                segment_start,
+            )
+        })?
+    };
     let build_error = |source| Error::BuildIndex {
         path: image.to_path_buf(),
         source,
@@ -177,6 +194,7 @@ pub fn write_bundle_with(
     )
     .and_then(|i| i.with_dictionary(dictionary))
     .and_then(|i| i.with_deltas(made_deltas))
+    .and_then(|i| i.with_segments(segments))
     .map_err(build_error)?;
     out.commit()?;
     Ok(index)
@@ -258,7 +276,7 @@ fn compress_batch(
 /// crate's defaults cannot change the format: content size in the header (readers check it
 /// before decompressing), no checksum (the index's sha256 covers the chunk), the index's
 /// dictionary if any, without its id in the frames (the index names it).
-fn compressor(level: i32, dictionary: &[u8]) -> std::io::Result<zstd::bulk::Compressor<'static>> {
+pub(crate) fn compressor(level: i32, dictionary: &[u8]) -> std::io::Result<zstd::bulk::Compressor<'static>> {
     use zstd::zstd_safe::CParameter;
     let mut c = zstd::bulk::Compressor::with_dictionary(level, dictionary)?;
     c.set_parameter(CParameter::ContentSizeFlag(true))?;

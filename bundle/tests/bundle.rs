@@ -98,8 +98,12 @@ fn random_data_round_trips() {
         &random_bytes(40 * 1024 * 1024 + 12_345, 1),
     );
     let index = round_trip(dir.path(), &image, &params(3));
-    // Incompressible chunks cost only zstd's frame overhead.
-    assert!(index.bundle_length() < index.image_length() + 100 * index.len() as u64);
+    // Incompressible chunks cost only zstd's frame overhead, and so do the segments.
+    let chunk_frames = index.delta_area_start();
+    assert!(chunk_frames < index.image_length() + 100 * index.len() as u64);
+    let segments = index.bundle_length() - chunk_frames;
+    assert_eq!(index.segments().len(), 3, "40 MiB in segments of 16 MiB");
+    assert!(segments < index.image_length() + 10_000);
 }
 
 #[test]
@@ -277,6 +281,7 @@ fn index_of_another_image_is_refused() {
         [0; 32],
         index.entries().to_vec(),
     )
+    .and_then(|i| i.with_segments(index.segments().to_vec()))
     .unwrap();
     let out = dir.path().join("out");
     let err = extract(&bundle, &forged, &out).unwrap_err();
@@ -293,6 +298,7 @@ fn index_of_another_image_is_refused() {
         index.image_sha256(),
         entries,
     )
+    .and_then(|i| i.with_segments(index.segments().to_vec()))
     .unwrap();
     let err = extract(&bundle, &swapped, &out).unwrap_err();
     assert!(

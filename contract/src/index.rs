@@ -19,9 +19,9 @@ pub const MAGIC: [u8; 8] = *b"FLIPIDX\0";
 pub const FORMAT_VERSION: u32 = 2;
 /// Bytes before the first chunk record in format 1.
 pub const HEADER_LENGTH: usize = 96;
-/// Bytes before the first chunk record in format 2: format 1's header, the delta count and the
-/// dictionary length.
-pub const HEADER_V2_LENGTH: usize = 112;
+/// Bytes before the first chunk record in format 2: format 1's header, the delta count, the
+/// dictionary length and the segment count.
+pub const HEADER_V2_LENGTH: usize = 120;
 /// Bytes of one chunk record, and of one delta record.
 pub const RECORD_LENGTH: usize = 64;
 /// Most delta frames offered for one chunk (one per previous release the builder was given).
@@ -31,6 +31,18 @@ pub const MAX_DELTAS_PER_CHUNK: usize = 4;
 pub const DELTA_AREA_MAGIC: u32 = 0x184D_2A5D;
 /// Bytes of the skippable frame's header (magic, then the u32 length of what follows).
 pub const DELTA_AREA_HEADER: u64 = 8;
+/// Bytes of one segment record.
+pub const SEGMENT_RECORD_LENGTH: usize = 32;
+/// The skippable zstd frame that wraps each segment's frame, after the delta area.
+pub const SEGMENT_MAGIC: u32 = 0x184D_2A5E;
+/// Bytes of a segment's skippable frame header (magic, then the u32 length of the frame).
+pub const SEGMENT_HEADER: u64 = 8;
+/// Largest window (log2 bytes) a segment's frame may need: the memory a device decodes it
+/// with, 2 MiB.
+pub const SEGMENT_WINDOW_LOG: u32 = 21;
+/// Largest image range one segment covers: a reader decodes it as a stream and never holds it,
+/// but its frame must fit a skippable frame's u32 length.
+pub const MAX_SEGMENT_LENGTH: u64 = 64 << 20;
 /// First bytes of a zstd dictionary (`ZSTD_MAGIC_DICTIONARY`, little-endian).
 pub const DICTIONARY_MAGIC: [u8; 4] = [0x37, 0xa4, 0x30, 0xec];
 /// Chunker id: FastCDC 2020 with normalisation level 1 and the unseeded gear table.
@@ -116,6 +128,24 @@ pub enum Error {
     DeltaFrameLength { delta: u64, length: u64, max: u64 },
     #[error("the delta frames add up to {length} bytes, more than one skippable zstd frame holds ({max})")]
     DeltaAreaTooLarge { length: u64, max: u64 },
+    #[error("segment {segment} starts at chunk {found}, expected {expected}: segments must cover the chunks in order, each at least one; rebuild the bundle")]
+    SegmentNotContiguous {
+        segment: u64,
+        expected: u64,
+        found: u64,
+    },
+    #[error("the segments cover {covered} of the {count} chunks: they must cover all or be absent; rebuild the bundle")]
+    SegmentCoverage { covered: u64, count: u64 },
+    #[error("segment {segment} covers {length} image bytes, more than {max}; rebuild the bundle")]
+    SegmentLength { segment: u64, length: u64, max: u64 },
+    #[error("segment {segment}'s frame starts at bundle offset {found}, expected {expected} (after its skippable header); rebuild the bundle")]
+    SegmentFrameNotContiguous {
+        segment: u64,
+        expected: u64,
+        found: u64,
+    },
+    #[error("segment {segment}'s frame is {length} bytes, outside 1 to {max}; rebuild the bundle")]
+    SegmentFrameLength { segment: u64, length: u64, max: u64 },
     #[error("chunk {chunk} starts at image offset {found}, expected {expected}: chunks must be contiguous in image order")]
     ChunkNotContiguous {
         chunk: u64,
@@ -276,6 +306,7 @@ impl Limits {
         (HEADER_V2_LENGTH as u64)
             .saturating_add(records(self.max_chunks))
             .saturating_add(records(self.max_deltas))
+            .saturating_add(self.max_chunks.saturating_mul(SEGMENT_RECORD_LENGTH as u64))
             .saturating_add(self.max_dictionary_length)
     }
 }
@@ -351,6 +382,34 @@ impl DeltaEntry {
     }
 }
 
+/// A run of consecutive chunks compressed again as one zstd frame, for installs that download
+/// all of them: one large frame decodes faster and compresses smaller than the chunks' own
+/// frames. Each chunk is still checked against its sha256 as the frame's output passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SegmentEntry {
+    /// Number of its first chunk.
+    pub first_chunk: u64,
+    /// How many chunks it covers, at least one.
+    pub chunks: u64,
+    /// Offset of its zstd frame in the bundle (after the frame's skippable header).
+    pub frame_offset: u64,
+    /// Length of the frame.
+    pub frame_length: u64,
+}
+
+impl SegmentEntry {
+    /// The frame's bytes in the bundle.
+    pub fn frame_range(&self) -> Range<u64> {
+        self.frame_offset..self.frame_offset + self.frame_length
+    }
+
+    /// The chunk numbers it covers.
+    pub fn chunk_range(&self) -> Range<usize> {
+        let first = usize::try_from(self.first_chunk).unwrap_or(usize::MAX);
+        first..first.saturating_add(usize::try_from(self.chunks).unwrap_or(usize::MAX))
+    }
+}
+
 /// A run of chunks whose frames one HTTP Range request fetches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchRange {
@@ -399,6 +458,8 @@ pub struct ChunkIndex {
     deltas: Vec<DeltaEntry>,
     /// The zstd dictionary every chunk frame was compressed with; empty: none (format 2).
     dictionary: Vec<u8>,
+    /// Segments, in chunk order, covering every chunk or none (format 2).
+    segments: Vec<SegmentEntry>,
 }
 
 impl ChunkIndex {
@@ -419,6 +480,7 @@ impl ChunkIndex {
             entries,
             deltas: Vec::new(),
             dictionary: Vec::new(),
+            segments: Vec::new(),
         };
         index.validate(&Limits::FORMAT)?;
         Ok(index)
@@ -436,6 +498,14 @@ impl ChunkIndex {
     /// delta area's header; see [`ChunkIndex::delta_area_start`]).
     pub fn with_deltas(mut self, deltas: Vec<DeltaEntry>) -> Result<Self, Error> {
         self.deltas = deltas;
+        self.validate(&Limits::FORMAT)?;
+        Ok(self)
+    }
+
+    /// The same index with segments (in chunk order, covering every chunk, each frame after
+    /// its skippable header, from [`ChunkIndex::segment_area_start`]).
+    pub fn with_segments(mut self, segments: Vec<SegmentEntry>) -> Result<Self, Error> {
+        self.segments = segments;
         self.validate(&Limits::FORMAT)?;
         Ok(self)
     }
@@ -485,17 +555,25 @@ impl ChunkIndex {
         let bundle_length = u64_at(header, 48);
         let count = u64_at(header, 56);
         let image_sha256 = array::<32>(header, 64);
-        let (delta_count, dictionary_length) = match version {
-            1 => (0, 0),
-            _ => (u64_at(header, 96), u64_at(header, 104)),
+        let (delta_count, dictionary_length, segment_count) = match version {
+            1 => (0, 0, 0),
+            _ => (u64_at(header, 96), u64_at(header, 104), u64_at(header, 112)),
         };
 
         // Limits come before any count is trusted for anything.
         check_limits(&chunker, image_length, count, limits)?;
         check_extension_limits(delta_count, dictionary_length, limits)?;
+        // Segments cover distinct chunks: no more of them than chunks.
+        if segment_count > count {
+            return Err(Error::SegmentCoverage {
+                covered: segment_count,
+                count,
+            });
+        }
         let body = &bytes[header_length..];
         let needed = (count.checked_add(delta_count))
             .and_then(|n| n.checked_mul(RECORD_LENGTH as u64))
+            .and_then(|n| n.checked_add(segment_count.checked_mul(SEGMENT_RECORD_LENGTH as u64)?))
             .and_then(|n| n.checked_add(dictionary_length));
         match needed {
             Some(needed) if needed == body.len() as u64 => {}
@@ -522,7 +600,9 @@ impl ChunkIndex {
         }
         // The lengths add up to `body.len()`, so these fit in usize.
         let (records, rest) = body.split_at(count as usize * RECORD_LENGTH);
-        let (delta_records, dictionary) = rest.split_at(delta_count as usize * RECORD_LENGTH);
+        let (delta_records, rest) = rest.split_at(delta_count as usize * RECORD_LENGTH);
+        let (segment_records, dictionary) =
+            rest.split_at(segment_count as usize * SEGMENT_RECORD_LENGTH);
         let entries = records
             .chunks_exact(RECORD_LENGTH)
             .map(|record| ChunkEntry {
@@ -543,6 +623,15 @@ impl ChunkIndex {
                 base_sha256: array::<32>(record, 32),
             })
             .collect();
+        let segments = segment_records
+            .chunks_exact(SEGMENT_RECORD_LENGTH)
+            .map(|record| SegmentEntry {
+                first_chunk: u64_at(record, 0),
+                chunks: u64_at(record, 8),
+                frame_offset: u64_at(record, 16),
+                frame_length: u64_at(record, 24),
+            })
+            .collect();
         let index = ChunkIndex {
             chunker,
             zstd_level,
@@ -551,8 +640,9 @@ impl ChunkIndex {
             entries,
             deltas,
             dictionary: dictionary.to_vec(),
+            segments,
         };
-        // Canonical: a file that needs neither the dictionary nor deltas is format 1.
+        // Canonical: a file that needs no dictionary, deltas or segments is format 1.
         if version == 2 && index.format_version() != 2 {
             return Err(Error::NeedlessVersion);
         }
@@ -567,9 +657,10 @@ impl ChunkIndex {
         Ok(index)
     }
 
-    /// The oldest format that expresses this index: 1 without a dictionary and deltas, else 2.
+    /// The oldest format that expresses this index: 1 without a dictionary, deltas and
+    /// segments, else 2.
     pub fn format_version(&self) -> u32 {
-        match self.deltas.is_empty() && self.dictionary.is_empty() {
+        match self.deltas.is_empty() && self.dictionary.is_empty() && self.segments.is_empty() {
             true => 1,
             false => 2,
         }
@@ -578,7 +669,8 @@ impl ChunkIndex {
     /// The index file's bytes (see `docs/bundle-format.md`), in [`ChunkIndex::format_version`].
     pub fn encode(&self) -> Vec<u8> {
         let version = self.format_version();
-        let records = RECORD_LENGTH * (self.entries.len() + self.deltas.len());
+        let records = RECORD_LENGTH * (self.entries.len() + self.deltas.len())
+            + SEGMENT_RECORD_LENGTH * self.segments.len();
         let mut out = Vec::with_capacity(HEADER_V2_LENGTH + records + self.dictionary.len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&version.to_le_bytes());
@@ -596,6 +688,7 @@ impl ChunkIndex {
         if version >= 2 {
             out.extend_from_slice(&(self.deltas.len() as u64).to_le_bytes());
             out.extend_from_slice(&(self.dictionary.len() as u64).to_le_bytes());
+            out.extend_from_slice(&(self.segments.len() as u64).to_le_bytes());
         }
         for entry in &self.entries {
             out.extend_from_slice(&entry.image_offset.to_le_bytes());
@@ -611,6 +704,12 @@ impl ChunkIndex {
             out.extend_from_slice(&delta.frame_length.to_le_bytes());
             out.extend_from_slice(&delta.base_sha256);
         }
+        for segment in &self.segments {
+            out.extend_from_slice(&segment.first_chunk.to_le_bytes());
+            out.extend_from_slice(&segment.chunks.to_le_bytes());
+            out.extend_from_slice(&segment.frame_offset.to_le_bytes());
+            out.extend_from_slice(&segment.frame_length.to_le_bytes());
+        }
         out.extend_from_slice(&self.dictionary);
         out
     }
@@ -623,6 +722,28 @@ impl ChunkIndex {
     /// The delta frames, in chunk order.
     pub fn deltas(&self) -> &[DeltaEntry] {
         &self.deltas
+    }
+
+    /// The segments, in chunk order: all the chunks, or none.
+    pub fn segments(&self) -> &[SegmentEntry] {
+        &self.segments
+    }
+
+    /// The image range segment `segment` covers.
+    pub fn segment_image_range(&self, segment: &SegmentEntry) -> Range<u64> {
+        let chunks = &self.entries[segment.chunk_range()];
+        match (chunks.first(), chunks.last()) {
+            (Some(a), Some(b)) => a.image_offset..b.image_range().end,
+            _ => 0..0,
+        }
+    }
+
+    /// Where the delta area ends: the first segment's skippable frame starts here.
+    pub fn segment_area_start(&self) -> u64 {
+        match self.deltas.last() {
+            Some(d) => d.frame_offset.saturating_add(d.frame_length),
+            None => self.delta_area_start(),
+        }
     }
 
     /// Where the chunk frames end: the skippable frame holding the delta frames starts here.
@@ -666,12 +787,12 @@ impl ChunkIndex {
     }
 
     /// Length of the bundle file: the chunk frames are contiguous from 0, then, if there are
-    /// deltas, the skippable frame that holds the delta frames, so it is the end of the last
-    /// delta frame, else of the last chunk frame.
+    /// deltas, the skippable frame that holds the delta frames, then each segment's frame in
+    /// its own skippable frame: the end of the last of these.
     pub fn bundle_length(&self) -> u64 {
-        match self.deltas.last() {
-            Some(d) => d.frame_offset.saturating_add(d.frame_length),
-            None => self.delta_area_start(),
+        match self.segments.last() {
+            Some(s) => s.frame_offset.saturating_add(s.frame_length),
+            None => self.segment_area_start(),
         }
     }
 
@@ -865,8 +986,66 @@ impl ChunkIndex {
             limits,
         )?;
         check_dictionary(&self.dictionary)?;
-        check_deltas(&self.deltas, &self.entries, frame_end, limits)
+        check_deltas(&self.deltas, &self.entries, frame_end, limits)?;
+        check_segments(&self.segments, &self.entries, self.segment_area_start())
     }
+}
+
+/// The segment records' rules: consecutive runs of at least one chunk covering every chunk in
+/// order, each at most [`MAX_SEGMENT_LENGTH`] image bytes, each frame right after its
+/// skippable header, the first at `area_start`, and no larger than zstd's bound.
+fn check_segments(
+    segments: &[SegmentEntry],
+    entries: &[ChunkEntry],
+    area_start: u64,
+) -> Result<(), Error> {
+    let count = entries.len() as u64;
+    let mut next_chunk = 0u64;
+    let mut frame_end = area_start;
+    for (n, s) in segments.iter().enumerate() {
+        let segment = n as u64;
+        if s.first_chunk != next_chunk || s.chunks == 0 || s.chunks > count - next_chunk {
+            return Err(Error::SegmentNotContiguous {
+                segment,
+                expected: next_chunk,
+                found: s.first_chunk,
+            });
+        }
+        let chunks = &entries[s.chunk_range()];
+        let length: u64 = chunks.iter().map(|e| e.length).sum();
+        if length > MAX_SEGMENT_LENGTH {
+            return Err(Error::SegmentLength {
+                segment,
+                length,
+                max: MAX_SEGMENT_LENGTH,
+            });
+        }
+        let expected = frame_end.saturating_add(SEGMENT_HEADER);
+        if s.frame_offset != expected {
+            return Err(Error::SegmentFrameNotContiguous {
+                segment,
+                expected,
+                found: s.frame_offset,
+            });
+        }
+        let max = max_frame_length(length);
+        if s.frame_length == 0 || s.frame_length > max {
+            return Err(Error::SegmentFrameLength {
+                segment,
+                length: s.frame_length,
+                max,
+            });
+        }
+        next_chunk += s.chunks;
+        frame_end = s.frame_offset.saturating_add(s.frame_length);
+    }
+    if !segments.is_empty() && next_chunk != count {
+        return Err(Error::SegmentCoverage {
+            covered: next_chunk,
+            count,
+        });
+    }
+    Ok(())
 }
 
 fn check_extension_limits(

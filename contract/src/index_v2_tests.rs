@@ -635,7 +635,7 @@ fn header_violations_of_format_2_have_their_errors() {
     let bare = plain_index(&s.image, &[20_000, 30_000, 25_000, 5_000]);
     let mut v2 = bare.encode();
     put32(&mut v2, 8, 2);
-    v2.splice(HEADER_LENGTH..HEADER_LENGTH, [0u8; 16]);
+    v2.splice(HEADER_LENGTH..HEADER_LENGTH, [0u8; 24]);
     assert_eq!(decode(&v2, &d), Err(Error::NeedlessVersion));
     assert_eq!(body as u64, 7 * 64 + dict_len);
 }
@@ -650,12 +650,13 @@ fn the_index_length_cap_covers_every_part() {
         max_dictionary_length: s.index.dictionary().unwrap().len() as u64,
         ..Limits::default()
     };
-    assert_eq!(tight.max_index_length(), bytes);
+    // The sample has no segments; the cap leaves room for one per chunk.
+    assert_eq!(tight.max_index_length(), bytes + 4 * 32);
     ChunkIndex::decode(&s.index.encode(), &tight).unwrap();
     assert_eq!(Limits::FORMAT.max_index_length(), u64::MAX);
     assert_eq!(
         Limits::default().max_index_length(),
-        112 + (2 << 22) * 64 + (1 << 20)
+        120 + (2 << 22) * 64 + (1 << 22) * 32 + (1 << 20)
     );
 }
 
