@@ -91,7 +91,12 @@ pub fn write(
 /// One segment's frame: its chunks' bytes read from the image and compressed as one frame with
 /// the chunk frames' settings, its window bounded by [`SEGMENT_WINDOW_LOG`] (a device's
 /// decoding memory).
-fn compress(file: &File, image: &Path, chunks: &[ChunkEntry], level: i32) -> Result<Vec<u8>, Error> {
+fn compress(
+    file: &File,
+    image: &Path,
+    chunks: &[ChunkEntry],
+    level: i32,
+) -> Result<Vec<u8>, Error> {
     use zstd::zstd_safe::CParameter;
     let start = chunks.first().map_or(0, |e| e.image_offset);
     let end = chunks.last().map_or(0, |e| e.image_range().end);
@@ -138,8 +143,14 @@ mod tests {
         let mib = 1 << 20;
         assert_eq!(plan(&entries(&[])), vec![]);
         assert_eq!(plan(&entries(&[5])), vec![(0, 1)]);
-        assert_eq!(plan(&entries(&[8 * mib, 8 * mib, mib])), vec![(0, 2), (2, 1)]);
-        assert_eq!(plan(&entries(&[15 * mib, 2 * mib, 16 * mib])), vec![(0, 2), (2, 1)]);
+        assert_eq!(
+            plan(&entries(&[8 * mib, 8 * mib, mib])),
+            vec![(0, 2), (2, 1)]
+        );
+        assert_eq!(
+            plan(&entries(&[15 * mib, 2 * mib, 16 * mib])),
+            vec![(0, 2), (2, 1)]
+        );
         let many = entries(&vec![64 << 10; 1000]);
         let runs = plan(&many);
         assert_eq!(runs.iter().map(|r| r.1).sum::<usize>(), 1000);

@@ -166,7 +166,9 @@ pub fn write_bundle_with(
         });
     }
     let segment_start = (made_deltas.last()).map_or(frame_at, |d| d.frame_range().end);
-    let segments = {
+    let segments = if !params.segments {
+        Vec::new()
+    } else {
         let file = out.file();
         file.seek(SeekFrom::Start(segment_start))
             .map_err(write_error)?;
@@ -276,7 +278,10 @@ fn compress_batch(
 /// crate's defaults cannot change the format: content size in the header (readers check it
 /// before decompressing), no checksum (the index's sha256 covers the chunk), the index's
 /// dictionary if any, without its id in the frames (the index names it).
-pub(crate) fn compressor(level: i32, dictionary: &[u8]) -> std::io::Result<zstd::bulk::Compressor<'static>> {
+pub(crate) fn compressor(
+    level: i32,
+    dictionary: &[u8],
+) -> std::io::Result<zstd::bulk::Compressor<'static>> {
     use zstd::zstd_safe::CParameter;
     let mut c = zstd::bulk::Compressor::with_dictionary(level, dictionary)?;
     c.set_parameter(CParameter::ContentSizeFlag(true))?;

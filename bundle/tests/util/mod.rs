@@ -15,6 +15,7 @@ pub fn params(threads: usize) -> BundleParams {
         zstd_level: 3,
         threads,
         dictionary_length: 0,
+        segments: true,
     }
 }
 

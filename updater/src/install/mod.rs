@@ -17,8 +17,9 @@
 //!    chunk of the running slot, or the bundle;
 //! 6. **place**: copy, then rebuild chunks from delta frames against base chunks of the running
 //!    slot (each base and each result checked; a failure falls back to the full frame), then
-//!    stream the missing frames with coalesced HTTP Range requests, each chunk decompressed and
-//!    checked against the index before it is written at its offset;
+//!    stream the missing chunks: a segment (one large frame) where all its chunks are
+//!    missing, else their frames with coalesced HTTP Range requests, each chunk decompressed
+//!    and checked against the index before it is written at its offset;
 //!    synced on a schedule with a durable high-water mark ([`crate::durable`]);
 //! 7. **read back**: every part read past the page cache and checked against its sha256;
 //! 8. **arm**: only then the slot armed for a trial boot (P=top, T=N, S=0, the other lowered);
@@ -31,6 +32,7 @@
 mod delta;
 mod parts;
 mod place;
+mod segment;
 mod steps;
 mod writer;
 

@@ -279,6 +279,7 @@ impl<'a, B: ReadBack> Run<'a, B> {
         self.copy_from_running(part, &mut sources, &mut w, trusted)?;
         self.fetch_deltas(part, &mut sources, &bases, &mut w)?;
         w.sync_pending(self.device, None)?;
+        self.fetch_segments(part, &mut sources, &mut w)?;
         self.fetch_missing(part, &sources, &mut w)?;
         w.sync_pending(self.device, None)?;
         if let Some(behind) = w.behind.take() {

@@ -78,6 +78,17 @@ fn custom(kind: TargetKind, version: u64, image: &[u8], index: &ChunkIndex) -> T
 
 /// Publishes release `version` of `image` into `source`.
 fn publish(dir: &Path, source: &mut MemorySource, version: u64, image: Vec<u8>) -> Release {
+    publish_with(dir, source, version, image, false)
+}
+
+/// [`publish`], the bundle with segments when `segments`.
+fn publish_with(
+    dir: &Path,
+    source: &mut MemorySource,
+    version: u64,
+    image: Vec<u8>,
+    segments: bool,
+) -> Release {
     let path = dir.join(format!("image-{version}"));
     std::fs::write(&path, &image).unwrap();
     let bundle = dir.join(format!("kiosk-{version}.bundle"));
@@ -90,6 +101,8 @@ fn publish(dir: &Path, source: &mut MemorySource, version: u64, image: Vec<u8>) 
         zstd_level: 1,
         threads: 1,
         dictionary_length: 0,
+        // The chunk frames' path unless asked; `segments_*` tests publish segments.
+        segments,
     };
     let index = write_bundle(&path, &bundle, &params).unwrap();
     for kind in [TargetKind::Bundle, TargetKind::Index] {
@@ -137,6 +150,15 @@ fn disk_bytes(dir: &Path) -> Vec<u8> {
 
 impl World {
     fn new() -> World {
+        World::published(false)
+    }
+
+    /// A world whose release has segments.
+    fn with_segments() -> World {
+        World::published(true)
+    }
+
+    fn published(segments: bool) -> World {
         let tmp = tempfile::tempdir().unwrap();
         let text = format!(
             "[repository]\nmirrors = [\"{0}/repo\"]\ntrusted_root = \"{0}/root.json\"\n\
@@ -149,7 +171,7 @@ impl World {
         let medium = MemoryDisk::new(disk_bytes(tmp.path()));
         let device = Device::load(medium, &config.device, true).unwrap();
         let mut source = MemorySource::new();
-        let release = publish(tmp.path(), &mut source, 2, image(2));
+        let release = publish_with(tmp.path(), &mut source, 2, image(2), segments);
         World {
             tmp,
             config,
@@ -358,6 +380,53 @@ fn place_streams_verified_chunks_and_records_the_durable_mark() {
     assert!(w.device.block().syncs() > 0);
     let journal = w.state().journal().unwrap().unwrap();
     assert_eq!(journal.synced.get("root"), Some(&(len as u64)));
+}
+
+#[test]
+fn segments_carry_a_full_install_in_one_request_of_fewer_bytes() {
+    let mut w = World::with_segments();
+    let segments = w.release.index.segments().to_vec();
+    assert_eq!(segments.len(), 1, "a small image is one segment");
+    let (_, _, counts) = placed(&mut w.run());
+    let len = w.release.image.len();
+    assert_eq!(w.slot_bytes(Slot::B, len), w.release.image);
+    let opened = w.source.opened.borrow().clone();
+    assert_eq!(opened, [(0, segments[0].frame_range())]);
+    assert_eq!(counts.fetched, segments[0].frame_length);
+    assert!(counts.fetched < w.release.index.delta_area_start());
+    let journal = w.state().journal().unwrap().unwrap();
+    assert_eq!(journal.synced.get("root"), Some(&(len as u64)));
+}
+
+#[test]
+fn segments_that_do_not_verify_fall_back_to_the_chunk_frames() {
+    let segment = World::with_segments().release.index.segments()[0];
+    // A byte of the segment's frame flipped in the middle (a bad decode or a bad chunk), at
+    // its last byte (the last chunk), or in its magic (no decoder accepts it): every case ends
+    // with the image in the slot, what the segment did not place fetched as chunk frames.
+    let frame = segment.frame_range();
+    for at in [
+        frame.start + frame.end / 2 - frame.start / 2,
+        frame.end - 1,
+        frame.start,
+    ] {
+        let mut w = World::with_segments();
+        w.source.damaged_on.insert(0, at);
+        let (_, _, counts) = placed(&mut w.run());
+        let len = w.release.image.len();
+        assert_eq!(
+            w.slot_bytes(Slot::B, len),
+            w.release.image,
+            "flipped at {at}"
+        );
+        let opened = w.source.opened.borrow().clone();
+        assert_eq!(opened[0], (0, frame.clone()));
+        assert!(opened.len() >= 2, "{opened:?}");
+        assert!(opened[1..]
+            .iter()
+            .all(|(_, r)| r.end <= segment.frame_offset));
+        assert!(counts.fetched > 0);
+    }
 }
 
 #[test]

@@ -89,6 +89,11 @@ impl Writer<'_> {
         }
     }
 
+    /// The slot part written.
+    pub(super) fn region(&self) -> Region {
+        self.region
+    }
+
     pub(super) fn counts(&self) -> Counts {
         Counts {
             fetched: self.fetched,
@@ -299,7 +304,7 @@ pub(super) struct RunWriter {
 }
 
 impl RunWriter {
-    fn new(region: Region) -> RunWriter {
+    pub(super) fn new(region: Region) -> RunWriter {
         RunWriter {
             region,
             start: 0,
@@ -307,7 +312,12 @@ impl RunWriter {
         }
     }
 
-    fn put<B: ReadBack>(&mut self, device: &mut Device<B>, offset: u64, data: &[u8]) -> Result<()> {
+    pub(super) fn put<B: ReadBack>(
+        &mut self,
+        device: &mut Device<B>,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<()> {
         if !self.buf.is_empty() && offset != self.start + self.buf.len() as u64 {
             self.flush(device)?;
         }
@@ -328,7 +338,7 @@ impl RunWriter {
         Ok(())
     }
 
-    fn flush<B: ReadBack>(&mut self, device: &mut Device<B>) -> Result<()> {
+    pub(super) fn flush<B: ReadBack>(&mut self, device: &mut Device<B>) -> Result<()> {
         if !self.buf.is_empty() {
             device.write_slot(self.region, self.start, &self.buf)?;
             self.start += self.buf.len() as u64;
