@@ -76,12 +76,8 @@ fn custom(kind: TargetKind, version: u64, image: &[u8], index: &ChunkIndex) -> T
     }
 }
 
-/// Publishes release `version` of `image` into `source`.
-fn publish(dir: &Path, source: &mut MemorySource, version: u64, image: Vec<u8>) -> Release {
-    publish_with(dir, source, version, image, false)
-}
-
-/// [`publish`], the bundle with segments when `segments`.
+/// Publishes release `version` of `image` into `source`, the bundle with segments when
+/// `segments`.
 fn publish_with(
     dir: &Path,
     source: &mut MemorySource,
