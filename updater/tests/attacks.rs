@@ -483,6 +483,47 @@ fn attack_tampered_bundle_chunk_refused_before_the_chunk_is_written() {
 }
 
 #[test]
+fn attack_tampered_segment_is_refused_and_its_chunks_come_as_their_own_frames() {
+    // A byte flipped inside a segment's frame, on every request: the chunk it spoils is refused
+    // before its write (or the frame does not decode), the segment path stops, and the chunks
+    // it had not placed come as their own, intact, frames: the slot ends up exactly the image.
+    let s = Scene::with(Setup {
+        running_image: false,
+        segments: true,
+        ..Setup::default()
+    });
+    let server = s.fault_server();
+    s.baseline();
+    let built = s.w.release(2).clone();
+    let index = ChunkIndex::decode(
+        &std::fs::read(built.dir.join(&built.release.index.name)).unwrap(),
+        &Default::default(),
+    )
+    .unwrap();
+    let segment = *index.segments().last().unwrap();
+    server.set_fault(
+        ".bundle",
+        Fault::Corrupt {
+            offset: segment.frame_offset + segment.frame_length / 2,
+        },
+    );
+    let run = s.w.run(&["install"]);
+    run.expect(code::OK)
+        .complains(&["come as their own frames"]);
+    let image = built.image_bytes();
+    assert!(s.w.slot_bytes(Slot::B)[..image.len()] == image[..]);
+    // Fewer bytes than the chunk frames, more than the segments alone.
+    let fetched = run.result_field("fetched");
+    assert!(
+        fetched
+            > index.bundle_length()
+                - index.segment_area_start()
+                - 8 * index.segments().len() as u64
+    );
+    assert!(fetched < index.bundle_length());
+}
+
+#[test]
 fn attack_tampered_chunk_disarms_a_bootable_inactive_slot_and_changes_nothing_else() {
     // Slot b was a proven fallback (P=1, S=1): the install's first table write (P=0,T=0,S=0)
     // is legitimate; the GPT must be exactly the old one with that one change.

@@ -160,7 +160,7 @@ pub fn kernel_release(version: u64) -> String {
 
 /// Bundle, index and release.json of `image` in a release directory.
 pub fn make_release(work: &Path, image: &Path, version: u64, hardware_id: &str) -> Built {
-    make_release_with(work, image, version, hardware_id, None)
+    make_release_with(work, image, version, hardware_id, None, false)
 }
 
 /// As [`make_release`], with a kernel part made of `kernel` when given.
@@ -170,6 +170,7 @@ pub fn make_release_with(
     version: u64,
     hardware_id: &str,
     kernel: Option<&[u8]>,
+    segments: bool,
 ) -> Built {
     let dir = work.join(format!("release-{version}-{hardware_id}"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -177,6 +178,7 @@ pub fn make_release_with(
     let bundle = dir.join(&bundle_name);
     let params = BundleParams {
         zstd_level: 3,
+        segments,
         ..BundleParams::default()
     };
     let index = write_bundle(image, &bundle, &params).unwrap();
@@ -229,6 +231,8 @@ pub struct World {
     pub releases: BTreeMap<(u64, String), Built>,
     /// Releases are published with a kernel part.
     pub kernels: bool,
+    /// Bundles carry segments.
+    pub segments: bool,
 }
 
 /// How to build a world.
@@ -245,6 +249,10 @@ pub struct Setup {
     /// Give the disk kernel partitions (`kernel-a`, `kernel-b`) and every release a kernel part
     /// ([`kernel_bytes`]); the running release's kernel is written into `kernel-a`.
     pub kernels: bool,
+    /// Bundles with segments (large frames a full install fetches instead of the chunk
+    /// frames). Off by default: these tests exercise the chunk frames' transport, retries and
+    /// refusals; the segment path has tests of its own.
+    pub segments: bool,
 }
 
 impl Default for Setup {
@@ -256,6 +264,7 @@ impl Default for Setup {
             payload: 3 << 20,
             running_image: true,
             kernels: false,
+            segments: false,
         }
     }
 }
@@ -294,6 +303,7 @@ impl World {
             rebooted: t.join("rebooted"),
             releases: BTreeMap::new(),
             kernels: setup.kernels,
+            segments: setup.segments,
             tmp,
         };
         let mut r = Repository::create(&repo).unwrap();
@@ -346,7 +356,14 @@ impl World {
         let work = self.tmp.path().join("work");
         let image = make_image(&work, version, hardware_id, payload);
         let kernel = self.kernels.then(|| kernel_bytes(version));
-        let built = make_release_with(&work, &image, version, hardware_id, kernel.as_deref());
+        let built = make_release_with(
+            &work,
+            &image,
+            version,
+            hardware_id,
+            kernel.as_deref(),
+            self.segments,
+        );
         let mut r = Repository::open(&self.repo).unwrap();
         r.add_with(&KeyDir::new(&self.keys), &built.dir, options, Utc::now())
             .unwrap();
