@@ -689,3 +689,183 @@ fn put(bytes: &mut [u8], at: usize, value: u64) {
 fn put32(bytes: &mut [u8], at: usize, value: u32) {
     bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
 }
+
+/// An index of `image` cut in `lengths` with segments over the chunk runs `runs`, and its
+/// bundle: chunk frames, then each segment's frame in a skippable frame.
+fn segmented(image: &[u8], lengths: &[usize], runs: &[(u64, u64)]) -> (ChunkIndex, Vec<u8>) {
+    let plain = plain_index(image, lengths);
+    let mut bundle = Vec::new();
+    for (_, chunk) in cut(image, lengths) {
+        bundle.extend_from_slice(&zstd::bulk::compress(&chunk, LEVEL).unwrap());
+    }
+    let mut segments = Vec::new();
+    for &(first_chunk, chunks) in runs {
+        let e = &plain.entries()[first_chunk as usize..(first_chunk + chunks) as usize];
+        let range = e[0].image_offset as usize..e[e.len() - 1].image_range().end as usize;
+        let frame = zstd::bulk::compress(&image[range], LEVEL).unwrap();
+        bundle.extend_from_slice(&SEGMENT_MAGIC.to_le_bytes());
+        bundle.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        segments.push(SegmentEntry {
+            first_chunk,
+            chunks,
+            frame_offset: bundle.len() as u64,
+            frame_length: frame.len() as u64,
+        });
+        bundle.extend_from_slice(&frame);
+    }
+    (plain.with_segments(segments).unwrap(), bundle)
+}
+
+#[test]
+fn segments_round_trip_and_each_decodes_to_its_chunks() {
+    let image = text(7, 300_000);
+    let lengths = [30_000; 10];
+    let (index, bundle) = segmented(&image, &lengths, &[(0, 4), (4, 4), (8, 2)]);
+    assert_eq!(index.format_version(), 2);
+    assert_eq!(index.bundle_length(), bundle.len() as u64);
+    let decoded = ChunkIndex::decode(&index.encode(), &Limits::default()).unwrap();
+    assert_eq!(decoded, index);
+    for s in index.segments() {
+        let frame = slice(&bundle, s.frame_range());
+        let out = zstd::bulk::decompress(frame, 1 << 20).unwrap();
+        let r = index.segment_image_range(s);
+        assert_eq!(out, &image[r.start as usize..r.end as usize]);
+    }
+    // A plain zstd decoder skips the segments: the bundle is still the image, once.
+    assert_eq!(zstd::stream::decode_all(bundle.as_slice()).unwrap(), image);
+}
+
+#[test]
+fn every_segment_violation_has_its_error() {
+    let image = text(8, 120_000);
+    let lengths = [30_000; 4];
+    let (good, _) = segmented(&image, &lengths, &[(0, 2), (2, 2)]);
+    let base = good.segments().to_vec();
+    let area = good.segment_area_start();
+    let with = |f: &dyn Fn(&mut Vec<SegmentEntry>)| {
+        let mut segments = base.clone();
+        f(&mut segments);
+        plain_index(&image, &lengths).with_segments(segments)
+    };
+    assert!(with(&|_| {}).is_ok());
+    assert!(with(&|s| s.clear()).is_ok(), "no segments at all");
+    let not_contiguous = |segment, expected, found| {
+        Err(Error::SegmentNotContiguous {
+            segment,
+            expected,
+            found,
+        })
+    };
+    assert_eq!(with(&|s| s[0].first_chunk = 1), not_contiguous(0, 0, 1));
+    assert_eq!(with(&|s| s[1].first_chunk = 1), not_contiguous(1, 2, 1));
+    assert_eq!(with(&|s| s[0].chunks = 0), not_contiguous(0, 0, 0));
+    assert_eq!(with(&|s| s[1].chunks = 3), not_contiguous(1, 2, 2));
+    assert_eq!(
+        with(&|s| s[1].chunks = u64::MAX),
+        not_contiguous(1, 2, 2),
+        "no overflow"
+    );
+    assert_eq!(
+        with(&|s| {
+            s.pop();
+        }),
+        Err(Error::SegmentCoverage {
+            covered: 2,
+            count: 4
+        })
+    );
+    assert_eq!(
+        with(&|s| s[0].frame_offset += 1),
+        Err(Error::SegmentFrameNotContiguous {
+            segment: 0,
+            expected: area + SEGMENT_HEADER,
+            found: area + SEGMENT_HEADER + 1,
+        })
+    );
+    let second = base[0].frame_range().end + SEGMENT_HEADER;
+    assert_eq!(
+        with(&|s| s[1].frame_offset = base[0].frame_range().end),
+        Err(Error::SegmentFrameNotContiguous {
+            segment: 1,
+            expected: second,
+            found: second - SEGMENT_HEADER,
+        })
+    );
+    let bound = max_frame_length(60_000);
+    for length in [0, bound + 1, u64::MAX] {
+        assert_eq!(
+            with(&|s| s[0].frame_length = length),
+            Err(Error::SegmentFrameLength {
+                segment: 0,
+                length,
+                max: bound
+            })
+        );
+    }
+}
+
+#[test]
+fn a_segment_covers_at_most_its_limit_and_counts_are_checked_before_use() {
+    // Five 16 MiB chunks: 80 MiB in one segment is over the limit, 64 MiB is not.
+    let chunker = ChunkerParams {
+        min: 1 << 20,
+        avg: 4 << 20,
+        max: 16 << 20,
+    };
+    let mib16 = 16u64 << 20;
+    let entries: Vec<ChunkEntry> = (0..5)
+        .map(|k| ChunkEntry {
+            image_offset: k * mib16,
+            length: mib16,
+            frame_offset: k * 100,
+            frame_length: 100,
+            sha256: [0; 32],
+        })
+        .collect();
+    let index = ChunkIndex::new(chunker, LEVEL, 5 * mib16, [0; 32], entries).unwrap();
+    let one = |chunks, frame_offset| SegmentEntry {
+        first_chunk: 0,
+        chunks,
+        frame_offset,
+        frame_length: 1000,
+    };
+    let area = 500 + SEGMENT_HEADER;
+    assert_eq!(
+        index.clone().with_segments(vec![one(5, area)]),
+        Err(Error::SegmentLength {
+            segment: 0,
+            length: 5 * mib16,
+            max: MAX_SEGMENT_LENGTH
+        })
+    );
+    let fits = vec![
+        one(4, area),
+        SegmentEntry {
+            first_chunk: 4,
+            chunks: 1,
+            frame_offset: area + 1000 + SEGMENT_HEADER,
+            frame_length: 1000,
+        },
+    ];
+    let index = index.with_segments(fits).unwrap();
+    // A header that counts more segments than chunks is refused before any record is read.
+    let mut bytes = index.encode();
+    let limits = Limits {
+        max_chunk_length: 16 << 20,
+        ..Limits::default()
+    };
+    assert_eq!(ChunkIndex::decode(&bytes, &limits).as_ref(), Ok(&index));
+    put(&mut bytes, 112, 6);
+    assert_eq!(
+        ChunkIndex::decode(&bytes, &limits),
+        Err(Error::SegmentCoverage {
+            covered: 6,
+            count: 5
+        })
+    );
+    put(&mut bytes, 112, 1);
+    assert!(matches!(
+        ChunkIndex::decode(&bytes, &limits),
+        Err(Error::TrailingBytes { .. })
+    ));
+}
