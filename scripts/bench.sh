@@ -6,10 +6,10 @@
 #   full install   flipside into slot b of a GPT disk on a loop device, from nginx on 127.0.0.1;
 #                  RAUC 1.8 (Debian's, `custom` no-op bootloader backend, private D-Bus daemon,
 #                  slots = the same disk's partitions, a `rauc bundle` signed with a throwaway
-#                  openssl key); `curl URL | zstd -d | tee >(sha256sum) | dd oflag=direct`; and
+#                  openssl key); `curl URL-of-the-one-stream | zstd -d | tee >(sha256sum) | dd oflag=direct`; and
 #                  the raw limit `zstd -d < one-stream.zst | dd oflag=direct` (the whole image as
 #                  ONE zstd stream at the bundle's level). Time and peak RSS of each.
-#   sizes          the full bundle against that one stream.
+#   sizes          what a full install fetches, and the bundle file, against that one stream.
 #   deltas         S1 (1% of the files changed), S2 (openssl upgraded), S3 (openssl, systemd and
 #                  tzdata upgraded): the bytes a real `flipside install` fetches (repository with
 #                  both releases, device running the old one, read from FLIPSIDE_RESULT), against
@@ -372,7 +372,9 @@ BUNDLE=$(bundle_of s3)
 SLOT_B=${LOOP}p2
 if on install; then
 DEV=$(device full "$LOOP" "$(sysinfo r1)")
-URL=http://127.0.0.1:$PORT/full/targets/$(basename "$(ls "$WORK"/repos/full/targets/*.bundle)")
+# The curl pipeline streams the image as one zstd stream (the strongest plain download).
+ln -f "$ONE" "$WORK/repos/one-stream.zst"
+URL=http://127.0.0.1:$PORT/one-stream.zst
 DD="dd of=$SLOT_B bs=1M iflag=fullblock oflag=direct conv=notrunc status=none"
 log "full installs: $ROUNDS rounds"
 for i in $(seq "$ROUNDS"); do
@@ -493,7 +495,9 @@ echo "| full install, s | $(mmm flipside 1) | RAUC $(mmm rauc 1) | $(ratio "$F" 
 echo "| full install, s | | curl \| zstd -d \| tee sha256sum \| dd $(mmm curl 1) | $(ratio "$F" "$C") |"
 echo "| full install, s | | raw zstd -d < one-stream \| dd $(mmm raw 1) | $(ratio "$F" "$X") |"
 echo "| full install, peak RSS MiB | $(mmm flipside 2 1024) | RAUC service $(mmm rauc-service 1 1024); curl pipeline $(mmm curl 2 1024); raw $(mmm raw 2 1024) | $(ratio "$(med flipside 2)" "$(med rauc-service 1)") vs RAUC |"
-echo "| full bundle | $(mb "$B_LEN") | one zstd -$LEVEL stream $(mb "$ONE_LEN"); RAUC bundle $(mb "$(stat -c %s "$RA/bundle.raucb")") | $(ratio "$B_LEN" "$ONE_LEN") |"
+FETCHED=$(field flipside.result fetched)
+echo "| full install, bytes fetched (bundle) | $(mb "$FETCHED") | one zstd -$LEVEL stream $(mb "$ONE_LEN"); RAUC bundle $(mb "$(stat -c %s "$RA/bundle.raucb")") | $(ratio "$FETCHED" "$ONE_LEN") |"
+echo "| bundle on the server (chunk frames, delta frames, segments) | $(mb "$B_LEN") | one stream $(mb "$ONE_LEN") | $(ratio "$B_LEN" "$ONE_LEN") |"
 fi
 if on delta; then
 for s in s1 s2 s3; do
