@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use flipside_bundle::{read_index, ChunkEntry, Limits};
+use flipside_bundle::{delta_features as features, read_index, ChunkEntry, Limits};
 use rayon::prelude::*;
 
 fn main() -> ExitCode {
@@ -184,33 +184,4 @@ fn compress_against(chunk: &[u8], base: &[u8], level: i32) -> usize {
     let mut frame = Vec::with_capacity(zstd::zstd_safe::compress_bound(chunk.len()));
     cctx.compress2(&mut frame, chunk).unwrap();
     frame.len()
-}
-
-fn features(data: &[u8]) -> Vec<u64> {
-    let mut h = 0u64;
-    let mut out = Vec::new();
-    for &b in data {
-        h = (h << 1).wrapping_add(GEAR[b as usize]);
-        if h >> 55 == 0 {
-            out.push(h);
-        }
-    }
-    out
-}
-
-static GEAR: [u64; 256] = gear();
-
-const fn gear() -> [u64; 256] {
-    let mut table = [0u64; 256];
-    let mut state = 0u64;
-    let mut i = 0;
-    while i < 256 {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        table[i] = z ^ (z >> 31);
-        i += 1;
-    }
-    table
 }

@@ -339,8 +339,8 @@ fn compress_against(chunk: &[u8], base: &[u8], level: i32, offset: u64) -> Resul
 }
 
 /// Content-defined samples of `data`: the gear hash (a 64-byte window) wherever its top nine
-/// bits are zero.
-fn features(data: &[u8]) -> Vec<u64> {
+/// bits are zero. Public for `examples/delta_bench.rs`, which studies base choices.
+pub fn features(data: &[u8]) -> Vec<u64> {
     let mut h = 0u64;
     let mut out = Vec::with_capacity(data.len() / 256);
     for &b in data {

@@ -17,7 +17,7 @@ mod read;
 mod segment;
 mod write;
 
-pub use delta::Previous;
+pub use delta::{features as delta_features, Previous};
 pub use error::Error;
 pub use flipside_contract::index::{
     ChunkEntry, ChunkIndex, ChunkerParams, DeltaEntry, Limits, SegmentEntry,

@@ -233,43 +233,37 @@ impl<'b, 's> SegmentDecoder<'b, 's> {
                     reason: "the segment's frame ends before its chunks do",
                 }));
             }
-            self.refill(offset)?;
-            let mut input = InBuffer::around(&self.input[self.pos..self.len]);
-            let mut output = OutBuffer::around(&mut out[written..]);
-            let hint = self.decoder.run(&mut input, &mut output).map_err(|_| {
-                self.body.error(IndexError::Decompress {
-                    offset,
-                    reason: "the segment's frame does not decode",
-                })
-            })?;
-            self.pos += input.pos();
-            written += output.pos();
-            self.ended = hint == 0;
+            written += self.step(&mut out[written..], offset)?;
         }
         Ok(())
+    }
+
+    /// One call of the decoder, with more input first when needed: the bytes it wrote.
+    fn step(&mut self, out: &mut [u8], offset: u64) -> Result<usize> {
+        self.refill(offset)?;
+        let mut input = InBuffer::around(&self.input[self.pos..self.len]);
+        let mut output = OutBuffer::around(out);
+        let hint = self.decoder.run(&mut input, &mut output).map_err(|_| {
+            self.body.error(IndexError::Decompress {
+                offset,
+                reason: "the segment's frame does not decode",
+            })
+        })?;
+        self.pos += input.pos();
+        self.ended = hint == 0;
+        Ok(output.pos())
     }
 
     /// Checks that the frame ends right after the last chunk (at image offset `offset`).
     fn finish(&mut self, offset: u64) -> Result<()> {
         let mut spare = [0u8; 1];
         while !self.ended {
-            self.refill(offset)?;
-            let mut input = InBuffer::around(&self.input[self.pos..self.len]);
-            let mut output = OutBuffer::around(&mut spare[..]);
-            let hint = self.decoder.run(&mut input, &mut output).map_err(|_| {
-                self.body.error(IndexError::Decompress {
-                    offset,
-                    reason: "the segment's frame does not decode",
-                })
-            })?;
-            self.pos += input.pos();
-            if output.pos() > 0 {
+            if self.step(&mut spare, offset)? > 0 {
                 return Err(self.body.error(IndexError::Decompress {
                     offset,
                     reason: "the segment's frame holds more than its chunks",
                 }));
             }
-            self.ended = hint == 0;
         }
         Ok(())
     }
