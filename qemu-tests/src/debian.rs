@@ -333,11 +333,12 @@ path = "{store_path}"
 }
 
 /// The disk layout for this appliance: slots for its images, a data partition that holds the
-/// state and a repository of two releases (bundles of about 31 MB each).
+/// state and a repository of two releases (bundles of about 62 MB each: the chunk frames and
+/// the segments).
 pub fn disk_layout() -> DiskLayout {
     DiskLayout {
         slot_size: SLOT_SIZE_MIB << 20,
-        data_size: 128 << 20,
+        data_size: 256 << 20,
     }
 }
 
