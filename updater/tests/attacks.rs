@@ -35,7 +35,6 @@ use chrono::{DateTime, Utc};
 use common::nginx::Nginx;
 use common::{code, Run, Setup, World, HARDWARE, SENTINEL};
 use flipside_bootloader_hooks::{disk, BootAttrs, Disk, Slot, SlotLayout};
-use flipside_contract::index::ChunkIndex;
 use flipside_repository::{InitSettings, KeyDir, Repository, RoleSettings};
 use flipside_test_support::server::{Fault, Server};
 use flipside_test_support::sha256_hex;
@@ -460,11 +459,7 @@ fn attack_tampered_bundle_chunk_refused_before_the_chunk_is_written() {
     let server = s.fault_server();
     s.baseline();
     let built = s.w.release(2).clone();
-    let index = ChunkIndex::decode(
-        &std::fs::read(built.dir.join(&built.release.index.name)).unwrap(),
-        &Default::default(),
-    )
-    .unwrap();
+    let index = built.index();
     let victim = index.entries()[index.len() * 2 / 3];
     server.set_fault(
         ".bundle",
@@ -495,11 +490,7 @@ fn attack_tampered_segment_is_refused_and_its_chunks_come_as_their_own_frames() 
     let server = s.fault_server();
     s.baseline();
     let built = s.w.release(2).clone();
-    let index = ChunkIndex::decode(
-        &std::fs::read(built.dir.join(&built.release.index.name)).unwrap(),
-        &Default::default(),
-    )
-    .unwrap();
+    let index = built.index();
     let segment = *index.segments().last().unwrap();
     server.set_fault(
         ".bundle",
@@ -854,11 +845,7 @@ fn attack_endless_data_decompression_bomb_in_a_frame_refused() {
     let _nginx = s.nginx();
     s.baseline();
     let built = s.w.release(2).clone();
-    let index = ChunkIndex::decode(
-        &std::fs::read(built.dir.join(&built.release.index.name)).unwrap(),
-        &Default::default(),
-    )
-    .unwrap();
+    let index = built.index();
     let victim = *index
         .entries()
         .iter()
@@ -1282,11 +1269,7 @@ fn attack_tampered_tail_chunk_in_slot_beyond_4gib_refused_and_not_armed() {
 
     // The last chunk of the bundle is tampered.
     let built = w.release(2).clone();
-    let index = ChunkIndex::decode(
-        &std::fs::read(built.dir.join(&built.release.index.name)).unwrap(),
-        &Default::default(),
-    )
-    .unwrap();
+    let index = built.index();
     let tail = *index.entries().last().unwrap();
     server.set_fault(
         ".bundle",

@@ -53,6 +53,12 @@ impl Built {
     pub fn image_bytes(&self) -> Vec<u8> {
         std::fs::read(&self.image).unwrap()
     }
+
+    /// The release's chunk index, decoded.
+    pub fn index(&self) -> flipside_contract::index::ChunkIndex {
+        let bytes = std::fs::read(self.dir.join(&self.release.index.name)).unwrap();
+        flipside_contract::index::ChunkIndex::decode(&bytes, &Default::default()).unwrap()
+    }
 }
 
 /// Real files for an image: regular files of /usr/bin in name order, up to `bytes` in total.
